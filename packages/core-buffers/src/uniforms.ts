@@ -1,0 +1,63 @@
+/**
+ * Uniforms declared once as a typed schema: the schema yields the WGSL struct and packs values
+ * into bytes in the same field order, so the two cannot drift apart.
+ */
+import { ValueError } from './errors';
+
+export type UniformScalar = 'u32' | 'i32' | 'f32';
+export type UniformFields = Readonly<Record<string, UniformScalar>>;
+export type UniformValues<F extends UniformFields> = { readonly [K in keyof F]: number };
+
+export class UniformSchema<F extends UniformFields> {
+  readonly structName: string;
+  readonly fields: F;
+  private readonly names: (keyof F & string)[];
+  /** Size of the packed struct in bytes (a multiple of 16, as uniform buffers want). */
+  readonly byteSize: number;
+
+  constructor(structName: string, fields: F) {
+    this.structName = structName;
+    this.fields = fields;
+    this.names = Object.keys(fields) as (keyof F & string)[];
+    this.byteSize = Math.max(16, Math.ceil((this.names.length * 4) / 16) * 16);
+  }
+
+  /** `struct Name { a: u32, b: f32, }` — every field is a 4-byte scalar, so no padding rules. */
+  wgsl(): string {
+    const body = this.names.map((n) => `  ${n}: ${this.fields[n]},`).join('\n');
+    return `struct ${this.structName} {\n${body}\n}`;
+  }
+
+  pack(values: UniformValues<F>): ArrayBuffer {
+    const buffer = new ArrayBuffer(this.byteSize);
+    const view = new DataView(buffer);
+    this.names.forEach((name, i) => {
+      const v = values[name];
+      if (typeof v !== 'number' || Number.isNaN(v)) {
+        throw new ValueError(`uniform '${name}' of ${this.structName} is ${v}`, name);
+      }
+      const type = this.fields[name];
+      if (type === 'f32') {
+        view.setFloat32(i * 4, v, true);
+      } else {
+        if (!Number.isInteger(v)) throw new ValueError(`uniform '${name}' must be an integer, got ${v}`, name);
+        if (type === 'u32') {
+          if (v < 0 || v > 0xffffffff) throw new ValueError(`uniform '${name}' (${v}) is outside u32`, name);
+          view.setUint32(i * 4, v, true);
+        } else {
+          if (v < -0x80000000 || v > 0x7fffffff) throw new ValueError(`uniform '${name}' (${v}) is outside i32`, name);
+          view.setInt32(i * 4, v, true);
+        }
+      }
+    });
+    return buffer;
+  }
+
+  /** A uniform buffer holding `values`. */
+  createBuffer(device: GPUDevice, values: UniformValues<F>, label = this.structName): GPUBuffer {
+    const data = this.pack(values);
+    const buffer = device.createBuffer({ label, size: data.byteLength, usage: 0x40 | 0x08 /* UNIFORM|COPY_DST */ });
+    device.queue.writeBuffer(buffer, 0, data);
+    return buffer;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * WGSL for reading and writing each dtype from packed storage.
+ *
+ * Every tensor is bound as `array<u32>` (or `array<vec4<u32>>` for 16-byte loads): f16/bf16 are
+ * two to a word, fp8 four to a word, and math is f32. With `shader-f16` the f16 unpack uses native
+ * f16 (a bitcast); without it, `unpack2x16float` — same values either way, so browsers without
+ * f16 and NVIDIA (where Dawn hides f16 by default) run the same numerics.
+ */
+import type { DType } from '../dtype';
+import { DTypeError } from '../errors';
+
+export interface WgslDtypeOptions {
+  /** Use native f16 (needs `enable f16;`, i.e. the device has `shader-f16`). */
+  nativeF16?: boolean;
+}
+
+/** Elements held by one u32 word. */
+export function elementsPerWord(dtype: DType): 1 | 2 | 4 {
+  switch (dtype) {
+    case 'f16':
+    case 'bf16':
+      return 2;
+    case 'fp8_e4m3':
+    case 'fp8_e5m2':
+    case 'i8':
+    case 'u8':
+      return 4;
+    default:
+      return 1;
+  }
+}
+
+/** Float dtypes a kernel may load/store (integers go through `bitcast` directly). */
+export type FloatDType = 'f32' | 'f16' | 'bf16' | 'fp8_e4m3' | 'fp8_e5m2';
+
+export function assertFloatDType(dtype: DType, argument: string): asserts dtype is FloatDType {
+  if (!['f32', 'f16', 'bf16', 'fp8_e4m3', 'fp8_e5m2'].includes(dtype)) {
+    throw new DTypeError(`expected a float dtype, got ${dtype}`, argument);
+  }
+}
+
+/** `fn unpack_<dtype>(w: u32) -> vecN<f32>`: one word to its N elements (low bits first). */
+export function wgslUnpackWord(dtype: FloatDType, options: WgslDtypeOptions = {}): string {
+  switch (dtype) {
+    case 'f32':
+      return 'fn unpack_f32(w: u32) -> f32 { return bitcast<f32>(w); }';
+    case 'f16':
+      return options.nativeF16
+        ? 'fn unpack_f16(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<vec2<f16>>(w)); }'
+        : 'fn unpack_f16(w: u32) -> vec2<f32> { return unpack2x16float(w); }';
+    case 'bf16':
+      return 'fn unpack_bf16(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }';
+    case 'fp8_e5m2':
+      // e5m2 is the top byte of an f16: shift each byte into place and unpack as f16.
+      return [
+        'fn unpack_fp8_e5m2(w: u32) -> vec4<f32> {',
+        '  let lo = unpack2x16float(((w & 0xffu) << 8u) | ((w & 0xff00u) << 16u));',
+        '  let hi = unpack2x16float(((w >> 8u) & 0xff00u) | (w & 0xff000000u));',
+        '  return vec4<f32>(lo, hi);',
+        '}',
+      ].join('\n');
+    case 'fp8_e4m3':
+      // e4m3's magnitude bits shifted left 7 form an f16 whose exponent bias is 8 too small:
+      // scale by 2^8 (exact). S.1111.111 is NaN (e4m3fn has no inf).
+      return [
+        'fn fp8_e4m3_to_f32(b: u32) -> f32 {',
+        '  let mag = b & 0x7fu;',
+        '  var v = unpack2x16float(mag << 7u).x * 256.0;',
+        '  if (mag == 0x7fu) { v = bitcast<f32>(0x7fc00000u); }',
+        '  return select(v, -v, (b & 0x80u) != 0u);',
+        '}',
+        'fn unpack_fp8_e4m3(w: u32) -> vec4<f32> {',
+        '  return vec4<f32>(fp8_e4m3_to_f32(w & 0xffu), fp8_e4m3_to_f32((w >> 8u) & 0xffu),',
+        '                   fp8_e4m3_to_f32((w >> 16u) & 0xffu), fp8_e4m3_to_f32(w >> 24u));',
+        '}',
+      ].join('\n');
+  }
+}
+
+/** `fn pack_<dtype>(v: vecN<f32>) -> u32`: N elements into one word (round to nearest even). */
+export function wgslPackWord(dtype: FloatDType, options: WgslDtypeOptions = {}): string {
+  switch (dtype) {
+    case 'f32':
+      return 'fn pack_f32(v: f32) -> u32 { return bitcast<u32>(v); }';
+    case 'f16':
+      return options.nativeF16
+        ? 'fn pack_f16(v: vec2<f32>) -> u32 { return bitcast<u32>(vec2<f16>(v)); }'
+        : 'fn pack_f16(v: vec2<f32>) -> u32 { return pack2x16float(v); }';
+    case 'bf16':
+      return [
+        'fn f32_to_bf16(v: f32) -> u32 {',
+        '  let b = bitcast<u32>(v);',
+        '  if ((b & 0x7fffffffu) > 0x7f800000u) { return ((b >> 16u) & 0x8000u) | 0x7fc0u; }',
+        '  return ((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) & 0xffffu;',
+        '}',
+        'fn pack_bf16(v: vec2<f32>) -> u32 { return f32_to_bf16(v.x) | (f32_to_bf16(v.y) << 16u); }',
+      ].join('\n');
+    case 'fp8_e4m3':
+      // Saturates finite overflow and inf to ±448 (CUDA's __NV_SATFINITE, as FlashInfer casts).
+      return [
+        'fn f32_to_fp8_e4m3(v: f32) -> u32 {',
+        '  let b = bitcast<u32>(v);',
+        '  let s = (b >> 24u) & 0x80u;',
+        '  let a = b & 0x7fffffffu;',
+        '  if (a > 0x7f800000u) { return s | 0x7fu; }',
+        '  if (a >= 0x43e00000u) { return s | 0x7eu; }',
+        '  if (a < 0x3c800000u) { return s | u32(round(bitcast<f32>(a) * 512.0)); }',
+        '  let r = a + 0x7ffffu + ((a >> 20u) & 1u);',
+        '  return s | ((r >> 20u) - (120u << 3u));',
+        '}',
+        'fn pack_fp8_e4m3(v: vec4<f32>) -> u32 {',
+        '  return f32_to_fp8_e4m3(v.x) | (f32_to_fp8_e4m3(v.y) << 8u) | (f32_to_fp8_e4m3(v.z) << 16u) | (f32_to_fp8_e4m3(v.w) << 24u);',
+        '}',
+      ].join('\n');
+    case 'fp8_e5m2':
+      return [
+        'fn f32_to_fp8_e5m2(v: f32) -> u32 {',
+        '  let b = bitcast<u32>(v);',
+        '  let s = (b >> 24u) & 0x80u;',
+        '  let a = b & 0x7fffffffu;',
+        '  if (a > 0x7f800000u) { return s | 0x7fu; }',
+        '  if (a >= 0x47600000u) { return s | 0x7bu; }',
+        '  if (a < 0x38800000u) { return s | u32(round(bitcast<f32>(a) * 65536.0)); }',
+        '  let r = a + 0xfffffu + ((a >> 21u) & 1u);',
+        '  return s | ((r >> 21u) - (112u << 2u));',
+        '}',
+        'fn pack_fp8_e5m2(v: vec4<f32>) -> u32 {',
+        '  return f32_to_fp8_e5m2(v.x) | (f32_to_fp8_e5m2(v.y) << 8u) | (f32_to_fp8_e5m2(v.z) << 16u) | (f32_to_fp8_e5m2(v.w) << 24u);',
+        '}',
+      ].join('\n');
+  }
+}
+
+/**
+ * `fn <name>(i: u32) -> f32`: element `i` of `buffer` (an `array<u32>` of `dtype`).
+ * Needs `wgslUnpackWord(dtype)` in the module.
+ */
+export function wgslLoadElement(name: string, buffer: string, dtype: FloatDType): string {
+  switch (elementsPerWord(dtype)) {
+    case 1:
+      return `fn ${name}(i: u32) -> f32 { return unpack_f32(${buffer}[i]); }`;
+    case 2:
+      return `fn ${name}(i: u32) -> f32 { return unpack_${dtype}(${buffer}[i >> 1u])[i & 1u]; }`;
+    default:
+      return `fn ${name}(i: u32) -> f32 { return unpack_${dtype}(${buffer}[i >> 2u])[i & 3u]; }`;
+  }
+}
+
+/**
+ * `fn <name>(i: u32) -> vec4<f32>`: elements `i..i+3` (i a multiple of 4) of `buffer`
+ * (an `array<u32>`). Needs `wgslUnpackWord(dtype)`.
+ */
+export function wgslLoadVec4(name: string, buffer: string, dtype: FloatDType): string {
+  switch (elementsPerWord(dtype)) {
+    case 1:
+      return `fn ${name}(i: u32) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(${buffer}[i], ${buffer}[i + 1u], ${buffer}[i + 2u], ${buffer}[i + 3u])); }`;
+    case 2:
+      return `fn ${name}(i: u32) -> vec4<f32> { let w = i >> 1u; return vec4<f32>(unpack_${dtype}(${buffer}[w]), unpack_${dtype}(${buffer}[w + 1u])); }`;
+    default:
+      return `fn ${name}(i: u32) -> vec4<f32> { return unpack_${dtype}(${buffer}[i >> 2u]); }`;
+  }
+}
+
+/**
+ * Helpers for a set of dtypes, each emitted once (a module that loads f16 K and fp8 V gets both
+ * unpackers, and no duplicate definitions).
+ */
+export function wgslDtypeHelpers(
+  dtypes: readonly FloatDType[],
+  options: WgslDtypeOptions & { pack?: boolean } = {},
+): string {
+  const unique = [...new Set(dtypes)];
+  const parts = unique.map((d) => wgslUnpackWord(d, options));
+  if (options.pack) parts.push(...unique.map((d) => wgslPackWord(d, options)));
+  return parts.join('\n');
+}
+
+/** `enable f16;` when the module uses native f16, else nothing. */
+export function wgslEnables(options: { nativeF16?: boolean; subgroups?: boolean }): string {
+  const lines: string[] = [];
+  if (options.nativeF16) lines.push('enable f16;');
+  if (options.subgroups) lines.push('enable subgroups;');
+  return lines.join('\n');
+}
