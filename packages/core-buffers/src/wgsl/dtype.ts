@@ -66,7 +66,7 @@ export function wgslUnpackWord(dtype: FloatDType, options: WgslDtypeOptions = {}
         'fn fp8_e4m3_to_f32(b: u32) -> f32 {',
         '  let mag = b & 0x7fu;',
         '  var v = unpack2x16float(mag << 7u).x * 256.0;',
-        '  if (mag == 0x7fu) { v = bitcast<f32>(0x7fc00000u); }',
+        '  if (mag == 0x7fu) { v = bitcast<f32>(0x7f800000u | (mag << 16u)); } // NaN (built at run time)',
         '  return select(v, -v, (b & 0x80u) != 0u);',
         '}',
         'fn unpack_fp8_e4m3(w: u32) -> vec4<f32> {',
