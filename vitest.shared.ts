@@ -25,6 +25,7 @@ export function webinferProject(name: string) {
       pool: 'forks',
       testTimeout: 120_000,
       hookTimeout: 120_000,
+      passWithNoTests: true,
     },
   });
 }

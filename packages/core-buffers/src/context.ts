@@ -77,7 +77,7 @@ async function nodeGpu(flags: string[]): Promise<GpuLike> {
       let mod: { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
       try {
         mod = await import(/* @vite-ignore */ moduleName);
-      } catch (cause) {
+      } catch {
         throw new UnsupportedFeatureError(
           "no navigator.gpu and the 'webgpu' package could not be loaded; in Node install it (npm i webgpu)",
           'createContext',
@@ -223,17 +223,20 @@ export class GpuContext {
     device.pushErrorScope('internal');
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    let result: T;
+    let result: T | undefined;
+    let thrown: unknown;
     try {
       result = await fn();
-    } finally {
-      const validation = await device.popErrorScope();
-      const oom = await device.popErrorScope();
-      const internal = await device.popErrorScope();
-      const error = validation ?? oom ?? internal;
-      if (error) throw new WebInferError(`WebGPU ${error.constructor.name}: ${error.message}`);
+    } catch (e) {
+      thrown = e;
     }
-    return result;
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    const internal = await device.popErrorScope();
+    const error = validation ?? oom ?? internal;
+    if (error) throw new WebInferError(`WebGPU ${error.constructor.name}: ${error.message}`);
+    if (thrown !== undefined) throw thrown;
+    return result as T;
   }
 
   /** Errors raised outside any error scope since the last call (then cleared). */

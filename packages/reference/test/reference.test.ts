@@ -138,7 +138,7 @@ describe('rope, alibi, masks', () => {
     expect(Array.from(getAlibiSlopes(8))).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((k) => 2 ** -k));
     const s12 = Array.from(getAlibiSlopes(12));
     expect(s12.slice(0, 8)).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((k) => 2 ** -k));
-    s12.slice(8).forEach((v, i) => expect(v).toBeCloseTo(Math.fround(2 ** (-0.5 * (2 * i + 1))), 7));
+    for (const [i, v] of s12.slice(8).entries()) expect(v).toBeCloseTo(Math.fround(2 ** (-0.5 * (2 * i + 1))), 7);
   });
 
   it('packs bits little-endian, each segment from a fresh byte', () => {
@@ -166,8 +166,8 @@ describe('merging partial states', () => {
     const b = attentionRef({ ...base, q, k: k.slice(split * h * d), v: v.slice(split * h * d), kvLen: kv - split, smScale: 0.5 });
     const m = mergeStateRef(a.o, a.lse, b.o, b.lse, d);
     const fullHalf = attentionRef({ ...base, q, k, v, kvLen: kv, smScale: 0.5 });
-    m.v.forEach((x, i) => expect(x, `seed ${seed}`).toBeCloseTo(fullHalf.o[i], 10));
-    m.s.forEach((x, i) => expect(x, `seed ${seed}`).toBeCloseTo(fullHalf.lse[i], 10));
+    for (const [i, x] of m.v.entries()) expect(x, `seed ${seed}`).toBeCloseTo(fullHalf.o[i], 10);
+    for (const [i, x] of m.s.entries()) expect(x, `seed ${seed}`).toBeCloseTo(fullHalf.lse[i], 10);
     expect(full.o.length).toBe(qo * h * d);
   });
 

@@ -1,0 +1,2 @@
+/** @webinfer/decode — in progress. */
+export const IMPLEMENTED = false;
