@@ -4,5 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: ['packages/*', 'apps/*'],
+    // Skeleton packages have no tests yet.
+    passWithNoTests: true,
   },
 });

@@ -25,7 +25,6 @@ export function webinferProject(name: string) {
       pool: 'forks',
       testTimeout: 120_000,
       hookTimeout: 120_000,
-      passWithNoTests: true,
     },
   });
 }

@@ -93,7 +93,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 }
 
-type IndexInput = IntArray | Tensor;
+/** A host int array (validated on the CPU) or an i32 GPU tensor. */
+export type IndexInput = IntArray | Tensor;
 
 function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;

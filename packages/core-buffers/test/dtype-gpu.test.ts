@@ -104,6 +104,13 @@ function codeArray(dtype: FloatDType, code: number) {
   return a;
 }
 
+/** The words' bytes as the dtype's storage array. */
+function viewAs(dtype: FloatDType, buffer: ArrayBufferLike) {
+  if (dtype === 'f32') return new Float32Array(buffer);
+  if (dtype === 'f16' || dtype === 'bf16') return new Uint16Array(buffer);
+  return new Uint8Array(buffer);
+}
+
 const cases: RoundTripConfig[] = [
   { dtype: 'f32', nativeF16: false },
   { dtype: 'f16', nativeF16: false },
@@ -138,7 +145,7 @@ describe('dtype load/store in WGSL', () => {
     });
     const gotBits = (await outBits.toBits()) as Uint32Array;
     const hostVals = decodeArray(
-      config.dtype === 'f32' ? new Float32Array(words.buffer) : new (storageArrayFor(config.dtype, 0).constructor as never)(words.buffer),
+      viewAs(config.dtype, words.buffer),
       config.dtype,
     ) as Float32Array;
     const vals = (await outVals.toArray()) as Float32Array;

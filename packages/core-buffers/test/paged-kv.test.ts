@@ -170,7 +170,7 @@ describe('appendPagedKVCache on the GPU', () => {
     }
     const kRows = ctx.tensor(newK, [nnz, heads, dim], c.dtype);
     const vRows = ctx.tensor(newV, [nnz, heads, dim], c.dtype);
-    const idx = (a: ArrayLike<number>) => (c.gpuIndices ? ctx.tensor(Int32Array.from(a), [a.length], 'i32') : a);
+    const idx = (a: ArrayLike<number>) => (c.gpuIndices ? ctx.tensor(Int32Array.from(a), [a.length], 'i32') : Int32Array.from(a));
     await ctx.checkErrors(() =>
       appendPagedKVCache(ctx, kRows, vRows, idx(batchIndices), idx(positions), cache, idx(indices), idx(indptr), idx(lastPageLen), {
         kvLayout: c.layout,
