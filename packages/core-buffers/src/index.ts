@@ -8,4 +8,6 @@ export * from './workspace';
 export * from './timing';
 export * from './paged-kv';
 export * from './append';
+export * from './merge-states';
+export * from './wgsl/attention';
 export * from './wgsl/dtype';
