@@ -12,7 +12,7 @@ import { type BufferBinding, bindGroup, encodeDispatch, foldWorkgroups, getKerne
 import type { Tensor } from './tensor';
 import { UniformSchema } from './uniforms';
 import { wgslAttentionCommon } from './wgsl/attention';
-import { type FloatDType, assertFloatDType, elementsPerWord, wgslDtypeHelpers, wgslLoadVec4 } from './wgsl/dtype';
+import { type FloatDType, assertFloatDType, elementsPerWord, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from './wgsl/dtype';
 
 const WORKGROUP = 64;
 
@@ -55,8 +55,8 @@ function mergeWgsl(c: MergeShaderConfig): string {
         : `out_v[w] = pack_${c.outDtype}(o);`;
   return `${mergeUniforms.wgsl()}
 ${wgslAttentionCommon()}
-${wgslDtypeHelpers([c.vDtype], {})}
-${wgslDtypeHelpers([c.outDtype], { pack: true })}
+${wgslDtypeHelpers([c.vDtype])}
+${wgslPackHelpers([c.outDtype])}
 @group(0) @binding(0) var<uniform> params: MergeParams;
 @group(0) @binding(1) var<storage, read> v_in: array<u32>;
 @group(0) @binding(2) var<storage, read> s_in: array<u32>;

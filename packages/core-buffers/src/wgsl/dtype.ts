@@ -175,6 +175,11 @@ export function wgslDtypeHelpers(
   return parts.join('\n');
 }
 
+/** Pack helpers only (for output dtypes), each emitted once; they never clash with unpackers. */
+export function wgslPackHelpers(dtypes: readonly FloatDType[], options: WgslDtypeOptions = {}): string {
+  return [...new Set(dtypes)].map((d) => wgslPackWord(d, options)).join('\n');
+}
+
 /** `enable f16;` when the module uses native f16, else nothing. */
 export function wgslEnables(options: { nativeF16?: boolean; subgroups?: boolean }): string {
   const lines: string[] = [];
