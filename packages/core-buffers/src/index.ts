@@ -9,5 +9,6 @@ export * from './timing';
 export * from './paged-kv';
 export * from './append';
 export * from './merge-states';
+export * from './schedule';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';

@@ -1,2 +1,9 @@
-/** @webinfer/decode — in progress. */
-export const IMPLEMENTED = false;
+export {
+  BatchDecodeWithPagedKVCacheWrapper,
+  type BatchDecodePlanArgs,
+  type BatchDecodeRunOptions,
+  type BatchDecodeWrapperOptions,
+  DEFAULT_TARGET_WORKGROUPS,
+} from './batch-decode';
+export { singleDecodeWithKVCache, type SingleDecodeOptions } from './single-decode';
+export { type PosEncodingMode, type DecodeShaderConfig, batchDecodeWgsl } from './shaders/batch-decode.wgsl';

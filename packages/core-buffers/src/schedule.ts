@@ -1,0 +1,89 @@
+/**
+ * Split-KV scheduling shared by the attention families. A row (one query row of one request) is
+ * cut into KV chunks so that rows × chunks × kv heads gives the GPU enough workgroups; chunks of
+ * one row write partial states that a merge pass combines (merge-states.ts).
+ */
+
+export interface SplitKVPlanInput {
+  /** KV range [start, end) each row must attend to (start > 0 skips tokens outside a window). */
+  rowStart: ArrayLike<number>;
+  rowEnd: ArrayLike<number>;
+  /** Workgroups per chunk (e.g. one per kv head). */
+  workgroupsPerChunk: number;
+  /** Workgroups that keep the device busy; below it, rows are split. */
+  targetWorkgroups: number;
+  /** Chunks are multiples of this many tokens (the kernel's tile). */
+  tile: number;
+  /** Smallest chunk worth a partial state and a merge. */
+  minChunk?: number;
+  /** FlashInfer's fixed_split_size: chunk length in tokens. */
+  fixedSplitSize?: number;
+  /** FlashInfer's disable_split_kv. */
+  disableSplitKv?: boolean;
+}
+
+export interface SplitKVPlan {
+  /** Per chunk: row, start, end. */
+  chunkRow: Int32Array;
+  chunkStart: Int32Array;
+  chunkEnd: Int32Array;
+  /** Partial-state slot of each chunk, or -1 when its row is not split (written directly). */
+  chunkSlot: Int32Array;
+  /** Slots of row r: [slotIndptr[r], slotIndptr[r+1]); empty for unsplit rows. */
+  slotIndptr: Int32Array;
+  numSlots: number;
+  /** Tokens per chunk used (0 when nothing was split). */
+  chunkSize: number;
+}
+
+function roundUp(x: number, m: number): number {
+  return Math.ceil(x / m) * m;
+}
+
+export function planSplitKV(input: SplitKVPlanInput): SplitKVPlan {
+  const rows = input.rowStart.length;
+  let total = 0;
+  let longest = 0;
+  for (let r = 0; r < rows; r++) {
+    const len = Math.max(0, input.rowEnd[r] - input.rowStart[r]);
+    total += len;
+    longest = Math.max(longest, len);
+  }
+  let chunkSize = 0; // 0: no split
+  if (input.fixedSplitSize && input.fixedSplitSize > 0 && !input.disableSplitKv) {
+    chunkSize = roundUp(input.fixedSplitSize, input.tile);
+  } else if (!input.disableSplitKv && rows * input.workgroupsPerChunk < input.targetWorkgroups) {
+    const minChunk = roundUp(input.minChunk ?? 256, input.tile);
+    const wanted = Math.ceil((total * input.workgroupsPerChunk) / input.targetWorkgroups);
+    chunkSize = Math.max(minChunk, roundUp(wanted, input.tile));
+    if (chunkSize >= longest) chunkSize = 0;
+  }
+  const row: number[] = [];
+  const start: number[] = [];
+  const end: number[] = [];
+  const slot: number[] = [];
+  const slotIndptr = new Int32Array(rows + 1);
+  let numSlots = 0;
+  for (let r = 0; r < rows; r++) {
+    const s = input.rowStart[r];
+    const e = Math.max(s, input.rowEnd[r]);
+    const n = chunkSize > 0 ? Math.max(1, Math.ceil((e - s) / chunkSize)) : 1;
+    for (let c = 0; c < n; c++) {
+      row.push(r);
+      start.push(n === 1 ? s : s + c * chunkSize);
+      end.push(n === 1 ? e : Math.min(e, s + (c + 1) * chunkSize));
+      slot.push(n === 1 ? -1 : numSlots + c);
+    }
+    if (n > 1) numSlots += n;
+    slotIndptr[r + 1] = numSlots;
+  }
+  return {
+    chunkRow: Int32Array.from(row),
+    chunkStart: Int32Array.from(start),
+    chunkEnd: Int32Array.from(end),
+    chunkSlot: Int32Array.from(slot),
+    slotIndptr,
+    numSlots,
+    chunkSize,
+  };
+}

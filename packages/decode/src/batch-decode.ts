@@ -1,0 +1,539 @@
+/**
+ * BatchDecodeWithPagedKVCacheWrapper: FlashInfer's batch decode on a paged KV cache.
+ * plan() (CPU) validates the page table, splits long requests into KV chunks sized to the device
+ * and uploads the schedule; run() checks the tensors against the plan and encodes the decode
+ * kernel (and the merge of split chunks). Nothing waits for the GPU.
+ */
+import {
+  type CompiledKernel,
+  type FloatDType,
+  type GpuContext,
+  type IntArray,
+  type KVLayout,
+  LayoutError,
+  PlanMismatchError,
+  ShapeError,
+  type Tensor,
+  UnsupportedFeatureError,
+  ValueError,
+  Workspace,
+  type WorkspaceRegion,
+  blockTablesToPagedKV,
+  bindGroup,
+  dtypeBytes,
+  encodeDispatch,
+  encodeMergeStates,
+  foldWorkgroups,
+  getKernel,
+  parseKVLayout,
+  planSplitKV,
+  resolvePagedKVCache,
+  validatePagedKVIndices,
+  type PagedKVCacheInput,
+} from '@webinfer/core-buffers';
+import {
+  checkHeadDim,
+  checkHeads,
+  parseKVDType,
+  parseNonNegative,
+  parsePosEncoding,
+  parsePositive,
+  parseQDType,
+  parseScale,
+  parseWindowLeft,
+} from './options';
+import {
+  DIRECT_SLOT,
+  type DecodeShaderConfig,
+  type PosEncodingMode,
+  WORK_ITEM_WORDS,
+  batchDecodeWgsl,
+  decodeLayout,
+  decodeUniforms,
+} from './shaders/batch-decode.wgsl';
+
+const WORKGROUP_SIZE = 128;
+/** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, requests are split. */
+export const DEFAULT_TARGET_WORKGROUPS = 528;
+
+export interface BatchDecodeWrapperOptions {
+  kvLayout?: KVLayout;
+  /** Accepted for API parity; fixed-size buffers for capture live in @webinfer/cuda-graph. */
+  useCudaGraph?: boolean;
+  /** FlashInfer runs decode through its prefill kernel here; webinfer's decode kernel already
+   * serves all heads of a group together, so this changes no numerics. */
+  useTensorCores?: boolean;
+}
+
+export interface BatchDecodePlanArgs {
+  indptr?: IntArray;
+  indices?: IntArray;
+  lastPageLen?: IntArray;
+  numQoHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  posEncodingMode?: PosEncodingMode;
+  windowLeft?: number;
+  logitsSoftCap?: number;
+  /** FlashInfer's default is f16; run() rejects q of another dtype. */
+  qDataType?: string;
+  /** Default: qDataType. */
+  kvDataType?: string;
+  /** Default: qDataType. */
+  oDataType?: string;
+  /** Default 1/sqrt(headDim). */
+  smScale?: number;
+  ropeScale?: number;
+  ropeTheta?: number;
+  /** KV lengths overriding those derived from lastPageLen. */
+  seqLens?: IntArray;
+  /** `[B, maxPagesPerSeq]` row-major, with seqLens, instead of indptr/indices/lastPageLen. */
+  blockTables?: IntArray;
+  fixedSplitSize?: number;
+  disableSplitKv?: boolean;
+  /** Query rows per request (speculative/MTP decode; causal inside the request). */
+  qLenPerReq?: number;
+  /** webinfer extension: workgroups that saturate the device (default 528). */
+  targetWorkgroups?: number;
+}
+
+export interface BatchDecodeRunOptions {
+  qScale?: number;
+  kScale?: number;
+  vScale?: number;
+  out?: Tensor;
+  lse?: Tensor;
+  returnLse?: boolean;
+  /** Must equal the planned value when given. */
+  windowLeft?: number;
+  /** f32 `[Hq]`: per-head sink logit (natural log) added to the softmax denominator. */
+  sinks?: Tensor;
+  /** Encode into this encoder (the caller submits) instead of submitting at once. */
+  encoder?: GPUCommandEncoder;
+}
+
+interface Plan {
+  batchSize: number;
+  rows: number;
+  numQoHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  qDtype: FloatDType;
+  kvDtype: FloatDType;
+  oDtype: FloatDType;
+  posEncoding: PosEncodingMode;
+  windowLeft: number;
+  softCap: number;
+  smScale: number;
+  ropeScale: number;
+  ropeTheta: number;
+  maxPageId: number;
+  numWork: number;
+  numSlots: number;
+  tile: number;
+  workOffset: number;
+  indicesOffset: number;
+  slotIndptrOffset: number;
+  regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
+  kvLens: Int32Array;
+}
+
+/** Rows (query rows of all requests) with their KV ranges, shared with the block-table entry points. */
+export function decodeRows(kvLens: Int32Array, qLenPerReq: number, windowLeft: number) {
+  const rows = kvLens.length * qLenPerReq;
+  const rowStart = new Int32Array(rows);
+  const rowEnd = new Int32Array(rows);
+  for (let b = 0; b < kvLens.length; b++) {
+    if (qLenPerReq > 1 && kvLens[b] < qLenPerReq) {
+      throw new ValueError(`request ${b} has ${kvLens[b]} KV tokens, fewer than qLenPerReq = ${qLenPerReq}`, 'seqLens');
+    }
+    for (let i = 0; i < qLenPerReq; i++) {
+      const r = b * qLenPerReq + i;
+      const len = kvLens[b] === 0 ? 0 : kvLens[b] - qLenPerReq + 1 + i; // causal, bottom-right
+      rowEnd[r] = len;
+      rowStart[r] = windowLeft >= 0 ? Math.max(0, len - 1 - windowLeft) : 0;
+    }
+  }
+  return { rows, rowStart, rowEnd };
+}
+
+/** The largest tile that fits the device's workgroup memory. */
+export function chooseTile(ctx: GpuContext, base: Omit<DecodeShaderConfig, 'tile'>): number {
+  const limit = ctx.limits.maxComputeWorkgroupStorageSize;
+  for (const tile of [64, 32, 16, 8]) {
+    if (tile > base.workgroupSize) continue;
+    if (decodeLayout({ ...base, tile }).smemBytes <= limit) return tile;
+  }
+  throw new UnsupportedFeatureError(
+    `group size ${base.groupSize} x head_dim ${base.headDim} needs more workgroup memory than the device's ${limit} bytes`,
+    'numQoHeads',
+  );
+}
+
+/**
+ * Batch decode over a paged KV cache, one query row per request (or qLenPerReq).
+ *
+ * @example
+ * const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, ctx.empty([128 << 20], 'u8'));
+ * wrapper.plan({ indptr, indices, lastPageLen, numQoHeads: 32, numKvHeads: 8, headDim: 128, pageSize: 16 });
+ * const o = wrapper.run(q, kvCache);          // q [B, 32, 128] f16, kvCache [P, 2, 16, 8, 128] f16
+ * const [o2, lse] = wrapper.runReturnLse(q, kvCache);
+ */
+export class BatchDecodeWithPagedKVCacheWrapper {
+  readonly ctx: GpuContext;
+  readonly kvLayout: KVLayout;
+  readonly useTensorCores: boolean;
+  readonly useCudaGraph: boolean;
+  private readonly workspace: Workspace;
+  private planBuffer: GPUBuffer | undefined;
+  private lseScratch: GPUBuffer | undefined;
+  private current: Plan | undefined;
+  private kernel: CompiledKernel | undefined;
+  private destroyed = false;
+
+  constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
+    ctx.assertLive();
+    this.ctx = ctx;
+    this.kvLayout = parseKVLayout(options.kvLayout ?? 'NHD');
+    this.useTensorCores = options.useTensorCores ?? false;
+    this.useCudaGraph = options.useCudaGraph ?? false;
+    this.workspace = new Workspace(ctx, workspaceBuffer);
+  }
+
+  /** Number of query rows the current plan expects. */
+  get plannedRows(): number {
+    return this.current?.rows ?? 0;
+  }
+
+  /** How the last plan split the work (for diagnostics and tests). */
+  get planInfo(): { numWork: number; numSlots: number; tile: number } | undefined {
+    const p = this.current;
+    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile };
+  }
+
+  plan(args: BatchDecodePlanArgs): void {
+    this.assertLive();
+    const group = checkHeads(args.numQoHeads, args.numKvHeads);
+    checkHeadDim(args.headDim);
+    if (!Number.isInteger(args.pageSize) || args.pageSize < 1) {
+      throw new ValueError(`must be a positive integer, got ${args.pageSize}`, 'pageSize');
+    }
+    const posEncoding = parsePosEncoding(args.posEncodingMode);
+    const windowLeft = parseWindowLeft(args.windowLeft);
+    const softCap = parseNonNegative(args.logitsSoftCap, 0, 'logitsSoftCap');
+    if (posEncoding === 'ALIBI' && softCap > 0) {
+      throw new UnsupportedFeatureError('ALiBi with a logits soft cap is not supported (FlashInfer applies sm_scale twice there)', 'logitsSoftCap');
+    }
+    const qDtype = parseQDType(args.qDataType, 'f16', 'qDataType');
+    const kvDtype = parseKVDType(args.kvDataType, qDtype, 'kvDataType');
+    const oDtype = parseQDType(args.oDataType, qDtype, 'oDataType');
+    const smScale = parsePositive(args.smScale, 1 / Math.sqrt(args.headDim), 'smScale');
+    const ropeScale = parsePositive(args.ropeScale, 1, 'ropeScale');
+    const ropeTheta = parsePositive(args.ropeTheta, 1e4, 'ropeTheta');
+    const qLenPerReq = args.qLenPerReq ?? 1;
+    if (!Number.isInteger(qLenPerReq) || qLenPerReq < 1) throw new ValueError(`must be a positive integer, got ${qLenPerReq}`, 'qLenPerReq');
+    if (qLenPerReq > 1 && posEncoding === 'ALIBI') {
+      throw new UnsupportedFeatureError('ALiBi with qLenPerReq > 1 is not supported', 'posEncodingMode');
+    }
+
+    let indptr: Int32Array;
+    let indices: Int32Array;
+    let kvLens: Int32Array;
+    if (args.blockTables) {
+      if (!args.seqLens) throw new ValueError('blockTables needs seqLens', 'seqLens');
+      const conv = blockTablesToPagedKV({ blockTables: args.blockTables, batchSize: args.seqLens.length, seqLens: args.seqLens, pageSize: args.pageSize });
+      const v = validatePagedKVIndices({ ...conv, pageSize: args.pageSize });
+      ({ indptr, indices, kvLens } = v);
+    } else {
+      if (!args.indptr || !args.indices || !args.lastPageLen) {
+        throw new ValueError('plan needs indptr, indices and lastPageLen (or blockTables and seqLens)', 'indptr');
+      }
+      const v = validatePagedKVIndices({ indptr: args.indptr, indices: args.indices, lastPageLen: args.lastPageLen, pageSize: args.pageSize });
+      ({ indptr, indices, kvLens } = v);
+      if (args.seqLens) {
+        if (args.seqLens.length !== kvLens.length) {
+          throw new ShapeError(`has ${args.seqLens.length} entries, expected batch_size = ${kvLens.length}`, 'seqLens');
+        }
+        kvLens = Int32Array.from(args.seqLens as ArrayLike<number>);
+        for (let b = 0; b < kvLens.length; b++) {
+          const cap = (indptr[b + 1] - indptr[b]) * args.pageSize;
+          if (kvLens[b] < 0 || kvLens[b] > cap) {
+            throw new ValueError(`request ${b}: length ${kvLens[b]} does not fit its ${cap / args.pageSize} pages`, 'seqLens');
+          }
+        }
+      }
+    }
+    let maxPageId = -1;
+    for (let i = 0; i < indptr[indptr.length - 1]; i++) maxPageId = Math.max(maxPageId, indices[i]);
+
+    const base = {
+      headDim: args.headDim,
+      groupSize: group,
+      workgroupSize: WORKGROUP_SIZE,
+      qDtype,
+      kvDtype,
+      oDtype,
+      posEncoding,
+      softCap: softCap > 0,
+      sinks: false,
+      nativeF16: this.ctx.hasF16,
+    };
+    const tile = chooseTile(this.ctx, base);
+    const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
+    const split = planSplitKV({
+      rowStart,
+      rowEnd,
+      workgroupsPerChunk: args.numKvHeads,
+      targetWorkgroups: args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS,
+      tile,
+      fixedSplitSize: args.fixedSplitSize,
+      disableSplitKv: args.disableSplitKv,
+    });
+
+    // Plan buffer: work items | page indices | slot indptr (u32 words).
+    const numWork = split.chunkRow.length;
+    const workOffset = 0;
+    const indicesOffset = numWork * WORK_ITEM_WORDS;
+    const slotIndptrOffset = indicesOffset + indices.length;
+    const words = new Uint32Array(slotIndptrOffset + rows + 1);
+    for (let c = 0; c < numWork; c++) {
+      const r = split.chunkRow[c];
+      const b = Math.floor(r / qLenPerReq);
+      words.set(
+        [r, split.chunkStart[c], split.chunkEnd[c], split.chunkSlot[c] < 0 ? DIRECT_SLOT : split.chunkSlot[c], indptr[b], rowEnd[r], 0, 0],
+        workOffset + c * WORK_ITEM_WORDS,
+      );
+    }
+    words.set(indices, indicesOffset);
+    words.set(split.slotIndptr, slotIndptrOffset);
+    this.uploadPlan(words);
+
+    const regions =
+      split.numSlots > 0
+        ? this.workspace.carve({
+            partialO: split.numSlots * args.numQoHeads * args.headDim * 4,
+            partialLse: split.numSlots * args.numQoHeads * 4,
+          })
+        : undefined;
+
+    this.current = {
+      batchSize: kvLens.length,
+      rows,
+      numQoHeads: args.numQoHeads,
+      numKvHeads: args.numKvHeads,
+      headDim: args.headDim,
+      pageSize: args.pageSize,
+      qDtype,
+      kvDtype,
+      oDtype,
+      posEncoding,
+      windowLeft,
+      softCap,
+      smScale,
+      ropeScale,
+      ropeTheta,
+      maxPageId,
+      numWork,
+      numSlots: split.numSlots,
+      tile,
+      workOffset,
+      indicesOffset,
+      slotIndptrOffset,
+      regions,
+      kvLens,
+    };
+    this.kernel = undefined; // chosen at run (sinks change the shader)
+  }
+
+  private uploadPlan(words: Uint32Array): void {
+    const bytes = Math.max(16, Math.ceil(words.byteLength / 16) * 16);
+    if (!this.planBuffer || this.planBuffer.size < bytes) {
+      this.planBuffer?.destroy();
+      this.planBuffer = this.ctx.device.createBuffer({
+        label: 'decode/plan',
+        size: Math.max(bytes, 4096),
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      });
+    }
+    const padded = new Uint32Array(Math.ceil(words.length / 4) * 4);
+    padded.set(words);
+    this.ctx.device.queue.writeBuffer(this.planBuffer, 0, padded);
+  }
+
+  private lseScratchFor(bytes: number): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (!this.lseScratch || this.lseScratch.size < size) {
+      this.lseScratch?.destroy();
+      this.lseScratch = this.ctx.device.createBuffer({ label: 'decode/lse-scratch', size, usage: GPUBufferUsage.STORAGE });
+    }
+    return this.lseScratch;
+  }
+
+  run(q: Tensor, pagedKvCache: PagedKVCacheInput, options: BatchDecodeRunOptions & { returnLse: true }): [Tensor, Tensor];
+  run(q: Tensor, pagedKvCache: PagedKVCacheInput, options?: BatchDecodeRunOptions): Tensor;
+  run(q: Tensor, pagedKvCache: PagedKVCacheInput, options: BatchDecodeRunOptions = {}): Tensor | [Tensor, Tensor] {
+    this.assertLive();
+    const p = this.current;
+    if (!p) throw new PlanMismatchError('call plan() before run()', 'plan');
+    const ctx = this.ctx;
+    q.expect('q', [p.qDtype], [p.rows, p.numQoHeads, p.headDim]);
+    if (q.strides[2] !== 1) throw new LayoutError('the head dimension of q must be contiguous', 'q');
+    if (options.windowLeft !== undefined && options.windowLeft !== p.windowLeft) {
+      throw new PlanMismatchError(`windowLeft ${options.windowLeft} differs from the planned ${p.windowLeft}`, 'windowLeft');
+    }
+    const cache = resolvePagedKVCache(pagedKvCache, this.kvLayout);
+    if (cache.dtype !== p.kvDtype) throw new PlanMismatchError(`cache is ${cache.dtype} but plan said kvDataType ${p.kvDtype}`, 'pagedKvCache');
+    if (cache.pageSize !== p.pageSize) throw new PlanMismatchError(`cache page size ${cache.pageSize} but plan said ${p.pageSize}`, 'pagedKvCache');
+    if (cache.numKvHeads !== p.numKvHeads) throw new PlanMismatchError(`cache has ${cache.numKvHeads} kv heads but plan said ${p.numKvHeads}`, 'pagedKvCache');
+    if (cache.headDimQk !== p.headDim || cache.headDimVo !== p.headDim) {
+      throw new PlanMismatchError(`cache head dim ${cache.headDimQk} but plan said ${p.headDim}`, 'pagedKvCache');
+    }
+    if (p.maxPageId >= cache.maxNumPages) {
+      throw new PlanMismatchError(`planned page id ${p.maxPageId} is outside the cache's ${cache.maxNumPages} pages`, 'indices');
+    }
+    const vecElems = 16 / dtypeBytes(p.kvDtype);
+    for (const [name, a] of [['k', cache.kAddr], ['v', cache.vAddr]] as const) {
+      if ([a.offset, a.stridePage, a.strideSlot, a.strideHead].some((x) => x % vecElems !== 0)) {
+        throw new LayoutError(`${name} rows must start on 16-byte boundaries (offsets and strides multiples of ${vecElems} elements)`, 'pagedKvCache');
+      }
+    }
+    const qScale = parseScale(options.qScale, 'qScale');
+    const kScale = parseScale(options.kScale, 'kScale');
+    const vScale = parseScale(options.vScale, 'vScale');
+    if (options.sinks) options.sinks.expect('sinks', ['f32'], [p.numQoHeads]);
+    const out = options.out ?? ctx.empty([p.rows, p.numQoHeads, p.headDim], p.oDtype, 'decode/out');
+    if (options.out) {
+      out.expect('out', [p.oDtype], [p.rows, p.numQoHeads, p.headDim]);
+      if (!out.isContiguous()) throw new LayoutError('must be contiguous', 'out');
+    }
+    const wantLse = options.returnLse || options.lse !== undefined;
+    const lse = options.lse ?? (wantLse ? ctx.empty([p.rows, p.numQoHeads], 'f32', 'decode/lse') : undefined);
+    if (options.lse) {
+      options.lse.expect('lse', ['f32'], [p.rows, p.numQoHeads]);
+      if (!options.lse.isContiguous()) throw new LayoutError('must be contiguous', 'lse');
+    }
+
+    const config: DecodeShaderConfig = {
+      headDim: p.headDim,
+      groupSize: p.numQoHeads / p.numKvHeads,
+      tile: p.tile,
+      workgroupSize: WORKGROUP_SIZE,
+      qDtype: p.qDtype,
+      kvDtype: p.kvDtype,
+      oDtype: p.oDtype,
+      posEncoding: p.posEncoding,
+      softCap: p.softCap > 0,
+      sinks: options.sinks !== undefined,
+      nativeF16: ctx.hasF16,
+    };
+    const kernel = getKernel(ctx, {
+      id: 'decode/batch-decode',
+      config,
+      wgsl: batchDecodeWgsl,
+      bindings: ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'],
+    });
+    const sm = p.smScale * qScale * kScale;
+    const oOffsetWords = out.offset;
+    const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads);
+    const wsBase = this.workspace.base;
+    const uniform = decodeUniforms.createBuffer(
+      ctx.device,
+      {
+        num_work: p.numWork,
+        num_kv_heads: p.numKvHeads,
+        num_qo_heads: p.numQoHeads,
+        page_size: p.pageSize,
+        k_offset: cache.kAddr.offset,
+        k_stride_page: cache.kAddr.stridePage,
+        k_stride_slot: cache.kAddr.strideSlot,
+        k_stride_head: cache.kAddr.strideHead,
+        v_offset: cache.vAddr.offset,
+        v_stride_page: cache.vAddr.stridePage,
+        v_stride_slot: cache.vAddr.strideSlot,
+        v_stride_head: cache.vAddr.strideHead,
+        q_offset: q.offset,
+        q_stride_row: q.strides[0],
+        q_stride_head: q.strides[1],
+        o_offset: oOffsetWords,
+        lse_offset: lse ? lse.offset : 0,
+        part_o_offset: p.regions ? (p.regions.partialO.offset - wsBase) / 4 : 0,
+        part_lse_offset: p.regions ? (p.regions.partialLse.offset - wsBase) / 4 : 0,
+        work_offset: p.workOffset,
+        indices_offset: p.indicesOffset,
+        window_left: p.windowLeft,
+        sm_scale: sm,
+        sm_scale_log2: sm * Math.LOG2E,
+        soft_cap: p.softCap,
+        v_scale: vScale,
+        rope_rcp_scale: 1 / p.ropeScale,
+        rope_log2_theta: Math.log2(p.ropeTheta),
+        groups_x: groups[0],
+      },
+      'decode/params',
+    );
+    const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
+    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, this.workspace.capacity - ((this.workspace.capacity) % 4)) };
+    const group = bindGroup(ctx, kernel, [
+      uniform,
+      q.buffer,
+      cache.k.buffer,
+      cache.v.buffer,
+      this.planBuffer!,
+      options.sinks ? options.sinks.buffer : q.buffer,
+      out.buffer,
+      lseBinding,
+      wsBinding,
+    ]);
+    const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
+    encodeDispatch(encoder, kernel, group, groups);
+    let mergeUniform: GPUBuffer | undefined;
+    if (p.regions) {
+      mergeUniform = encodeMergeStates(ctx, encoder, {
+        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: options.sinks !== undefined, writeLse: true },
+        numRows: p.rows,
+        numHeads: p.numQoHeads,
+        headDim: p.headDim,
+        v: this.workspace.binding(p.regions.partialO),
+        s: this.workspace.binding(p.regions.partialLse),
+        indptr: this.planBuffer!,
+        indptrOffset: p.slotIndptrOffset,
+        sinks: options.sinks?.buffer,
+        out: out.buffer,
+        outOffset: out.offset,
+        lse: lseBinding,
+        lseOffset: lse ? lse.offset : 0,
+        vScale,
+      });
+    }
+    if (!options.encoder) {
+      ctx.submit([encoder.finish()]);
+      uniform.destroy();
+      mergeUniform?.destroy();
+    }
+    this.kernel = kernel;
+    return options.returnLse ? [out, lse!] : out;
+  }
+
+  /** `run(..., { returnLse: true })`. */
+  runReturnLse(q: Tensor, pagedKvCache: PagedKVCacheInput, options: BatchDecodeRunOptions = {}): [Tensor, Tensor] {
+    return this.run(q, pagedKvCache, { ...options, returnLse: true });
+  }
+
+  /** Releases the wrapper's own GPU buffers (not the workspace, which the caller owns). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.planBuffer?.destroy();
+    this.lseScratch?.destroy();
+    this.planBuffer = undefined;
+    this.lseScratch = undefined;
+    this.current = undefined;
+  }
+
+  private assertLive(): void {
+    this.ctx.assertLive();
+    if (this.destroyed) throw new PlanMismatchError('the wrapper was destroyed', 'wrapper');
+  }
+}

@@ -1,0 +1,132 @@
+import { type FloatDType, type GpuContext, type KVLayout, createContext } from '@webinfer/core-buffers';
+import { type PosEncodingMode, compareClose, rng, testSeed } from '@webinfer/reference';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchDecodeWithPagedKVCacheWrapper } from '../src';
+import { exactRandn, expectedDecode, makePagedFixture, tolerance, uploadCache } from './helpers';
+
+let ctx: GpuContext;
+let workspace: ReturnType<GpuContext['empty']>;
+beforeAll(async () => {
+  ctx = await createContext();
+  workspace = ctx.empty([8 << 20], 'u8');
+});
+afterAll(() => ctx?.dispose());
+
+interface Case {
+  name: string;
+  kvLens: number[];
+  pageSize: number;
+  numQoHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  layout?: KVLayout;
+  form?: 'one' | 'pair';
+  qDtype?: FloatDType;
+  kvDtype?: FloatDType;
+  oDtype?: FloatDType;
+  posEncodingMode?: PosEncodingMode;
+  windowLeft?: number;
+  logitsSoftCap?: number;
+  qScale?: number;
+  kScale?: number;
+  vScale?: number;
+  split?: 'auto' | 'force' | 'off';
+  qLenPerReq?: number;
+  sinks?: boolean;
+}
+
+// The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
+// GQA 1/4/7/8, NHD/HND, each position encoding, window, soft cap, every dtype, split both ways.
+const cases: Case[] = [
+  { name: 'mha page16 NHD f16', kvLens: [1, 54, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 4, headDim: 64 },
+  { name: 'gqa4 page5 HND rope', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA' },
+  { name: 'gqa8 page1 alibi, empty request', kvLens: [33, 0, 17], pageSize: 1, numQoHeads: 8, numKvHeads: 1, headDim: 64, posEncodingMode: 'ALIBI' },
+  { name: 'gqa7 pair form', kvLens: [20, 9], pageSize: 8, numQoHeads: 7, numKvHeads: 1, headDim: 64, form: 'pair' },
+  { name: 'window 13', kvLens: [54, 97, 3], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, windowLeft: 13 },
+  { name: 'soft cap bf16', kvLens: [97, 40], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, qDtype: 'bf16', kvDtype: 'bf16', logitsSoftCap: 30 },
+  { name: 'fp8 e4m3 kv with scales', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kScale: 0.5, vScale: 2, qScale: 1.5 },
+  { name: 'fp8 e5m2 kv HND', kvLens: [31, 64], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND' },
+  { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
+  { name: 'f16 in, f32 out', kvLens: [29], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, oDtype: 'f32' },
+  { name: 'split forced, rope + sinks', kvLens: [200, 97, 1, 0], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'force', posEncodingMode: 'ROPE_LLAMA', sinks: true },
+  { name: 'split forced, window', kvLens: [150, 60], pageSize: 5, numQoHeads: 4, numKvHeads: 4, headDim: 64, split: 'force', windowLeft: 100 },
+  { name: 'split disabled, long', kvLens: [300], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'off' },
+  { name: 'split auto (single long request)', kvLens: [700], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64 },
+  { name: 'qLenPerReq 3 (causal multi-token)', kvLens: [10, 23], pageSize: 4, numQoHeads: 8, numKvHeads: 2, headDim: 64, qLenPerReq: 3 },
+  { name: 'head dim 512', kvLens: [12, 5], pageSize: 4, numQoHeads: 2, numKvHeads: 1, headDim: 512 },
+];
+
+describe('BatchDecodeWithPagedKVCacheWrapper vs the float64 reference', () => {
+  it.each(cases)('$name', async (c) => {
+    const seed = testSeed();
+    const r = rng(seed);
+    const layout = c.layout ?? 'NHD';
+    const qDtype = c.qDtype ?? 'f16';
+    const kvDtype = c.kvDtype ?? qDtype;
+    const oDtype = c.oDtype ?? qDtype;
+    const qLen = c.qLenPerReq ?? 1;
+    const rows = c.kvLens.length * qLen;
+    const f = makePagedFixture(r, c.kvLens, c.pageSize, c.numKvHeads, c.headDim, layout, kvDtype);
+    const pageShape = layout === 'NHD' ? [c.pageSize, c.numKvHeads, c.headDim] : [c.numKvHeads, c.pageSize, c.headDim];
+    const cache = uploadCache(ctx, f, c.form ?? 'one', pageShape, kvDtype);
+    const qHost = exactRandn(r, rows * c.numQoHeads * c.headDim, qDtype);
+    const q = ctx.tensor(qHost, [rows, c.numQoHeads, c.headDim], qDtype);
+    const sinksHost = c.sinks ? Float32Array.from({ length: c.numQoHeads }, () => r() * 5) : undefined;
+
+    const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace, { kvLayout: layout });
+    wrapper.plan({
+      indptr: f.indptr,
+      indices: f.indices,
+      lastPageLen: f.lastPageLen,
+      numQoHeads: c.numQoHeads,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      pageSize: c.pageSize,
+      posEncodingMode: c.posEncodingMode,
+      windowLeft: c.windowLeft,
+      logitsSoftCap: c.logitsSoftCap,
+      qDataType: qDtype,
+      kvDataType: kvDtype,
+      oDataType: oDtype,
+      fixedSplitSize: c.split === 'force' ? 16 : undefined,
+      disableSplitKv: c.split === 'off',
+      qLenPerReq: qLen,
+    });
+    if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
+    if (c.split === 'off') expect(wrapper.planInfo!.numSlots).toBe(0);
+    const out = ctx.full([rows, c.numQoHeads, c.headDim], oDtype, Number.NaN);
+    const lse = ctx.full([rows, c.numQoHeads], 'f32', Number.NaN);
+    await ctx.checkErrors(() =>
+      wrapper.run(q, cache, {
+        out,
+        lse,
+        qScale: c.qScale,
+        kScale: c.kScale,
+        vScale: c.vScale,
+        sinks: sinksHost ? ctx.tensor(sinksHost, [c.numQoHeads], 'f32') : undefined,
+      }),
+    );
+    const want = expectedDecode({
+      q: qHost,
+      f,
+      kvLens: c.kvLens,
+      qLenPerReq: qLen,
+      numQoHeads: c.numQoHeads,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      smScale: (1 / Math.sqrt(c.headDim)) * (c.qScale ?? 1) * (c.kScale ?? 1),
+      posEncodingMode: c.posEncodingMode ?? 'NONE',
+      windowLeft: c.windowLeft ?? -1,
+      logitsSoftCap: c.logitsSoftCap ?? 0,
+      vScale: c.vScale ?? 1,
+      sinks: sinksHost,
+    });
+    const gotO = await out.toArray();
+    const gotLse = await lse.toArray();
+    const ro = compareClose(gotO, want.o, tolerance(oDtype));
+    const rl = compareClose(gotLse, want.lse, { rtol: 1e-3, atol: 1e-3 });
+    expect(ro.ok, `seed ${seed}: o ${JSON.stringify(ro)}`).toBe(true);
+    expect(rl.ok, `seed ${seed}: lse ${JSON.stringify(rl)}`).toBe(true);
+    wrapper.destroy();
+  });
+});
