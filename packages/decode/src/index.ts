@@ -7,3 +7,9 @@ export {
 } from './batch-decode';
 export { singleDecodeWithKVCache, type SingleDecodeOptions } from './single-decode';
 export { type PosEncodingMode, type DecodeShaderConfig, batchDecodeWgsl } from './shaders/batch-decode.wgsl';
+export {
+  cudnnBatchDecodeWithKVCache,
+  trtllmBatchDecodeWithKVCache,
+  type CudnnBatchDecodeOptions,
+  type TrtllmBatchDecodeOptions,
+} from './block-table';

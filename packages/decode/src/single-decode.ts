@@ -93,6 +93,8 @@ export function singleDecodeWithKVCache(q: Tensor, k: Tensor, v: Tensor, options
     const o2 = o.reshape([numQoHeads, headDim]);
     return options.returnLse ? [o2, lse.reshape([numQoHeads])] : o2;
   } finally {
-    wrapper.destroy();
+    // With the caller's encoder the work is not submitted yet: its buffers must outlive this call
+    // (they are collected with the wrapper).
+    if (!options.encoder) wrapper.destroy();
   }
 }
