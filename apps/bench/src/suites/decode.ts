@@ -1,0 +1,205 @@
+/** Decode suite: batch and single decode on the usual serving shapes. */
+import { type FloatDType, type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { BatchDecodeWithPagedKVCacheWrapper, singleDecodeWithKVCache } from '@webinfer/decode';
+import { attentionRef, compareClose } from '@webinfer/reference';
+import { fillValue, gpuFill } from '../fill';
+import type { CaseResult, SuiteOptions } from '../types';
+
+interface DecodeCase {
+  name: string;
+  kind: 'batch' | 'single';
+  batch: number;
+  kvLen: number;
+  numQoHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  kvDtype: FloatDType;
+}
+
+const c = (
+  kind: DecodeCase['kind'],
+  batch: number,
+  kvLen: number,
+  numQoHeads: number,
+  numKvHeads: number,
+  pageSize: number,
+  kvDtype: FloatDType = 'f16',
+  headDim = 128,
+): DecodeCase => ({
+  name: `${kind} B=${batch} kv=${kvLen} H=${numQoHeads}/${numKvHeads} D=${headDim} page=${pageSize} ${kvDtype}`,
+  kind,
+  batch,
+  kvLen,
+  numQoHeads,
+  numKvHeads,
+  headDim,
+  pageSize,
+  kvDtype,
+});
+
+export function decodeCases(quick: boolean): DecodeCase[] {
+  if (quick) {
+    return [c('batch', 4, 256, 8, 2, 16), c('batch', 4, 256, 8, 2, 16, 'fp8_e4m3'), c('single', 1, 512, 8, 8, 512)];
+  }
+  return [
+    c('batch', 64, 4096, 32, 8, 16),
+    c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3'),
+    c('batch', 64, 4096, 32, 8, 1),
+    c('batch', 64, 4096, 32, 8, 64),
+    c('batch', 64, 4096, 64, 8, 16),
+    c('batch', 1, 4096, 32, 8, 16),
+    c('batch', 16, 4096, 32, 8, 16),
+    c('batch', 128, 2048, 32, 8, 16),
+    c('batch', 256, 512, 32, 8, 16),
+    c('batch', 8, 32768, 32, 8, 16),
+    c('single', 1, 32768, 32, 32, 32768),
+    c('single', 1, 4096, 32, 32, 4096),
+  ];
+}
+
+const BYTES: Record<FloatDType, number> = { f32: 4, f16: 2, bf16: 2, fp8_e4m3: 1, fp8_e5m2: 1 };
+
+/** Reference check of a few rows, with the cache values recomputed from the fill hash. */
+function verifyRows(
+  k: DecodeCase,
+  rows: number[],
+  o: Float32Array,
+  lse: Float32Array,
+  pageOf: (b: number, j: number) => number,
+  seeds: { q: number; cache: number },
+): string | undefined {
+  const { numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps, kvLen } = k;
+  for (const b of rows) {
+    const q = Float64Array.from({ length: hq * d }, (_, i) => fillValue(seeds.q, b * hq * d + i, 'f16'));
+    const kk = new Float64Array(kvLen * hkv * d);
+    const vv = new Float64Array(kvLen * hkv * d);
+    for (let j = 0; j < kvLen; j++) {
+      const page = pageOf(b, j);
+      for (let h = 0; h < hkv; h++) {
+        for (let e = 0; e < d; e++) {
+          // one-tensor NHD cache: [page, 2, slot, head, dim]
+          const kIdx = (((page * 2 + 0) * ps + (j % ps)) * hkv + h) * d + e;
+          const vIdx = (((page * 2 + 1) * ps + (j % ps)) * hkv + h) * d + e;
+          kk[(j * hkv + h) * d + e] = fillValue(seeds.cache, kIdx, k.kvDtype);
+          vv[(j * hkv + h) * d + e] = fillValue(seeds.cache, vIdx, k.kvDtype);
+        }
+      }
+    }
+    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen, numQoHeads: hq, numKvHeads: hkv, headDimQk: d });
+    const ro = compareClose(o.subarray(b * hq * d, (b + 1) * hq * d), want.o, { rtol: 2e-3, atol: 2e-3 });
+    const rl = compareClose(lse.subarray(b * hq, (b + 1) * hq), want.lse, { rtol: 1e-3, atol: 1e-3 });
+    if (!ro.ok || !rl.ok) return `row ${b}: o ${JSON.stringify(ro.first)} lse ${JSON.stringify(rl.first)}`;
+  }
+  return undefined;
+}
+
+export async function runDecodeSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  const cases = decodeCases(opts.quick).filter((k) => !opts.filter || k.name.includes(opts.filter));
+  for (const [i, k] of cases.entries()) {
+    opts.progress(`decode ${i + 1}/${cases.length}: ${k.name}`);
+    results.push(await runCase(ctx, k, opts));
+  }
+  return results;
+}
+
+async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions): Promise<CaseResult> {
+  const { batch, kvLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps } = k;
+  const pagesPerReq = Math.ceil(kvLen / ps);
+  const numPages = batch * pagesPerReq;
+  const seeds = { q: 11, cache: 12 };
+  // Pages of all requests in a scattered (but fixed) order, as an allocator would leave them.
+  const perm = Int32Array.from({ length: numPages }, (_, i) => i);
+  for (let i = numPages - 1; i > 0; i--) {
+    const j = (Math.imul(i, 2654435761) >>> 0) % (i + 1);
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const indptr = Int32Array.from({ length: batch + 1 }, (_, b) => b * pagesPerReq);
+  const lastPageLen = new Int32Array(batch).fill(kvLen - (pagesPerReq - 1) * ps);
+  const cache = ctx.empty([numPages, 2, ps, hkv, d], k.kvDtype, 'bench/kv-cache');
+  gpuFill(ctx, cache, seeds.cache);
+  const q = ctx.empty([batch, hq, d], 'f16', 'bench/q');
+  gpuFill(ctx, q, seeds.q);
+  const out = ctx.empty([batch, hq, d], 'f16');
+  const lse = ctx.empty([batch, hq], 'f32');
+  const workspace = ctx.empty([128 << 20], 'u8');
+  const tensors: Tensor[] = [cache, q, out, lse, workspace];
+  try {
+    let encodeRun: (enc: GPUCommandEncoder) => void;
+    let planCpuUs = Number.NaN;
+    let runCpuUs = Number.NaN;
+    let outSingle: Tensor | undefined;
+    if (k.kind === 'batch') {
+      const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
+      const planArgs = { indptr, indices: perm, lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps, kvDataType: k.kvDtype };
+      const planTimes: number[] = [];
+      for (let i = 0; i < (opts.quick ? 3 : 20); i++) {
+        const t0 = performance.now();
+        wrapper.plan(planArgs);
+        planTimes.push(performance.now() - t0);
+      }
+      planCpuUs = median(planTimes) * 1e3;
+      const runTimes: number[] = [];
+      for (let i = 0; i < (opts.quick ? 3 : 20); i++) {
+        const enc = ctx.device.createCommandEncoder();
+        const t0 = performance.now();
+        wrapper.run(q, cache, { out, lse, encoder: enc });
+        runTimes.push(performance.now() - t0);
+        ctx.submit([enc.finish()]);
+      }
+      runCpuUs = median(runTimes) * 1e3;
+      encodeRun = (enc) => wrapper.run(q, cache, { out, lse, encoder: enc });
+    } else {
+      const k3 = cache.select(1, 0).reshape([numPages * ps, hkv, d]);
+      const v3 = cache.select(1, 1);
+      // single decode takes contiguous [kv_len, Hkv, D]: numPages is 1 here (page = kv_len)
+      const v3c = ctx.fromBuffer(cache.buffer, [kvLen, hkv, d], k.kvDtype, { offset: v3.offset });
+      const q2 = q.reshape([hq, d]);
+      outSingle = out.reshape([hq, d]);
+      encodeRun = (enc) => {
+        singleDecodeWithKVCache(q2, k3, v3c, { out: outSingle, encoder: enc });
+      };
+    }
+    await ctx.synchronize();
+    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 2 : 10, iterations: opts.quick ? 5 : 50 });
+    const ms = median(timing.samples);
+    const kvBytes = batch * kvLen * hkv * d * BYTES[k.kvDtype] * 2;
+    const bytes = kvBytes + 2 * batch * hq * d * 2;
+    const flops = batch * kvLen * hq * d * 4;
+    let verified: string | undefined;
+    if (opts.verify) {
+      let lseHost: Float32Array;
+      if (k.kind === 'batch') {
+        lseHost = (await lse.toArray()) as Float32Array;
+      } else {
+        const [, l] = singleDecodeWithKVCache(q.reshape([hq, d]), cache.select(1, 0).reshape([numPages * ps, hkv, d]),
+          ctx.fromBuffer(cache.buffer, [kvLen, hkv, d], k.kvDtype, { offset: cache.select(1, 1).offset }), { out: outSingle, returnLse: true });
+        lseHost = (await l.toArray()) as Float32Array;
+      }
+      const oHost = (await out.toArray()) as Float32Array;
+      const rows = [...new Set([0, batch >> 1, batch - 1])];
+      const pageOf = (b: number, j: number) => perm[indptr[b] + Math.floor(j / ps)];
+      const err = verifyRows(k, rows, oHost, lseHost, pageOf, seeds);
+      verified = err ? `FAILED ${err}` : `ok (${rows.length} rows)`;
+    }
+    const sorted = [...timing.samples].sort((a, b) => a - b);
+    return {
+      suite: 'decode',
+      name: k.name,
+      timeMs: ms,
+      p10Ms: sorted[Math.floor(sorted.length * 0.1)],
+      p90Ms: sorted[Math.floor(sorted.length * 0.9)],
+      gbs: bytes / (ms * 1e-3) / 1e9,
+      tflops: flops / (ms * 1e-3) / 1e12,
+      bytes,
+      flops,
+      planCpuUs,
+      runCpuUs,
+      timing: timing.source,
+      verified,
+    };
+  } finally {
+    for (const t of tensors) t.destroy();
+  }
+}
