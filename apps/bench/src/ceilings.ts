@@ -36,8 +36,9 @@ function fmaWgsl(c: { iterations: number }): string {
   return `@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let m = vec4<f32>(0.9999);
-  let b = vec4<f32>(1e-4);
+  // Multiplier and addend come from memory so the compiler cannot fold the chains.
+  let m = vec4<f32>(sink[0] + 0.9999);
+  let b = vec4<f32>(sink[1] + 1e-4);
   ${decl}
   for (var i = 0u; i < ${c.iterations}u; i++) { ${step} }
   let s = ${sum};

@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
-import { runDecodeSuite } from './suites/decode';
+import { profileDecode, runDecodeSuite } from './suites/decode';
 import type { CaseResult, SuiteOptions } from './types';
 
 interface Args {
@@ -39,6 +39,7 @@ function parseArgs(argv: string[]): Args {
 
 const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o: SuiteOptions) => Promise<CaseResult[]>> = {
   decode: runDecodeSuite,
+  'profile-decode': profileDecode,
 };
 
 function fmt(x: number, digits = 1): string {
@@ -53,7 +54,7 @@ async function main(): Promise<number> {
   const progress = (msg: string) => process.stderr.write(`\r\x1b[K[bench] ${msg}`);
   progress('measuring ceilings');
   const ceilings = await measureCeilings(ctx, args.quick);
-  const suites = args.suite === 'all' ? Object.keys(SUITES) : [args.suite];
+  const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile')) : [args.suite];
   const results: CaseResult[] = [];
   for (const s of suites) {
     const run = SUITES[s];

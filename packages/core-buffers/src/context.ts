@@ -110,6 +110,9 @@ export class GpuContext {
   readonly features: ReadonlySet<string>;
   readonly limits: GPUSupportedLimits;
   readonly adapterInfo: AdapterSummary;
+  /** Smallest and largest subgroup size of the adapter (0 when unknown or no subgroups). */
+  readonly subgroupMinSize: number;
+  readonly subgroupMaxSize: number;
   /** f16 subgroup-matrix shapes offered (empty unless the feature is on). */
   readonly subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
   private readonly ownsDevice: boolean;
@@ -125,6 +128,7 @@ export class GpuContext {
     gpu: unknown;
     adapterInfo: AdapterSummary;
     subgroupMatrixConfigs: SubgroupMatrixConfig[];
+    subgroupSizes: [number, number];
     disabled: ReadonlySet<string>;
   }) {
     this.device = init.device;
@@ -136,6 +140,9 @@ export class GpuContext {
       ? init.subgroupMatrixConfigs
       : [];
     this.limits = init.device.limits;
+    const sg = this.features.has('subgroups') ? init.subgroupSizes : [0, 0];
+    this.subgroupMinSize = sg[0];
+    this.subgroupMaxSize = sg[1];
     this.device.addEventListener?.('uncapturederror', (event: Event) => {
       const error = (event as GPUUncapturedErrorEvent).error;
       this.errors.push(error);
@@ -262,6 +269,11 @@ function summarizeAdapterInfo(info: GPUAdapterInfo | undefined): AdapterSummary 
   };
 }
 
+function readSubgroupSizes(info: GPUAdapterInfo | undefined): [number, number] {
+  const i = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  return [Number(i?.subgroupMinSize ?? 0), Number(i?.subgroupMaxSize ?? 0)];
+}
+
 function readSubgroupMatrixConfigs(info: GPUAdapterInfo | undefined): SubgroupMatrixConfig[] {
   const configs = (info as { subgroupMatrixConfigs?: Iterable<Record<string, unknown>> } | undefined)
     ?.subgroupMatrixConfigs;
@@ -309,6 +321,7 @@ export async function createContext(options: CreateContextOptions = {}): Promise
       gpu: undefined,
       adapterInfo: summarizeAdapterInfo(info),
       subgroupMatrixConfigs: readSubgroupMatrixConfigs(info),
+      subgroupSizes: readSubgroupSizes(info),
       disabled,
     });
   }
@@ -355,6 +368,7 @@ export async function createContext(options: CreateContextOptions = {}): Promise
     gpu,
     adapterInfo: summarizeAdapterInfo(info),
     subgroupMatrixConfigs: readSubgroupMatrixConfigs(info),
+    subgroupSizes: readSubgroupSizes(info),
     disabled,
   });
 }

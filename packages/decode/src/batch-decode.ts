@@ -5,7 +5,6 @@
  * kernel (and the merge of split chunks). Nothing waits for the GPU.
  */
 import {
-  type CompiledKernel,
   type FloatDType,
   type GpuContext,
   type IntArray,
@@ -42,6 +41,7 @@ import {
   parseScale,
   parseWindowLeft,
 } from './options';
+import { type SubgroupDecodeConfig, elementsPerLoad, subgroupDecodeLayout, subgroupDecodeWgsl } from './shaders/subgroup-decode.wgsl';
 import {
   DIRECT_SLOT,
   type DecodeShaderConfig,
@@ -96,6 +96,15 @@ export interface BatchDecodePlanArgs {
   qLenPerReq?: number;
   /** webinfer extension: workgroups that saturate the device (default 528). */
   targetWorkgroups?: number;
+  /** Benchmark/debug only: override kernel shape or drop a phase. Not for production use. */
+  debug?: {
+    tile?: number;
+    workgroupSize?: number;
+    debugSkip?: DecodeShaderConfig['debugSkip'];
+    /** Force a kernel: 'subgroup' (registers + shuffles) or 'tile' (workgroup-memory tiles). */
+    kernel?: 'subgroup' | 'tile';
+    tokensPerStep?: number;
+  };
 }
 
 export interface BatchDecodeRunOptions {
@@ -133,6 +142,11 @@ interface Plan {
   numWork: number;
   numSlots: number;
   tile: number;
+  workgroupSize: number;
+  debugSkip: DecodeShaderConfig['debugSkip'];
+  /** The subgroup kernel's config (without sinks), or undefined for the tile kernel. */
+  subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
+  headGroups: number;
   workOffset: number;
   indicesOffset: number;
   slotIndptrOffset: number;
@@ -190,7 +204,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private planBuffer: GPUBuffer | undefined;
   private lseScratch: GPUBuffer | undefined;
   private current: Plan | undefined;
-  private kernel: CompiledKernel | undefined;
   private destroyed = false;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
@@ -208,9 +221,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** How the last plan split the work (for diagnostics and tests). */
-  get planInfo(): { numWork: number; numSlots: number; tile: number } | undefined {
+  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' } | undefined {
     const p = this.current;
-    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile };
+    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.subgroup ? 'subgroup' : 'tile' };
   }
 
   plan(args: BatchDecodePlanArgs): void {
@@ -271,7 +284,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const base = {
       headDim: args.headDim,
       groupSize: group,
-      workgroupSize: WORKGROUP_SIZE,
+      workgroupSize: args.debug?.workgroupSize ?? WORKGROUP_SIZE,
       qDtype,
       kvDtype,
       oDtype,
@@ -280,12 +293,13 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       sinks: false,
       nativeF16: this.ctx.hasF16,
     };
-    const tile = chooseTile(this.ctx, base);
+    const tile = args.debug?.tile ?? chooseTile(this.ctx, base);
+    const subgroup = this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep);
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
     const split = planSplitKV({
       rowStart,
       rowEnd,
-      workgroupsPerChunk: args.numKvHeads,
+      workgroupsPerChunk: args.numKvHeads * (subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1),
       targetWorkgroups: args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS,
       tile,
       fixedSplitSize: args.fixedSplitSize,
@@ -338,13 +352,60 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       numWork,
       numSlots: split.numSlots,
       tile,
+      workgroupSize: base.workgroupSize,
+      debugSkip: args.debug?.debugSkip,
+      subgroup,
+      headGroups: subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1,
       workOffset,
       indicesOffset,
       slotIndptrOffset,
       regions,
       kvLens,
     };
-    this.kernel = undefined; // chosen at run (sinks change the shader)
+  }
+
+  /**
+   * The subgroup kernel when the device has subgroups and it fits: TD lanes per token (at most the
+   * smallest subgroup), at most 16 vec4 of q per lane (so q and o stay in registers).
+   */
+  private subgroupConfig(
+    base: Omit<DecodeShaderConfig, 'tile'>,
+    force: 'subgroup' | 'tile' | undefined,
+    tokensPerStep: number | undefined,
+  ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
+    const ctx = this.ctx;
+    if (force === 'tile') return undefined;
+    const sg = ctx.subgroupMinSize;
+    if (!ctx.hasSubgroups || sg < 1) {
+      if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel needs the subgroups feature', 'debug.kernel');
+      return undefined;
+    }
+    const ept = elementsPerLoad(base.kvDtype);
+    const chunks = base.headDim / ept;
+    let td = 1;
+    while (td * 2 <= Math.min(chunks, sg, 32)) td *= 2;
+    const rv = chunks / td;
+    const nv = ept / 4;
+    const hpw = Math.max(1, Math.min(base.groupSize, Math.floor(16 / (rv * nv)), 8));
+    const config = {
+      headDim: base.headDim,
+      groupSize: base.groupSize,
+      headsPerWorkgroup: hpw,
+      lanesPerToken: td,
+      tokensPerStep: tokensPerStep ?? 4,
+      workgroupSize: 128,
+      qDtype: base.qDtype,
+      kvDtype: base.kvDtype,
+      oDtype: base.oDtype,
+      posEncoding: base.posEncoding,
+      softCap: base.softCap,
+      nativeF16: base.nativeF16,
+    };
+    if (subgroupDecodeLayout({ ...config, sinks: false }).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
+      if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel does not fit workgroup memory', 'debug.kernel');
+      return undefined;
+    }
+    return config;
   }
 
   private uploadPlan(words: Uint32Array): void {
@@ -419,7 +480,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       headDim: p.headDim,
       groupSize: p.numQoHeads / p.numKvHeads,
       tile: p.tile,
-      workgroupSize: WORKGROUP_SIZE,
+      workgroupSize: p.workgroupSize,
       qDtype: p.qDtype,
       kvDtype: p.kvDtype,
       oDtype: p.oDtype,
@@ -427,16 +488,20 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       softCap: p.softCap > 0,
       sinks: options.sinks !== undefined,
       nativeF16: ctx.hasF16,
+      ...(p.debugSkip ? { debugSkip: p.debugSkip } : {}),
     };
-    const kernel = getKernel(ctx, {
-      id: 'decode/batch-decode',
-      config,
-      wgsl: batchDecodeWgsl,
-      bindings: ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'],
-    });
+    const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
+    const kernel = p.subgroup
+      ? getKernel(ctx, {
+          id: 'decode/subgroup-decode',
+          config: { ...p.subgroup, sinks: options.sinks !== undefined },
+          wgsl: subgroupDecodeWgsl,
+          bindings,
+        })
+      : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings });
     const sm = p.smScale * qScale * kScale;
     const oOffsetWords = out.offset;
-    const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads);
+    const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads * p.headGroups);
     const wsBase = this.workspace.base;
     const uniform = decodeUniforms.createBuffer(
       ctx.device,
@@ -512,7 +577,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       uniform.destroy();
       mergeUniform?.destroy();
     }
-    this.kernel = kernel;
     return options.returnLse ? [out, lse!] : out;
   }
 

@@ -56,7 +56,7 @@ const cases: Case[] = [
   { name: 'head dim 512', kvLens: [12, 5], pageSize: 4, numQoHeads: 2, numKvHeads: 1, headDim: 512 },
 ];
 
-describe('BatchDecodeWithPagedKVCacheWrapper vs the float64 reference', () => {
+describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the float64 reference', (kernel) => {
   it.each(cases)('$name', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
@@ -91,7 +91,9 @@ describe('BatchDecodeWithPagedKVCacheWrapper vs the float64 reference', () => {
       fixedSplitSize: c.split === 'force' ? 16 : undefined,
       disableSplitKv: c.split === 'off',
       qLenPerReq: qLen,
+      debug: { kernel },
     });
+    expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.split === 'off') expect(wrapper.planInfo!.numSlots).toBe(0);
     const out = ctx.full([rows, c.numQoHeads, c.headDim], oDtype, Number.NaN);

@@ -104,7 +104,7 @@ export async function runDecodeSuite(ctx: GpuContext, opts: SuiteOptions): Promi
   return results;
 }
 
-async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions): Promise<CaseResult> {
+async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions, debug?: Record<string, unknown>): Promise<CaseResult> {
   const { batch, kvLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps } = k;
   const pagesPerReq = Math.ceil(kvLen / ps);
   const numPages = batch * pagesPerReq;
@@ -132,7 +132,7 @@ async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions): Prom
     let outSingle: Tensor | undefined;
     if (k.kind === 'batch') {
       const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
-      const planArgs = { indptr, indices: perm, lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps, kvDataType: k.kvDtype };
+      const planArgs = { indptr, indices: perm, lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps, kvDataType: k.kvDtype, debug };
       const planTimes: number[] = [];
       for (let i = 0; i < (opts.quick ? 3 : 20); i++) {
         const t0 = performance.now();
@@ -202,4 +202,25 @@ async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions): Prom
   } finally {
     for (const t of tensors) t.destroy();
   }
+}
+
+/** Kernel-shape and phase-cost experiments on one case (bench --profile decode). */
+export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  const variants: { label: string; debug: Record<string, unknown> }[] = [
+    { label: 'tile kernel', debug: { kernel: 'tile', tile: 16 } },
+    { label: 'subgroup U=1', debug: { kernel: 'subgroup', tokensPerStep: 1 } },
+    { label: 'subgroup U=2', debug: { kernel: 'subgroup', tokensPerStep: 2 } },
+    { label: 'subgroup U=4', debug: { kernel: 'subgroup', tokensPerStep: 4 } },
+    { label: 'subgroup U=8', debug: { kernel: 'subgroup', tokensPerStep: 8 } },
+  ];
+  const shapes = [c('batch', 64, 4096, 32, 8, 16), c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3'), c('batch', 64, 4096, 64, 8, 16), c('batch', 1, 4096, 32, 8, 16)];
+  const results: CaseResult[] = [];
+  for (const k of shapes) {
+    for (const v of variants) {
+      opts.progress(`profile ${k.name} ${v.label}`);
+      const r = await runCase(ctx, k, { ...opts, verify: false }, v.debug);
+      results.push({ ...r, name: `${k.name} [${v.label}]` });
+    }
+  }
+  return results;
 }

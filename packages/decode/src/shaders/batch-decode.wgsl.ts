@@ -39,6 +39,8 @@ export interface DecodeShaderConfig {
   softCap: boolean;
   sinks: boolean;
   nativeF16: boolean;
+  /** Benchmark-only: drop one phase to see what it costs (results are wrong). */
+  debugSkip?: 'loads' | 'A' | 'atomics' | 'P' | 'B';
 }
 
 export const decodeUniforms = new UniformSchema('DecodeParams', {
@@ -152,7 +154,7 @@ export function batchDecodeWgsl(c: DecodeShaderConfig): string {
   let ok${i} = r${i} < valid${exact ? '' : ` && idx${i} < ${T * KW4}u`};
   var kw${i} = vec4<u32>();
   var vw${i} = vec4<u32>();
-  if (ok${i}) {
+  if (ok${i}${c.debugSkip === 'loads' ? ' && false' : ''}) {
     let j = tile_start + r${i};
     let page = plan[params.indices_offset + wi.page_base + j / params.page_size];
     let slot = j % params.page_size;
@@ -200,7 +202,7 @@ export function batchDecodeWgsl(c: DecodeShaderConfig): string {
         var x = ${logitExpr(c)};
         if (masked) { x = NEG_BIG; }
         s_tile[g * ${L.sStride}u + t] = x;
-        atomicMax(&m_tile[g], ordered(x));
+        ${c.debugSkip === 'atomics' ? '' : 'atomicMax(&m_tile[g], ordered(x));'}
       }`,
   ).join('\n');
 
@@ -381,7 +383,7 @@ ${storeLines.join('\n')}
     workgroupBarrier();
 
     // A: logits
-    if (t < valid && hg < ${HG}u) {
+    if (t < valid && hg < ${HG}u${c.debugSkip === 'A' ? ' && false' : ''}) {
       let j = tile_start + t;
       let pos = f32(j);
       let masked = params.window_left >= 0 && i32(j) + params.window_left < i32(wi.kv_len) - 1;
@@ -397,7 +399,7 @@ ${logitLines}
     workgroupBarrier();
 
     // P: probabilities relative to the new running max
-    for (var e = lid; e < ${G * T}u; e += ${WG}u) {
+    for (var e = lid; e < ${c.debugSkip === 'P' ? 0 : G * T}u; e += ${WG}u) {
       let g = e / ${T}u;
       let tt = e % ${T}u;
       let x = s_tile[g * ${L.sStride}u + tt];
@@ -410,7 +412,7 @@ ${logitLines}
 
     // B: rescale and accumulate p * v
 ${rescale}
-    for (var t2 = ${Z > 1 ? 'lane' : '0u'}; t2 < valid; t2 += ${Z}u) {
+    for (var t2 = ${Z > 1 ? 'lane' : '0u'}; t2 < ${c.debugSkip === 'B' ? '0u' : 'valid'}; t2 += ${Z}u) {
       let t = t2;
 ${accumulate}
     }

@@ -1,0 +1,355 @@
+/**
+ * The subgroup decode kernel (fast path on devices with subgroups). K/V stream from memory straight
+ * into registers; nothing is staged in workgroup memory during the main loop.
+ *
+ * A workgroup serves one work item (a query row's KV chunk) for one kv head and up to 8 of its
+ * query heads. TD lanes of a subgroup share one token: each lane loads EPT elements of the K and
+ * V rows (16-byte loads, 8 for fp8), computes partial dot products with its slice of every head's
+ * q (held in registers), and a shuffle-xor butterfly completes them. The WG/TD token lanes each
+ * run an online softmax over their own tokens (U at a time, so several rows are in flight), and
+ * their states are merged through workgroup memory once at the end.
+ */
+import {
+  type FloatDType,
+  elementsPerWord,
+  wgslAttentionCommon,
+  wgslDtypeHelpers,
+  wgslEnables,
+  wgslLoadElement,
+  wgslPackHelpers,
+} from '@webinfer/core-buffers';
+import { DIRECT_SLOT, WORK_ITEM_WORDS, type PosEncodingMode, decodeUniforms } from './batch-decode.wgsl';
+
+export interface SubgroupDecodeConfig {
+  headDim: number;
+  /** Query heads per kv head. */
+  groupSize: number;
+  /** Query heads served by one workgroup (a divisor-free chunk of the group; the last may be short). */
+  headsPerWorkgroup: number;
+  /** Lanes sharing one token (a power of two no larger than the subgroup). */
+  lanesPerToken: number;
+  /** Tokens each token lane handles per step. */
+  tokensPerStep: number;
+  workgroupSize: number;
+  qDtype: FloatDType;
+  kvDtype: FloatDType;
+  oDtype: FloatDType;
+  posEncoding: PosEncodingMode;
+  softCap: boolean;
+  sinks: boolean;
+  nativeF16: boolean;
+}
+
+/** Elements per lane load: 8 for 1- and 2-byte dtypes, 4 for f32. */
+export function elementsPerLoad(kvDtype: FloatDType): number {
+  return kvDtype === 'f32' ? 4 : 8;
+}
+
+export function subgroupDecodeLayout(c: SubgroupDecodeConfig) {
+  const EPT = elementsPerLoad(c.kvDtype);
+  const chunks = c.headDim / EPT; // loads per row
+  const RV = chunks / c.lanesPerToken; // loads per lane per row
+  const NV = EPT / 4; // vec4<f32> per load
+  const NL = c.workgroupSize / c.lanesPerToken; // token lanes
+  const headGroups = Math.ceil(c.groupSize / c.headsPerWorkgroup);
+  const smemBytes = NL * c.headsPerWorkgroup * 8 + (NL / 2) * c.headsPerWorkgroup * (c.headDim + 1) * 4 + 64;
+  return { EPT, chunks, RV, NV, NL, headGroups, smemBytes };
+}
+
+function unpackLoad(dtype: FloatDType, w: string, v: number): string {
+  switch (dtype) {
+    case 'f32':
+      return `bitcast<vec4<f32>>(${w})`;
+    case 'fp8_e4m3':
+    case 'fp8_e5m2':
+      return `unpack_${dtype}(${w}.${v === 0 ? 'x' : 'y'})`;
+    default: {
+      const [a, b] = v === 0 ? ['x', 'y'] : ['z', 'w'];
+      return `vec4<f32>(unpack_${dtype}(${w}.${a}), unpack_${dtype}(${w}.${b}))`;
+    }
+  }
+}
+
+function logitExpr(c: SubgroupDecodeConfig): string {
+  if (c.posEncoding === 'ALIBI') {
+    return '(acc * params.sm_scale + alibi_slope(h, params.num_qo_heads) * (f32(j) - f32(wi.alibi_row))) * LOG2E';
+  }
+  if (c.softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
+  return 'acc * params.sm_scale_log2';
+}
+
+export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
+  const L = subgroupDecodeLayout(c);
+  const { EPT, RV, NV, NL } = L;
+  const D = c.headDim;
+  const G = c.groupSize;
+  const HPW = c.headsPerWorkgroup;
+  const TD = c.lanesPerToken;
+  const U = c.tokensPerStep;
+  const WG = c.workgroupSize;
+  const rope = c.posEncoding === 'ROPE_LLAMA';
+  const loadType = c.kvDtype === 'fp8_e4m3' || c.kvDtype === 'fp8_e5m2' ? 'vec2<u32>' : 'vec4<u32>';
+  const oPer = elementsPerWord(c.oDtype);
+  const heads = Array.from({ length: HPW }, (_, g) => g);
+  const rs = Array.from({ length: RV }, (_, r) => r);
+  const vs = Array.from({ length: NV }, (_, v) => v);
+  const us = Array.from({ length: U }, (_, u) => u);
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+
+  // element index of (r, v) for this lane: chunk c = r * TD + sl, elements c*EPT + 4v .. +3
+  const elemOf = (r: number, v: number) => `((${r}u * ${TD}u + sl) * ${EPT}u + ${4 * v}u)`;
+
+  // ---- q in registers (rotated when RoPE)
+  for (const g of heads) {
+    for (const r of rs) {
+      for (const v of vs) {
+        const e = elemOf(r, v);
+        emit(`  var q_${g}_${r}_${v} = vec4<f32>(0.0);`);
+        emit(`  var o_${g}_${r}_${v} = vec4<f32>(0.0);`);
+        emit(`  if (hg * ${HPW}u + ${g}u < ${G}u) {
+    let qb = params.q_offset + wi.row * params.q_stride_row + (kvh * ${G}u + hg * ${HPW}u + ${g}u) * params.q_stride_head;
+    for (var i = 0u; i < 4u; i++) {
+      let e = ${e} + i;
+      ${
+        rope
+          ? `let half = ${D / 2}u;
+      let pe = select(e + half, e - half, e >= half);
+      let cs = rope_cos_sin(q_pos, rope_freq(e % half, ${D}u, params.rope_rcp_scale, params.rope_log2_theta));
+      let own = load_q(qb + e);
+      let partner = load_q(qb + pe);
+      q_${g}_${r}_${v}[i] = select(own * cs.x - partner * cs.y, own * cs.x + partner * cs.y, e >= half);`
+          : `q_${g}_${r}_${v}[i] = load_q(qb + e);`
+      }
+    }
+  }`);
+      }
+    }
+  }
+  // RoPE frequencies of this lane's elements (k rotation per token)
+  if (rope) {
+    for (const r of rs) {
+      for (const v of vs) {
+        emit(`  var f_${r}_${v} = vec4<f32>(0.0);
+  for (var i = 0u; i < 4u; i++) { f_${r}_${v}[i] = rope_freq((${elemOf(r, v)} + i) % ${D / 2}u, ${D}u, params.rope_rcp_scale, params.rope_log2_theta); }`);
+      }
+    }
+  }
+  for (const g of heads) emit(`  var m_${g} = NEG_BIG;\n  var d_${g} = 0.0;`);
+
+  // ---- main loop
+  emit(`  let steps = (wi.end - wi.start + ${NL * U - 1}u) / ${NL * U}u;
+  for (var step = 0u; step < steps; step++) {
+    let base = wi.start + (step * ${NL}u + lane) * ${U}u;`);
+  for (const u of us) {
+    emit(`    let j${u} = base + ${u}u;
+    let ok${u} = j${u} < wi.end;
+    let jj${u} = select(wi.start, j${u}, ok${u});
+    let page${u} = plan[params.indices_offset + wi.page_base + jj${u} / params.page_size];
+    let slot${u} = jj${u} % params.page_size;
+    let kb${u} = (params.k_offset + page${u} * params.k_stride_page + slot${u} * params.k_stride_slot + kvh * params.k_stride_head) / ${EPT}u;
+    let vb${u} = (params.v_offset + page${u} * params.v_stride_page + slot${u} * params.v_stride_slot + kvh * params.v_stride_head) / ${EPT}u;`);
+    for (const r of rs) {
+      emit(`    let kw${u}_${r} = k_cache[kb${u} + ${r}u * ${TD}u + sl];
+    let vw${u}_${r} = v_cache[vb${u} + ${r}u * ${TD}u + sl];`);
+    }
+  }
+  // dot products
+  for (const u of us) {
+    for (const r of rs) for (const v of vs) emit(`    var k${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `kw${u}_${r}`, v)};`);
+    if (rope) {
+      emit(`    {
+      let pos = f32(j${u});`);
+      for (const r of rs) {
+        for (const v of vs) {
+          // partner chunk: other lane (RV = 1) or other load of this lane (RV >= 2)
+          const partner = RV === 1 ? `subgroupShuffleXor(k${u}_${r}_${v}, ${TD / 2}u)` : `k${u}_${(r + RV / 2) % RV}_${v}`;
+          emit(`      let p_${r}_${v} = ${partner};`);
+        }
+      }
+      for (const r of rs) {
+        for (const v of vs) {
+          emit(`      {
+        var cv = vec4<f32>(0.0);
+        var sv = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u; i++) { let cs = rope_cos_sin(pos, f_${r}_${v}[i]); cv[i] = cs.x; sv[i] = cs.y; }
+        let first = ${elemOf(r, v)} < ${D / 2}u;
+        k${u}_${r}_${v} = select(k${u}_${r}_${v} * cv + p_${r}_${v} * sv, k${u}_${r}_${v} * cv - p_${r}_${v} * sv, first);
+      }`);
+        }
+      }
+      emit('    }');
+    }
+    for (const g of heads) {
+      const terms = rs.flatMap((r) => vs.map((v) => `dot(q_${g}_${r}_${v}, k${u}_${r}_${v})`)).join(' + ');
+      emit(`    var s${g}_${u} = ${terms};`);
+    }
+  }
+  // butterfly: every lane of the token ends with the full sums
+  for (let off = TD / 2; off >= 1; off /= 2) {
+    for (const g of heads) for (const u of us) emit(`    s${g}_${u} += subgroupShuffleXor(s${g}_${u}, ${off}u);`);
+  }
+  // logits, online softmax, p * v
+  for (const u of us) {
+    emit(`    let masked${u} = !ok${u} || (params.window_left >= 0 && i32(j${u}) + params.window_left < i32(wi.kv_len) - 1);`);
+  }
+  for (const r of rs) for (const v of vs) for (const u of us) emit(`    let v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`);
+  for (const g of heads) {
+    emit(`    {
+      let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
+    for (const u of us) {
+      emit(`      var x${u} = NEG_BIG;
+      if (!masked${u}) { let acc = s${g}_${u}; let j = j${u}; x${u} = ${logitExpr(c)}; }`);
+    }
+    emit(`      let mn = max(m_${g}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
+      let a = exp2(m_${g} - mn);`);
+    for (const u of us) emit(`      let p${u} = select(0.0, exp2(x${u} - mn), x${u} > NEG_BIG);`);
+    emit(`      d_${g} = d_${g} * a + ${us.map((u) => `p${u}`).join(' + ')};
+      m_${g} = mn;`);
+    for (const r of rs) {
+      for (const v of vs) {
+        emit(`      o_${g}_${r}_${v} = o_${g}_${r}_${v} * a + ${us.map((u) => `p${u} * v${u}_${r}_${v}`).join(' + ')};`);
+      }
+    }
+    emit('    }');
+  }
+  emit('  }');
+
+  // ---- merge the token lanes: common max, then a tree sum through workgroup memory
+  const oStride = D + 1; // padded per-head row in red_o
+  for (const g of heads) emit(`  if (sl == 0u) { red_m[lane * ${HPW}u + ${g}u] = m_${g}; }`);
+  emit('  workgroupBarrier();');
+  for (const g of heads) {
+    emit(`  {
+    var mx = NEG_BIG;
+    for (var l = 0u; l < ${NL}u; l++) { mx = max(mx, red_m[l * ${HPW}u + ${g}u]); }
+    let a = exp2(m_${g} - mx);
+    m_${g} = mx;
+    d_${g} *= a;
+${rs.flatMap((r) => vs.map((v) => `    o_${g}_${r}_${v} *= a;`)).join('\n')}
+  }`);
+  }
+  emit('  workgroupBarrier();');
+  for (let half = NL / 2; half >= 1; half /= 2) {
+    emit(`  if (lane >= ${half}u && lane < ${2 * half}u) {
+    let slotb = (lane - ${half}u) * ${HPW}u;`);
+    for (const g of heads) {
+      emit(`    if (sl == 0u) { red_d[slotb + ${g}u] = d_${g}; }`);
+      for (const r of rs) {
+        for (const v of vs) {
+          emit(`    { let e = ${elemOf(r, v)}; let b = (slotb + ${g}u) * ${oStride}u + e;
+      red_o[b] = o_${g}_${r}_${v}.x; red_o[b + 1u] = o_${g}_${r}_${v}.y; red_o[b + 2u] = o_${g}_${r}_${v}.z; red_o[b + 3u] = o_${g}_${r}_${v}.w; }`);
+        }
+      }
+    }
+    emit(`  }
+  workgroupBarrier();
+  if (lane < ${half}u) {
+    let slotb = lane * ${HPW}u;`);
+    for (const g of heads) {
+      emit(`    d_${g} += red_d[slotb + ${g}u];`);
+      for (const r of rs) {
+        for (const v of vs) {
+          emit(`    { let e = ${elemOf(r, v)}; let b = (slotb + ${g}u) * ${oStride}u + e;
+      o_${g}_${r}_${v} += vec4<f32>(red_o[b], red_o[b + 1u], red_o[b + 2u], red_o[b + 3u]); }`);
+        }
+      }
+    }
+    emit(`  }
+  workgroupBarrier();`);
+  }
+
+  // ---- write: lane 0 holds every head's result for its elements
+  const storeVec = (w: string) => {
+    if (oPer === 1) return `for (var i = 0u; i < 4u; i++) { o_out[${w} + i] = bitcast<u32>(res[i]); }`;
+    if (oPer === 2) return `o_out[${w}] = pack_${c.oDtype}(res.xy); o_out[${w} + 1u] = pack_${c.oDtype}(res.zw);`;
+    return `o_out[${w}] = pack_${c.oDtype}(res);`;
+  };
+  emit('  if (lane == 0u) {');
+  for (const g of heads) {
+    emit(`    if (hg * ${HPW}u + ${g}u < ${G}u) {
+      let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;
+      var m = m_${g};
+      var den = d_${g};
+      var sc = 1.0;
+      if (wi.slot == ${DIRECT_SLOT}u) {
+        ${
+          c.sinks
+            ? `let sk = sinks[h] * LOG2E;
+        let m2 = max(m, sk);
+        sc = exp2(m - m2);
+        den = den * sc + exp2(sk - m2);
+        m = m2;`
+            : ''
+        }
+        if (sl == 0u) { lse_out[params.lse_offset + wi.row * params.num_qo_heads + h] = lse_bits(m, den); }
+      } else if (sl == 0u) {
+        ws[params.part_lse_offset + wi.slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(m, den));
+      }`);
+    for (const r of rs) {
+      for (const v of vs) {
+        emit(`      {
+        let e = ${elemOf(r, v)};
+        var res = vec4<f32>(0.0);
+        if (wi.slot == ${DIRECT_SLOT}u) {
+          if (den > 0.0) { res = o_${g}_${r}_${v} * sc / den * params.v_scale; }
+          let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${D}u + e) / ${oPer}u;
+          ${storeVec('w')}
+        } else {
+          if (den > 0.0) { res = o_${g}_${r}_${v} / den; }
+          let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${D}u + e;
+          ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
+        }
+      }`);
+      }
+    }
+    emit('    }');
+  }
+  emit('  }');
+
+  const dtypes = [...new Set<FloatDType>([c.kvDtype, c.qDtype])];
+  return `${wgslEnables({ nativeF16: c.nativeF16, subgroups: true })}
+diagnostic(off, subgroup_uniformity);
+${decodeUniforms.wgsl()}
+${wgslAttentionCommon()}
+${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
+${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
+
+struct WorkItem { row: u32, start: u32, end: u32, slot: u32, page_base: u32, kv_len: u32, alibi_row: u32, pad: u32 }
+
+@group(0) @binding(0) var<uniform> params: DecodeParams;
+@group(0) @binding(1) var<storage, read> q_in: array<u32>;
+@group(0) @binding(2) var<storage, read> k_cache: array<${loadType}>;
+@group(0) @binding(3) var<storage, read> v_cache: array<${loadType}>;
+@group(0) @binding(4) var<storage, read> plan: array<u32>;
+@group(0) @binding(5) var<storage, read> sinks: array<f32>;
+@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
+@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+
+var<workgroup> item: WorkItem;
+var<workgroup> red_m: array<f32, ${NL * HPW}>;
+var<workgroup> red_d: array<f32, ${Math.max(1, (NL / 2) * HPW)}>;
+var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;
+
+${wgslLoadElement('load_q', 'q_in', c.qDtype)}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let linear = wgid.x + wgid.y * params.groups_x;
+  if (linear >= params.num_work * params.num_kv_heads * ${L.headGroups}u) { return; }
+  let hg = linear % ${L.headGroups}u;
+  let kvh = (linear / ${L.headGroups}u) % params.num_kv_heads;
+  let work = linear / (${L.headGroups}u * params.num_kv_heads);
+  if (lid == 0u) {
+    let b = params.work_offset + work * ${WORK_ITEM_WORDS}u;
+    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], 0u);
+  }
+  let wi = workgroupUniformLoad(&item);
+  let q_pos = f32(wi.kv_len) - 1.0;
+  let lane = lid / ${TD}u;
+  let sl = lid % ${TD}u;
+${lines.join('\n')}
+}
+`;
+}
