@@ -158,6 +158,8 @@ export interface PagedKVIndices {
   lastPageLen: Int32Array;
   /** KV length of each request in tokens. */
   kvLens: Int32Array;
+  /** Largest page id used (-1 when no pages). */
+  maxPageId: number;
 }
 
 /**
@@ -185,9 +187,12 @@ export function validatePagedKVIndices(args: {
     throw new ShapeError(`has ${lastPageLen.length} entries, expected batch_size = ${batch}`, 'lastPageLen');
   }
   const used = indptr[batch];
+  let maxPageId = -1;
+  const limit = maxNumPages ?? 0x7fffffff;
   for (let i = 0; i < used; i++) {
     const page = indices[i];
-    if (page < 0 || (maxNumPages !== undefined && page >= maxNumPages)) {
+    if (page > maxPageId) maxPageId = page;
+    if (page < 0 || page >= limit) {
       throw new IndexRangeError(
         `page id ${page} at position ${i} is outside [0, ${maxNumPages ?? 'inf'})`,
         'indices',
@@ -213,7 +218,7 @@ export function validatePagedKVIndices(args: {
     }
     kvLens[b] = (pages - 1) * pageSize + last;
   }
-  return { indptr, indices, lastPageLen, kvLens };
+  return { indptr, indices, lastPageLen, kvLens, maxPageId };
 }
 
 /** KV length of each request: `(pages - 1) * page_size + last_page_len`, 0 for no pages. */

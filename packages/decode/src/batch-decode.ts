@@ -5,6 +5,7 @@
  * kernel (and the merge of split chunks). Nothing waits for the GPU.
  */
 import {
+  type CompiledKernel as CompiledKernelRef,
   type FloatDType,
   type GpuContext,
   type IntArray,
@@ -104,6 +105,7 @@ export interface BatchDecodePlanArgs {
     /** Force a kernel: 'subgroup' (registers + shuffles) or 'tile' (workgroup-memory tiles). */
     kernel?: 'subgroup' | 'tile';
     tokensPerStep?: number;
+    headsPerWorkgroup?: number;
   };
 }
 
@@ -204,6 +206,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private planBuffer: GPUBuffer | undefined;
   private lseScratch: GPUBuffer | undefined;
   private current: Plan | undefined;
+  private lastUniform: { key: Uint32Array; buffer: GPUBuffer } | undefined;
+  private bindGroupCache: { kernel: CompiledKernelRef; buffers: GPUBuffer[]; group: GPUBindGroup } | undefined;
   private destroyed = false;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
@@ -254,17 +258,18 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     let indptr: Int32Array;
     let indices: Int32Array;
     let kvLens: Int32Array;
+    let maxPageId: number;
     if (args.blockTables) {
       if (!args.seqLens) throw new ValueError('blockTables needs seqLens', 'seqLens');
       const conv = blockTablesToPagedKV({ blockTables: args.blockTables, batchSize: args.seqLens.length, seqLens: args.seqLens, pageSize: args.pageSize });
       const v = validatePagedKVIndices({ ...conv, pageSize: args.pageSize });
-      ({ indptr, indices, kvLens } = v);
+      ({ indptr, indices, kvLens, maxPageId } = v);
     } else {
       if (!args.indptr || !args.indices || !args.lastPageLen) {
         throw new ValueError('plan needs indptr, indices and lastPageLen (or blockTables and seqLens)', 'indptr');
       }
       const v = validatePagedKVIndices({ indptr: args.indptr, indices: args.indices, lastPageLen: args.lastPageLen, pageSize: args.pageSize });
-      ({ indptr, indices, kvLens } = v);
+      ({ indptr, indices, kvLens, maxPageId } = v);
       if (args.seqLens) {
         if (args.seqLens.length !== kvLens.length) {
           throw new ShapeError(`has ${args.seqLens.length} entries, expected batch_size = ${kvLens.length}`, 'seqLens');
@@ -278,8 +283,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         }
       }
     }
-    let maxPageId = -1;
-    for (let i = 0; i < indptr[indptr.length - 1]; i++) maxPageId = Math.max(maxPageId, indices[i]);
 
     const base = {
       headDim: args.headDim,
@@ -294,7 +297,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       nativeF16: this.ctx.hasF16,
     };
     const tile = args.debug?.tile ?? chooseTile(this.ctx, base);
-    const subgroup = this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep);
+    const subgroup = this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup);
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
     const split = planSplitKV({
       rowStart,
@@ -311,14 +314,18 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const workOffset = 0;
     const indicesOffset = numWork * WORK_ITEM_WORDS;
     const slotIndptrOffset = indicesOffset + indices.length;
-    const words = new Uint32Array(slotIndptrOffset + rows + 1);
+    // Length rounded to whole 16-byte rows so writeBuffer takes it without a padded copy.
+    const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
     for (let c = 0; c < numWork; c++) {
       const r = split.chunkRow[c];
       const b = Math.floor(r / qLenPerReq);
-      words.set(
-        [r, split.chunkStart[c], split.chunkEnd[c], split.chunkSlot[c] < 0 ? DIRECT_SLOT : split.chunkSlot[c], indptr[b], rowEnd[r], 0, 0],
-        workOffset + c * WORK_ITEM_WORDS,
-      );
+      const at = workOffset + c * WORK_ITEM_WORDS;
+      words[at] = r;
+      words[at + 1] = split.chunkStart[c];
+      words[at + 2] = split.chunkEnd[c];
+      words[at + 3] = split.chunkSlot[c] < 0 ? DIRECT_SLOT : split.chunkSlot[c];
+      words[at + 4] = indptr[b];
+      words[at + 5] = rowEnd[r];
     }
     words.set(indices, indicesOffset);
     words.set(split.slotIndptr, slotIndptrOffset);
@@ -372,6 +379,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     base: Omit<DecodeShaderConfig, 'tile'>,
     force: 'subgroup' | 'tile' | undefined,
     tokensPerStep: number | undefined,
+    pageSize: number,
+    headsPerWorkgroup: number | undefined,
   ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
     const ctx = this.ctx;
     if (force === 'tile') return undefined;
@@ -386,13 +395,15 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     while (td * 2 <= Math.min(chunks, sg, 32)) td *= 2;
     const rv = chunks / td;
     const nv = ept / 4;
-    const hpw = Math.max(1, Math.min(base.groupSize, Math.floor(16 / (rv * nv)), 8));
+    // q and o of every served head stay in registers: at most 8 vec4 of each per lane.
+    const hpw = headsPerWorkgroup ?? Math.max(1, Math.min(base.groupSize, Math.floor(8 / (rv * nv))));
     const config = {
       headDim: base.headDim,
       groupSize: base.groupSize,
       headsPerWorkgroup: hpw,
       lanesPerToken: td,
-      tokensPerStep: tokensPerStep ?? 4,
+      tokensPerStep: tokensPerStep ?? 2,
+      pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: 128,
       qDtype: base.qDtype,
       kvDtype: base.kvDtype,
@@ -418,9 +429,33 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       });
     }
-    const padded = new Uint32Array(Math.ceil(words.length / 4) * 4);
-    padded.set(words);
-    this.ctx.device.queue.writeBuffer(this.planBuffer, 0, padded);
+    this.ctx.device.queue.writeBuffer(this.planBuffer, 0, words as Uint32Array<ArrayBuffer>);
+  }
+
+  /**
+   * The uniform buffer holding `bytes`. Steady-state runs (same plan, tensors and scales) reuse
+   * the last buffer untouched. When the values change a fresh buffer is made rather than rewritten,
+   * because work already encoded into a caller's pending encoder still reads the old one.
+   */
+  private uniformFor(bytes: ArrayBuffer, external: boolean): GPUBuffer {
+    const key = new Uint32Array(bytes);
+    const last = this.lastUniform;
+    if (last && last.key.length === key.length && last.key.every((v, i) => v === key[i])) return last.buffer;
+    if (last && !external) last.buffer.destroy();
+    const buffer = this.ctx.device.createBuffer({ label: 'decode/params', size: bytes.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.ctx.device.queue.writeBuffer(buffer, 0, bytes);
+    this.lastUniform = { key, buffer };
+    this.bindGroupCache = undefined;
+    return buffer;
+  }
+
+  /** The bind group for these buffers, reused while they stay the same. */
+  private bindGroupFor(kernel: CompiledKernelRef, buffers: GPUBuffer[], ws: GPUBufferBinding): GPUBindGroup {
+    const c = this.bindGroupCache;
+    if (c && c.kernel === kernel && c.buffers.length === buffers.length && c.buffers.every((b, i) => b === buffers[i])) return c.group;
+    const group = bindGroup(this.ctx, kernel, [...buffers, ws]);
+    this.bindGroupCache = { kernel, buffers, group };
+    return group;
   }
 
   private lseScratchFor(bytes: number): GPUBuffer {
@@ -458,6 +493,15 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     for (const [name, a] of [['k', cache.kAddr], ['v', cache.vAddr]] as const) {
       if ([a.offset, a.stridePage, a.strideSlot, a.strideHead].some((x) => x % vecElems !== 0)) {
         throw new LayoutError(`${name} rows must start on 16-byte boundaries (offsets and strides multiples of ${vecElems} elements)`, 'pagedKvCache');
+      }
+    }
+    const maxBinding = ctx.limits.maxStorageBufferBindingSize;
+    for (const [name, t] of [['pagedKvCache', cache.k], ['pagedKvCache', cache.v], ['q', q]] as const) {
+      if (t.buffer.size > maxBinding) {
+        throw new UnsupportedFeatureError(
+          `its GPU buffer has ${t.buffer.size} bytes, more than this device binds at once (maxStorageBufferBindingSize ${maxBinding}); split the cache into buffers of at most that size`,
+          name,
+        );
       }
     }
     const qScale = parseScale(options.qScale, 'qScale');
@@ -503,13 +547,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const oOffsetWords = out.offset;
     const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads * p.headGroups);
     const wsBase = this.workspace.base;
-    const uniform = decodeUniforms.createBuffer(
-      ctx.device,
-      {
+    const uniformValues = {
         num_work: p.numWork,
         num_kv_heads: p.numKvHeads,
         num_qo_heads: p.numQoHeads,
         page_size: p.pageSize,
+        page_shift: Math.log2(p.pageSize) % 1 === 0 ? Math.log2(p.pageSize) : 0,
         k_offset: cache.kAddr.offset,
         k_stride_page: cache.kAddr.stridePage,
         k_stride_slot: cache.kAddr.strideSlot,
@@ -535,12 +578,11 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         rope_rcp_scale: 1 / p.ropeScale,
         rope_log2_theta: Math.log2(p.ropeTheta),
         groups_x: groups[0],
-      },
-      'decode/params',
-    );
+    };
+    const uniform = this.uniformFor(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
     const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, this.workspace.capacity - ((this.workspace.capacity) % 4)) };
-    const group = bindGroup(ctx, kernel, [
+    const group = this.bindGroupFor(kernel, [
       uniform,
       q.buffer,
       cache.k.buffer,
@@ -549,8 +591,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       options.sinks ? options.sinks.buffer : q.buffer,
       out.buffer,
       lseBinding,
-      wsBinding,
-    ]);
+    ], wsBinding);
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
     encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
@@ -574,7 +615,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     }
     if (!options.encoder) {
       ctx.submit([encoder.finish()]);
-      uniform.destroy();
       mergeUniform?.destroy();
     }
     return options.returnLse ? [out, lse!] : out;
@@ -591,6 +631,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.destroyed = true;
     this.planBuffer?.destroy();
     this.lseScratch?.destroy();
+    this.lastUniform?.buffer.destroy();
+    this.lastUniform = undefined;
+    this.bindGroupCache = undefined;
     this.planBuffer = undefined;
     this.lseScratch = undefined;
     this.current = undefined;

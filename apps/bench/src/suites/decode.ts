@@ -206,21 +206,27 @@ async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions, debug
 
 /** Kernel-shape and phase-cost experiments on one case (bench --profile decode). */
 export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  const variants: { label: string; debug: Record<string, unknown> }[] = [
-    { label: 'tile kernel', debug: { kernel: 'tile', tile: 16 } },
-    { label: 'subgroup U=1', debug: { kernel: 'subgroup', tokensPerStep: 1 } },
-    { label: 'subgroup U=2', debug: { kernel: 'subgroup', tokensPerStep: 2 } },
-    { label: 'subgroup U=4', debug: { kernel: 'subgroup', tokensPerStep: 4 } },
-    { label: 'subgroup U=8', debug: { kernel: 'subgroup', tokensPerStep: 8 } },
+  const f16 = c('batch', 64, 4096, 32, 8, 16);
+  const fp8 = c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3');
+  const g8 = c('batch', 64, 4096, 64, 8, 16);
+  const runs: [DecodeCase, string, Record<string, unknown>][] = [
+    [f16, 'U=2', { tokensPerStep: 2 }],
+    [f16, 'U=4', { tokensPerStep: 4 }],
+    [f16, 'U=8', { tokensPerStep: 8 }],
+    [fp8, 'U=2 hpw=2', { tokensPerStep: 2, headsPerWorkgroup: 2 }],
+    [fp8, 'U=2 hpw=4', { tokensPerStep: 2, headsPerWorkgroup: 4 }],
+    [fp8, 'U=4 hpw=4', { tokensPerStep: 4, headsPerWorkgroup: 4 }],
+    [fp8, 'U=1 hpw=4', { tokensPerStep: 1, headsPerWorkgroup: 4 }],
+    [g8, 'U=2 hpw=4', { tokensPerStep: 2, headsPerWorkgroup: 4 }],
+    [g8, 'U=2 hpw=8', { tokensPerStep: 2, headsPerWorkgroup: 8 }],
+    [g8, 'U=1 hpw=8', { tokensPerStep: 1, headsPerWorkgroup: 8 }],
+    [c('batch', 1, 4096, 32, 8, 16), 'default', {}],
   ];
-  const shapes = [c('batch', 64, 4096, 32, 8, 16), c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3'), c('batch', 64, 4096, 64, 8, 16), c('batch', 1, 4096, 32, 8, 16)];
   const results: CaseResult[] = [];
-  for (const k of shapes) {
-    for (const v of variants) {
-      opts.progress(`profile ${k.name} ${v.label}`);
-      const r = await runCase(ctx, k, { ...opts, verify: false }, v.debug);
-      results.push({ ...r, name: `${k.name} [${v.label}]` });
-    }
+  for (const [k, label, debug] of runs) {
+    opts.progress(`profile ${k.name} ${label}`);
+    const r = await runCase(ctx, k, { ...opts, verify: false }, debug);
+    results.push({ ...r, name: `${k.name} [${label}]` });
   }
   return results;
 }

@@ -60,18 +60,18 @@ export function wgslUnpackWord(dtype: FloatDType, options: WgslDtypeOptions = {}
         '}',
       ].join('\n');
     case 'fp8_e4m3':
-      // e4m3's magnitude bits shifted left 7 form an f16 whose exponent bias is 8 too small:
-      // scale by 2^8 (exact). S.1111.111 is NaN (e4m3fn has no inf).
+      // Two bytes at a time become an f16 pair: sign to bit 15, magnitude bits shifted left 7 form
+      // an f16 whose exponent bias is 8 too small, fixed by one exact multiply by 2^8.
+      // S.1111.111 is NaN (e4m3fn has no inf); the branch is almost never taken.
       return [
-        'fn fp8_e4m3_to_f32(b: u32) -> f32 {',
-        '  let mag = b & 0x7fu;',
-        '  var v = unpack2x16float(mag << 7u).x * 256.0;',
-        '  if (mag == 0x7fu) { v = bitcast<f32>(0x7f800000u | (mag << 16u)); } // NaN (built at run time)',
-        '  return select(v, -v, (b & 0x80u) != 0u);',
+        'fn fp8_e4m3_pair(x: u32) -> vec2<f32> {',
+        '  return unpack2x16float(((x & 0x007f007fu) << 7u) | ((x & 0x00800080u) << 8u)) * 256.0;',
         '}',
         'fn unpack_fp8_e4m3(w: u32) -> vec4<f32> {',
-        '  return vec4<f32>(fp8_e4m3_to_f32(w & 0xffu), fp8_e4m3_to_f32((w >> 8u) & 0xffu),',
-        '                   fp8_e4m3_to_f32((w >> 16u) & 0xffu), fp8_e4m3_to_f32(w >> 24u));',
+        '  var v = vec4<f32>(fp8_e4m3_pair((w & 0xffu) | ((w & 0xff00u) << 8u)), fp8_e4m3_pair(((w >> 16u) & 0xffu) | ((w >> 8u) & 0xff0000u)));',
+        '  let nan = vec4<bool>((w & 0x7fu) == 0x7fu, (w & 0x7f00u) == 0x7f00u, (w & 0x7f0000u) == 0x7f0000u, (w & 0x7f000000u) == 0x7f000000u);',
+        '  if (any(nan)) { v = select(v, vec4<f32>(bitcast<f32>(0x7fc00000u | (w & 0u))), nan); }',
+        '  return v;',
         '}',
       ].join('\n');
   }

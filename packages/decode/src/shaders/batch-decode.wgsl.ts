@@ -48,6 +48,7 @@ export const decodeUniforms = new UniformSchema('DecodeParams', {
   num_kv_heads: 'u32',
   num_qo_heads: 'u32',
   page_size: 'u32',
+  page_shift: 'u32',
   k_offset: 'u32',
   k_stride_page: 'u32',
   k_stride_slot: 'u32',

@@ -38,11 +38,20 @@ export interface SubgroupDecodeConfig {
   softCap: boolean;
   sinks: boolean;
   nativeF16: boolean;
+  /** Page size is a power of two: page and slot by shift and mask instead of division. */
+  pagePow2: boolean;
 }
 
-/** Elements per lane load: 8 for 1- and 2-byte dtypes, 4 for f32. */
+/**
+ * Elements per lane load: 8 for 1- and 2-byte dtypes (16-byte loads; 8-byte for fp8, which keeps
+ * q and o of four heads in registers), 4 for f32.
+ */
 export function elementsPerLoad(kvDtype: FloatDType): number {
   return kvDtype === 'f32' ? 4 : 8;
+}
+
+function isFp8(d: FloatDType): boolean {
+  return d === 'fp8_e4m3' || d === 'fp8_e5m2';
 }
 
 export function subgroupDecodeLayout(c: SubgroupDecodeConfig) {
@@ -62,7 +71,7 @@ function unpackLoad(dtype: FloatDType, w: string, v: number): string {
       return `bitcast<vec4<f32>>(${w})`;
     case 'fp8_e4m3':
     case 'fp8_e5m2':
-      return `unpack_${dtype}(${w}.${v === 0 ? 'x' : 'y'})`;
+      return `unpack_${dtype}(${w}.${'xy'[v]})`;
     default: {
       const [a, b] = v === 0 ? ['x', 'y'] : ['z', 'w'];
       return `vec4<f32>(unpack_${dtype}(${w}.${a}), unpack_${dtype}(${w}.${b}))`;
@@ -88,7 +97,7 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   const U = c.tokensPerStep;
   const WG = c.workgroupSize;
   const rope = c.posEncoding === 'ROPE_LLAMA';
-  const loadType = c.kvDtype === 'fp8_e4m3' || c.kvDtype === 'fp8_e5m2' ? 'vec2<u32>' : 'vec4<u32>';
+  const loadType = isFp8(c.kvDtype) ? 'vec2<u32>' : 'vec4<u32>';
   const oPer = elementsPerWord(c.oDtype);
   const heads = Array.from({ length: HPW }, (_, g) => g);
   const rs = Array.from({ length: RV }, (_, r) => r);
@@ -145,8 +154,8 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
     emit(`    let j${u} = base + ${u}u;
     let ok${u} = j${u} < wi.end;
     let jj${u} = select(wi.start, j${u}, ok${u});
-    let page${u} = plan[params.indices_offset + wi.page_base + jj${u} / params.page_size];
-    let slot${u} = jj${u} % params.page_size;
+    let page${u} = plan[params.indices_offset + wi.page_base + ${c.pagePow2 ? `(jj${u} >> params.page_shift)` : `jj${u} / params.page_size`}];
+    let slot${u} = ${c.pagePow2 ? `jj${u} & (params.page_size - 1u)` : `jj${u} % params.page_size`};
     let kb${u} = (params.k_offset + page${u} * params.k_stride_page + slot${u} * params.k_stride_slot + kvh * params.k_stride_head) / ${EPT}u;
     let vb${u} = (params.v_offset + page${u} * params.v_stride_page + slot${u} * params.v_stride_slot + kvh * params.v_stride_head) / ${EPT}u;`);
     for (const r of rs) {
