@@ -15,6 +15,11 @@ export interface GpuTiming {
 
 export interface TimeGpuOptions {
   warmup?: number;
+  /**
+   * Keep warming up until this much wall time has passed (default 250 ms): GPUs drop their clocks
+   * when idle (e.g. while the CPU verifies results) and need sustained work to ramp them back.
+   */
+  warmupMs?: number;
   iterations?: number;
   /** Force queue-completion timing even when timestamps exist. */
   forceQueueTiming?: boolean;
@@ -35,10 +40,13 @@ export async function timeGpu(
   const warmup = options.warmup ?? 5;
   const iterations = options.iterations ?? 30;
   const { device } = ctx;
-  for (let i = 0; i < warmup; i++) {
+  const warmupMs = options.warmupMs ?? 250;
+  const t0 = performance.now();
+  for (let i = 0; i < warmup || performance.now() - t0 < warmupMs; i++) {
     const enc = device.createCommandEncoder();
     encode(enc);
     device.queue.submit([enc.finish()]);
+    if (i % 8 === 7) await device.queue.onSubmittedWorkDone();
   }
   await device.queue.onSubmittedWorkDone();
 
