@@ -50,6 +50,10 @@ export function singleDecodeWithKVCache(q: Tensor, k: Tensor, v: Tensor, options
   for (const [name, t] of [['k', k], ['v', v]] as const) {
     if (t.strides[2] !== 1) throw new LayoutError('the head dimension must be contiguous', name);
   }
+  if (options.out) {
+    options.out.expect('out', [q.dtype], [numQoHeads, headDim]);
+    if (!options.out.isContiguous()) throw new LayoutError('must be contiguous', 'out');
+  }
   // One page of kv_len tokens: [1, page, H, D] (NHD) or [1, H, page, D] (HND).
   const asPage = (t: Tensor) =>
     ctx.fromBuffer(t.buffer, [1, ...t.shape], t.dtype, { offset: t.offset, strides: [t.span() || 1, ...t.strides] });
@@ -62,7 +66,7 @@ export function singleDecodeWithKVCache(q: Tensor, k: Tensor, v: Tensor, options
     wrapper.plan({
       indptr: [0, kvLen > 0 ? 1 : 0],
       indices: kvLen > 0 ? [0] : [],
-      lastPageLen: [kvLen > 0 ? kvLen : 0],
+      lastPageLen: [Math.max(kvLen, 0)],
       numQoHeads,
       numKvHeads,
       headDim,
@@ -78,8 +82,7 @@ export function singleDecodeWithKVCache(q: Tensor, k: Tensor, v: Tensor, options
     });
     const q3 = ctx.fromBuffer(q.buffer, [1, numQoHeads, headDim], q.dtype, { offset: q.offset, strides: [0, ...q.strides] });
     const out3 = options.out
-      ? (options.out.expect('out', [q.dtype], [numQoHeads, headDim]),
-        ctx.fromBuffer(options.out.buffer, [1, numQoHeads, headDim], q.dtype, { offset: options.out.offset }))
+      ? ctx.fromBuffer(options.out.buffer, [1, numQoHeads, headDim], q.dtype, { offset: options.out.offset })
       : undefined;
     const res = wrapper.run(q3, { k: asPage(k), v: asPage(v) }, {
       qScale: options.qScale,
