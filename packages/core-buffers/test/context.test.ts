@@ -103,7 +103,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
         pass.dispatchWorkgroups(1);
         pass.end();
       },
-      { warmup: 0, iterations: 1 },
+      { warmup: 0, warmupMs: 0, iterations: 1 },
     );
     expect(timing.samples).toHaveLength(1);
     expect(timing.samples[0]).toBeGreaterThanOrEqual(0);

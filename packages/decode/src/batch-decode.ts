@@ -149,6 +149,8 @@ interface Plan {
   /** The subgroup kernel's config (without sinks), or undefined for the tile kernel. */
   subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
   headGroups: number;
+  /** Compiled pipelines, without and with sinks, filled on first run. */
+  kernels: [CompiledKernelRef | undefined, CompiledKernelRef | undefined];
   workOffset: number;
   indicesOffset: number;
   slotIndptrOffset: number;
@@ -362,6 +364,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       workgroupSize: base.workgroupSize,
       debugSkip: args.debug?.debugSkip,
       subgroup,
+      kernels: [undefined, undefined],
       headGroups: subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1,
       workOffset,
       indicesOffset,
@@ -534,15 +537,17 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       nativeF16: ctx.hasF16,
       ...(p.debugSkip ? { debugSkip: p.debugSkip } : {}),
     };
+    // The pipeline depends only on the plan (and on whether sinks are given): look it up once.
+    const withSinks = options.sinks !== undefined ? 1 : 0;
     const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
-    const kernel = p.subgroup
+    const kernel = (p.kernels[withSinks] ??= p.subgroup
       ? getKernel(ctx, {
           id: 'decode/subgroup-decode',
-          config: { ...p.subgroup, sinks: options.sinks !== undefined },
+          config: { ...p.subgroup, sinks: withSinks === 1 },
           wgsl: subgroupDecodeWgsl,
           bindings,
         })
-      : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings });
+      : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings }));
     const sm = p.smScale * qScale * kScale;
     const oOffsetWords = out.offset;
     const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads * p.headGroups);

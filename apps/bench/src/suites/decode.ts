@@ -134,23 +134,23 @@ async function runCase(ctx: GpuContext, k: DecodeCase, opts: SuiteOptions, debug
       const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
       const planArgs = { indptr, indices: perm, lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: ps, kvDataType: k.kvDtype, debug };
       // CPU cost after the JIT has warmed up, as in a serving loop.
-      for (let i = 0; i < (opts.quick ? 1 : 20); i++) wrapper.plan(planArgs);
+      for (let i = 0; i < (opts.quick ? 1 : 300); i++) wrapper.plan(planArgs);
       const planTimes: number[] = [];
-      for (let i = 0; i < (opts.quick ? 3 : 50); i++) {
+      for (let i = 0; i < (opts.quick ? 3 : 200); i++) {
         const t0 = performance.now();
         wrapper.plan(planArgs);
         planTimes.push(performance.now() - t0);
       }
       planCpuUs = median(planTimes) * 1e3;
       const runTimes: number[] = [];
-      for (let i = 0; i < (opts.quick ? 3 : 70); i++) {
+      for (let i = 0; i < (opts.quick ? 3 : 400); i++) {
         const enc = ctx.device.createCommandEncoder();
         const t0 = performance.now();
         wrapper.run(q, cache, { out, lse, encoder: enc });
         runTimes.push(performance.now() - t0);
         ctx.submit([enc.finish()]);
       }
-      runCpuUs = median(runTimes.slice(opts.quick ? 0 : 20)) * 1e3;
+      runCpuUs = median(runTimes.slice(opts.quick ? 0 : 200)) * 1e3;
       encodeRun = (enc) => wrapper.run(q, cache, { out, lse, encoder: enc });
     } else {
       const k3 = cache.select(1, 0).reshape([numPages * ps, hkv, d]);
