@@ -10,6 +10,8 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   noExternal: [/^@webinfer\//],
+  // Each entry is one self-contained file (no shared chunks) for bare GPU hosts.
+  splitting: false,
   external: ['webgpu'],
   banner: { js: '#!/usr/bin/env node' },
 });

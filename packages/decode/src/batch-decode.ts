@@ -405,6 +405,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       groupSize: base.groupSize,
       headsPerWorkgroup: hpw,
       lanesPerToken: td,
+      // Two tokens per lane per step measured best on the H100 for f16 and fp8 (BENCHMARKS.md).
       tokensPerStep: tokensPerStep ?? 2,
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: 128,
@@ -540,14 +541,17 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // The pipeline depends only on the plan (and on whether sinks are given): look it up once.
     const withSinks = options.sinks !== undefined ? 1 : 0;
     const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
-    const kernel = (p.kernels[withSinks] ??= p.subgroup
-      ? getKernel(ctx, {
-          id: 'decode/subgroup-decode',
-          config: { ...p.subgroup, sinks: withSinks === 1 },
-          wgsl: subgroupDecodeWgsl,
-          bindings,
-        })
-      : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings }));
+    if (!p.kernels[withSinks]) {
+      p.kernels[withSinks] = p.subgroup
+        ? getKernel(ctx, {
+            id: 'decode/subgroup-decode',
+            config: { ...p.subgroup, sinks: withSinks === 1 },
+            wgsl: subgroupDecodeWgsl,
+            bindings,
+          })
+        : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings });
+    }
+    const kernel = p.kernels[withSinks]!;
     const sm = p.smScale * qScale * kScale;
     const oOffsetWords = out.offset;
     const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads * p.headGroups);
