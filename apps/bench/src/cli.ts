@@ -4,7 +4,10 @@
  *
  *   webinfer-bench [--suite decode|all] [--quick] [--verify] [--json out.json] [--md out.md]
  */
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { profileDecode, runDecodeSuite } from './suites/decode';
@@ -17,6 +20,7 @@ interface Args {
   json?: string;
   md?: string;
   filter?: string;
+  peer?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -29,8 +33,9 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--json') args.json = argv[++i];
     else if (a === '--md') args.md = argv[++i];
     else if (a === '--filter') args.filter = argv[++i];
+    else if (a === '--peer') args.peer = argv[++i];
     else if (a === '--help' || a === '-h') {
-      console.log('usage: webinfer-bench [--suite decode|all] [--quick] [--verify] [--json out.json] [--md out.md] [--filter substring]');
+      console.log('usage: webinfer-bench [--suite decode|all] [--quick] [--verify] [--json out.json] [--md out.md] [--filter substring] [--peer torch]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -41,6 +46,32 @@ const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o:
   decode: runDecodeSuite,
   'profile-decode': profileDecode,
 };
+
+interface PeerResult {
+  name: string;
+  timeMs: number;
+  gbs: number;
+  note: string;
+}
+
+/**
+ * Runs peers/torch_sdpa.py (PyTorch SDPA on CUDA) on the decode cases. Returns undefined, with a
+ * message, when python3, torch or a CUDA GPU is missing: the bench then reports alone.
+ */
+function runTorchPeer(results: CaseResult[]): { device: string; torch: string; results: PeerResult[] } | undefined {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'torch_sdpa.py');
+  if (!existsSync(script)) {
+    console.error(`[bench] torch peer: ${script} not found`);
+    return undefined;
+  }
+  const cases = results.filter((r) => r.shape).map((r) => ({ name: r.name, ...r.shape }));
+  const proc = spawnSync('python3', [script], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (proc.status !== 0) {
+    console.error(`[bench] torch peer unavailable: ${(proc.stdout || proc.stderr || String(proc.error)).trim().slice(0, 300)}`);
+    return undefined;
+  }
+  return JSON.parse(proc.stdout);
+}
 
 function fmt(x: number, digits = 1): string {
   return Number.isFinite(x) ? x.toFixed(digits) : '-';
@@ -62,22 +93,28 @@ async function main(): Promise<number> {
     results.push(...(await run(ctx, { quick: args.quick, verify: args.verify, progress, filter: args.filter })));
   }
   process.stderr.write('\r\x1b[K');
+  const peer = args.peer === 'torch' ? runTorchPeer(results) : undefined;
+  if (args.peer && args.peer !== 'torch') throw new Error(`unknown peer ${args.peer}; have torch`);
+  const peerOf = (name: string) => peer?.results.find((p) => p.name === name);
   const lines = [
     `device: ${device} | features: ${[...ctx.features].filter((f) => /f16|subgroup|timestamp/.test(f)).join(', ')}`,
     `ceilings (same run): stream read ${fmt(ceilings.readGBs)} GB/s, f32 FMA ${fmt(ceilings.fmaTflops, 2)} TFLOP/s; timing: ${ceilings.timing}`,
+    peer ? `peer: PyTorch ${peer.torch} scaled_dot_product_attention on ${peer.device} (contiguous KV, CUDA events)` : 'peer: none',
     '',
-    '| suite | case | time (ms) | p10–p90 (ms) | GB/s | % of read | TFLOP/s | plan CPU (µs) | run CPU (µs) | verify |',
-    '|---|---|---|---|---|---|---|---|---|---|',
-    ...results.map(
-      (r) =>
-        `| ${r.suite} | ${r.name} | ${fmt(r.timeMs, 4)} | ${fmt(r.p10Ms, 4)}–${fmt(r.p90Ms, 4)} | ${fmt(r.gbs, 0)} | ${fmt((100 * r.gbs) / ceilings.readGBs)}% | ${fmt(r.tflops, 2)} | ${fmt(r.planCpuUs)} | ${fmt(r.runCpuUs)} | ${r.verified ?? 'not run'} |`,
-    ),
+    '| suite | case | time (ms) | p10–p90 (ms) | GB/s | % of read | TFLOP/s | plan CPU (µs) | run CPU (µs) | verify | torch (ms) | torch time / ours |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...results.map((r) => {
+      const p = peerOf(r.name);
+      const peerCols = p ? `${fmt(p.timeMs, 4)}${p.note ? ' *' : ''} | ${fmt(p.timeMs / r.timeMs, 2)}×` : '- | -';
+      return `| ${r.suite} | ${r.name} | ${fmt(r.timeMs, 4)} | ${fmt(r.p10Ms, 4)}–${fmt(r.p90Ms, 4)} | ${fmt(r.gbs, 0)} | ${fmt((100 * r.gbs) / ceilings.readGBs)}% | ${fmt(r.tflops, 2)} | ${fmt(r.planCpuUs)} | ${fmt(r.runCpuUs)} | ${r.verified ?? 'not run'} | ${peerCols} |`;
+    }),
+    ...(peer?.results.some((p) => p.note) ? ['', '\\* torch has no fp8 KV in SDPA: timed with f16 KV.'] : []),
   ];
   const md = lines.join('\n');
   console.log(md);
   if (args.md) writeFileSync(args.md, `${md}\n`);
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date: new Date().toISOString(), ceilings, results }, null, 2));
+    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date: new Date().toISOString(), ceilings, results, peer }, null, 2));
   }
   ctx.dispose();
   return results.some((r) => r.verified?.startsWith('FAILED')) ? 1 : 0;

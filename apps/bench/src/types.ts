@@ -24,4 +24,6 @@ export interface CaseResult {
   timing: 'timestamp' | 'queue';
   /** undefined without --verify. */
   verified?: string;
+  /** The attention shape, for peers that time the same case. */
+  shape?: { batch: number; kvLen: number; numQoHeads: number; numKvHeads: number; headDim: number; kvDtype: string };
 }

@@ -23,6 +23,11 @@ export interface TimeGpuOptions {
   iterations?: number;
   /** Force queue-completion timing even when timestamps exist. */
   forceQueueTiming?: boolean;
+  /**
+   * Encode the work this many times per timed sample (samples are divided by it), so short
+   * kernels keep the GPU busy at full clock. Only for working sets larger than the GPU's caches.
+   */
+  repeat?: number;
 }
 
 /**
@@ -39,12 +44,16 @@ export async function timeGpu(
 ): Promise<GpuTiming> {
   const warmup = options.warmup ?? 5;
   const iterations = options.iterations ?? 30;
+  const repeat = Math.max(1, Math.floor(options.repeat ?? 1));
+  const encodeRepeated = (enc: GPUCommandEncoder) => {
+    for (let r = 0; r < repeat; r++) encode(enc);
+  };
   const { device } = ctx;
   const warmupMs = options.warmupMs ?? 250;
   const t0 = performance.now();
   for (let i = 0; i < warmup || performance.now() - t0 < warmupMs; i++) {
     const enc = device.createCommandEncoder();
-    encode(enc);
+    encodeRepeated(enc);
     device.queue.submit([enc.finish()]);
     if (i % 8 === 7) await device.queue.onSubmittedWorkDone();
   }
@@ -54,11 +63,11 @@ export async function timeGpu(
     const samples: number[] = [];
     for (let i = 0; i < iterations; i++) {
       const enc = device.createCommandEncoder();
-      encode(enc);
+      encodeRepeated(enc);
       const t0 = performance.now();
       device.queue.submit([enc.finish()]);
       await device.queue.onSubmittedWorkDone();
-      samples.push(performance.now() - t0);
+      samples.push((performance.now() - t0) / repeat);
     }
     return { samples, source: 'queue' };
   }
@@ -70,7 +79,7 @@ export async function timeGpu(
     for (let i = 0; i < iterations; i++) {
       const enc = device.createCommandEncoder();
       enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i } }).end();
-      encode(enc);
+      encodeRepeated(enc);
       enc.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 2 * i + 1 } }).end();
       device.queue.submit([enc.finish()]);
     }
@@ -82,7 +91,7 @@ export async function timeGpu(
     const ticks = new BigUint64Array(readback.getMappedRange().slice(0));
     readback.unmap();
     const samples: number[] = [];
-    for (let i = 0; i < iterations; i++) samples.push(Number(ticks[2 * i + 1] - ticks[2 * i]) / 1e6);
+    for (let i = 0; i < iterations; i++) samples.push(Number(ticks[2 * i + 1] - ticks[2 * i]) / 1e6 / repeat);
     return { samples, source: 'timestamp' };
   } finally {
     querySet.destroy();

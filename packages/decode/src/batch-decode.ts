@@ -405,8 +405,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       groupSize: base.groupSize,
       headsPerWorkgroup: hpw,
       lanesPerToken: td,
-      // Two tokens per lane per step measured best on the H100 for f16 and fp8 (BENCHMARKS.md).
-      tokensPerStep: tokensPerStep ?? 2,
+      // Tokens per lane per step (H100, BENCHMARKS.md): 2 when a workgroup serves 3+ heads (f16
+      // and fp8), 4 when it serves 1-2 heads (little work per token, so more loads in flight).
+      tokensPerStep: tokensPerStep ?? (hpw <= 2 ? 4 : 2),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: 128,
       qDtype: base.qDtype,

@@ -14,7 +14,6 @@
  */
 import {
   type FloatDType,
-  UniformSchema,
   elementsPerWord,
   wgslAttentionCommon,
   wgslDtypeHelpers,
@@ -22,8 +21,9 @@ import {
   wgslLoadElement,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
+import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl } from './decode-common';
 
-export type PosEncodingMode = 'NONE' | 'ROPE_LLAMA' | 'ALIBI';
+export { DIRECT_SLOT, type PosEncodingMode, WORK_ITEM_WORDS, decodeUniforms } from './decode-common';
 
 export interface DecodeShaderConfig {
   headDim: number;
@@ -42,44 +42,6 @@ export interface DecodeShaderConfig {
   /** Benchmark-only: drop one phase to see what it costs (results are wrong). */
   debugSkip?: 'loads' | 'A' | 'atomics' | 'P' | 'B';
 }
-
-export const decodeUniforms = new UniformSchema('DecodeParams', {
-  num_work: 'u32',
-  num_kv_heads: 'u32',
-  num_qo_heads: 'u32',
-  page_size: 'u32',
-  page_shift: 'u32',
-  k_offset: 'u32',
-  k_stride_page: 'u32',
-  k_stride_slot: 'u32',
-  k_stride_head: 'u32',
-  v_offset: 'u32',
-  v_stride_page: 'u32',
-  v_stride_slot: 'u32',
-  v_stride_head: 'u32',
-  q_offset: 'u32',
-  q_stride_row: 'u32',
-  q_stride_head: 'u32',
-  o_offset: 'u32',
-  lse_offset: 'u32',
-  part_o_offset: 'u32',
-  part_lse_offset: 'u32',
-  work_offset: 'u32',
-  indices_offset: 'u32',
-  window_left: 'i32',
-  sm_scale: 'f32',
-  sm_scale_log2: 'f32',
-  soft_cap: 'f32',
-  v_scale: 'f32',
-  rope_rcp_scale: 'f32',
-  rope_log2_theta: 'f32',
-  groups_x: 'u32',
-});
-
-/** u32 fields per work item in the plan buffer. */
-export const WORK_ITEM_WORDS = 8;
-/** Slot value of a chunk whose row is not split. */
-export const DIRECT_SLOT = 0xffffffff;
 
 /** Layout numbers the wrapper needs too (smem size, thread mapping). */
 export function decodeLayout(c: DecodeShaderConfig) {
@@ -116,15 +78,6 @@ function chunkOfWord(dtype: FloatDType, w: string, i: number): string {
     default:
       return `unpack_${dtype}(${w}[${i}])`;
   }
-}
-
-/** Logit transform of a raw dot product `acc` for head `h` and key position `j` (base 2). */
-function logitExpr(c: DecodeShaderConfig): string {
-  if (c.posEncoding === 'ALIBI') {
-    return '(acc * params.sm_scale + alibi_slope(h, params.num_qo_heads) * (f32(j) - f32(wi.alibi_row))) * LOG2E';
-  }
-  if (c.softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
-  return 'acc * params.sm_scale_log2';
 }
 
 export function batchDecodeWgsl(c: DecodeShaderConfig): string {
@@ -200,7 +153,7 @@ export function batchDecodeWgsl(c: DecodeShaderConfig): string {
         let g = hg + ${j * HG}u;
         let h = kvh * ${G}u + g;
         let acc = acc${j};
-        var x = ${logitExpr(c)};
+        var x = ${decodeLogitExpr(c.posEncoding, c.softCap)};
         if (masked) { x = NEG_BIG; }
         s_tile[g * ${L.sStride}u + t] = x;
         ${c.debugSkip === 'atomics' ? '' : 'atomicMax(&m_tile[g], ordered(x));'}
@@ -300,17 +253,7 @@ ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 
-struct WorkItem { row: u32, start: u32, end: u32, slot: u32, page_base: u32, kv_len: u32, alibi_row: u32, pad: u32 }
-
-@group(0) @binding(0) var<uniform> params: DecodeParams;
-@group(0) @binding(1) var<storage, read> q_in: array<u32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> plan: array<u32>;
-@group(0) @binding(5) var<storage, read> sinks: array<f32>;
-@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
-@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
-@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+${decodeBindingsWgsl('vec4<u32>')}
 
 var<workgroup> k_tile: array<vec4<u32>, ${T * KS4}>;
 var<workgroup> v_tile: array<vec4<u32>, ${T * KW4}>;
@@ -318,7 +261,6 @@ var<workgroup> q_s: array<vec4<f32>, ${(G * D) / 4}>;
 var<workgroup> s_tile: array<f32, ${G * L.sStride}>;
 var<workgroup> m_run: array<f32, ${G}>;
 var<workgroup> m_tile: array<atomic<u32>, ${G}>;
-var<workgroup> item: WorkItem;
 ${rope ? `var<workgroup> freq_s: array<f32, ${D / 2}>;` : ''}
 ${Z > 1 ? `var<workgroup> red_o: array<vec4<f32>, ${WG}>;\nvar<workgroup> red_d: array<f32, ${WG}>;` : ''}
 
@@ -343,11 +285,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   if (linear >= params.num_work * params.num_kv_heads) { return; }
   let kvh = linear % params.num_kv_heads;
   let work = linear / params.num_kv_heads;
-  if (lid == 0u) {
-    let b = params.work_offset + work * ${WORK_ITEM_WORDS}u;
-    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], 0u);
-  }
-  let wi = workgroupUniformLoad(&item);
+  ${loadWorkItemWgsl('work')}
   let q_pos = f32(wi.kv_len) - 1.0;
 
   // q of every head in the group, RoPE'd at position kv_len - 1, in f32.

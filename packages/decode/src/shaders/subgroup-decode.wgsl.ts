@@ -18,7 +18,7 @@ import {
   wgslLoadElement,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
-import { DIRECT_SLOT, WORK_ITEM_WORDS, type PosEncodingMode, decodeUniforms } from './batch-decode.wgsl';
+import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl } from './decode-common';
 
 export interface SubgroupDecodeConfig {
   headDim: number;
@@ -77,14 +77,6 @@ function unpackLoad(dtype: FloatDType, w: string, v: number): string {
       return `vec4<f32>(unpack_${dtype}(${w}.${a}), unpack_${dtype}(${w}.${b}))`;
     }
   }
-}
-
-function logitExpr(c: SubgroupDecodeConfig): string {
-  if (c.posEncoding === 'ALIBI') {
-    return '(acc * params.sm_scale + alibi_slope(h, params.num_qo_heads) * (f32(j) - f32(wi.alibi_row))) * LOG2E';
-  }
-  if (c.softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
-  return 'acc * params.sm_scale_log2';
 }
 
 export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
@@ -208,7 +200,7 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
       let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
     for (const u of us) {
       emit(`      var x${u} = NEG_BIG;
-      if (!masked${u}) { let acc = s${g}_${u}; let j = j${u}; x${u} = ${logitExpr(c)}; }`);
+      if (!masked${u}) { let acc = s${g}_${u}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
     }
     emit(`      let mn = max(m_${g}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
       let a = exp2(m_${g} - mn);`);
@@ -324,19 +316,7 @@ ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 
-struct WorkItem { row: u32, start: u32, end: u32, slot: u32, page_base: u32, kv_len: u32, alibi_row: u32, pad: u32 }
-
-@group(0) @binding(0) var<uniform> params: DecodeParams;
-@group(0) @binding(1) var<storage, read> q_in: array<u32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<${loadType}>;
-@group(0) @binding(3) var<storage, read> v_cache: array<${loadType}>;
-@group(0) @binding(4) var<storage, read> plan: array<u32>;
-@group(0) @binding(5) var<storage, read> sinks: array<f32>;
-@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
-@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
-@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
-
-var<workgroup> item: WorkItem;
+${decodeBindingsWgsl(loadType)}
 var<workgroup> red_m: array<f32, ${NL * HPW}>;
 var<workgroup> red_d: array<f32, ${Math.max(1, (NL / 2) * HPW)}>;
 var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;
@@ -350,11 +330,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   let hg = linear % ${L.headGroups}u;
   let kvh = (linear / ${L.headGroups}u) % params.num_kv_heads;
   let work = linear / (${L.headGroups}u * params.num_kv_heads);
-  if (lid == 0u) {
-    let b = params.work_offset + work * ${WORK_ITEM_WORDS}u;
-    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], 0u);
-  }
-  let wi = workgroupUniformLoad(&item);
+  ${loadWorkItemWgsl('work')}
   let q_pos = f32(wi.kv_len) - 1.0;
   let lane = lid / ${TD}u;
   let sl = lid % ${TD}u;

@@ -1,0 +1,81 @@
+/**
+ * WGSL shared by the two decode kernels: the work-item record, the bind group (both kernels take
+ * the same bindings, so the wrapper binds them the same way), the work-item load and the logit
+ * transform.
+ */
+import { UniformSchema } from '@webinfer/core-buffers';
+
+export type PosEncodingMode = 'NONE' | 'ROPE_LLAMA' | 'ALIBI';
+
+export const decodeUniforms = new UniformSchema('DecodeParams', {
+  num_work: 'u32',
+  num_kv_heads: 'u32',
+  num_qo_heads: 'u32',
+  page_size: 'u32',
+  page_shift: 'u32',
+  k_offset: 'u32',
+  k_stride_page: 'u32',
+  k_stride_slot: 'u32',
+  k_stride_head: 'u32',
+  v_offset: 'u32',
+  v_stride_page: 'u32',
+  v_stride_slot: 'u32',
+  v_stride_head: 'u32',
+  q_offset: 'u32',
+  q_stride_row: 'u32',
+  q_stride_head: 'u32',
+  o_offset: 'u32',
+  lse_offset: 'u32',
+  part_o_offset: 'u32',
+  part_lse_offset: 'u32',
+  work_offset: 'u32',
+  indices_offset: 'u32',
+  window_left: 'i32',
+  sm_scale: 'f32',
+  sm_scale_log2: 'f32',
+  soft_cap: 'f32',
+  v_scale: 'f32',
+  rope_rcp_scale: 'f32',
+  rope_log2_theta: 'f32',
+  groups_x: 'u32',
+});
+
+/** u32 fields per work item in the plan buffer. */
+export const WORK_ITEM_WORDS = 8;
+/** Slot value of a chunk whose row is not split. */
+export const DIRECT_SLOT = 0xffffffff;
+
+/** Work-item struct and the bindings of both decode kernels; K/V arrays of `kvLoadType`. */
+export function decodeBindingsWgsl(kvLoadType: string): string {
+  return `struct WorkItem { row: u32, start: u32, end: u32, slot: u32, page_base: u32, kv_len: u32, alibi_row: u32, pad: u32 }
+
+@group(0) @binding(0) var<uniform> params: DecodeParams;
+@group(0) @binding(1) var<storage, read> q_in: array<u32>;
+@group(0) @binding(2) var<storage, read> k_cache: array<${kvLoadType}>;
+@group(0) @binding(3) var<storage, read> v_cache: array<${kvLoadType}>;
+@group(0) @binding(4) var<storage, read> plan: array<u32>;
+@group(0) @binding(5) var<storage, read> sinks: array<f32>;
+@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
+@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+
+var<workgroup> item: WorkItem;`;
+}
+
+/** Reads work item `work` into `wi`, uniform across the workgroup (loop bounds need that). */
+export function loadWorkItemWgsl(work: string): string {
+  return `if (lid == 0u) {
+    let b = params.work_offset + ${work} * ${WORK_ITEM_WORDS}u;
+    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], 0u);
+  }
+  let wi = workgroupUniformLoad(&item);`;
+}
+
+/** Logit of a raw dot product `acc` for qo head `h` and key position `j`, in base 2. */
+export function decodeLogitExpr(posEncoding: PosEncodingMode, softCap: boolean): string {
+  if (posEncoding === 'ALIBI') {
+    return '(acc * params.sm_scale + alibi_slope(h, params.num_qo_heads) * (f32(j) - f32(wi.alibi_row))) * LOG2E';
+  }
+  if (softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
+  return 'acc * params.sm_scale_log2';
+}
