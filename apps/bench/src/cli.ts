@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { profileDecode, runDecodeSuite } from './suites/decode';
+import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
 
 interface Args {
@@ -45,6 +46,7 @@ function parseArgs(argv: string[]): Args {
 const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o: SuiteOptions) => Promise<CaseResult[]>> = {
   decode: runDecodeSuite,
   'profile-decode': profileDecode,
+  'probe-subgroup-matrix': probeSubgroupMatrix,
 };
 
 interface PeerResult {
@@ -85,7 +87,7 @@ async function main(): Promise<number> {
   const progress = (msg: string) => process.stderr.write(`\r\x1b[K[bench] ${msg}`);
   progress('measuring ceilings');
   const ceilings = await measureCeilings(ctx, args.quick);
-  const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile')) : [args.suite];
+  const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile') && !s.startsWith('probe')) : [args.suite];
   const results: CaseResult[] = [];
   for (const s of suites) {
     const run = SUITES[s];
