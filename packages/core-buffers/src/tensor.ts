@@ -12,7 +12,7 @@ import {
   isStorageArrayOf,
   storageArrayFor,
 } from './dtype';
-import { DisposedError, DTypeError, LayoutError, ShapeError, ValueError } from './errors';
+import { DTypeError, DisposedError, LayoutError, ShapeError, UnsupportedFeatureError, ValueError } from './errors';
 
 /** Host data for `ctx.tensor`: numbers (converted to the dtype), or a typed array of its bits. */
 export type TensorData = ArrayLike<number> | StorageArray;
@@ -301,6 +301,34 @@ export class Tensor {
    */
   async toArray(): Promise<Float32Array | Int32Array | Uint32Array | Int8Array | Uint8Array> {
     return decodeArray(await this.toBits(), this.dtype);
+  }
+
+  /**
+   * A storage binding covering just this tensor's elements, for buffers larger than the device can
+   * bind at once (an engine's one big KV buffer): the range starts at an aligned offset at or
+   * before the first element, and `elementOffset` is the first element's index inside the range.
+   * Throws UnsupportedFeatureError, naming `argument`, when the tensor itself is larger than one
+   * binding may be.
+   */
+  binding(argument = 'tensor'): { binding: GPUBufferBinding; elementOffset: number } {
+    const bytes = dtypeBytes(this.dtype);
+    const align = Math.max(this.ctx.limits.minStorageBufferOffsetAlignment, 16);
+    const maxSize = this.ctx.limits.maxStorageBufferBindingSize;
+    if (this.buffer.size <= maxSize) {
+      return { binding: { buffer: this.buffer }, elementOffset: this.offset };
+    }
+    const first = this.byteOffset;
+    const start = Math.floor(first / align) * align;
+    const end = Math.min(this.buffer.size, Math.ceil(((this.offset + Math.max(1, this.span())) * bytes) / 16) * 16);
+    const size = end - start;
+    if (size > maxSize) {
+      throw new UnsupportedFeatureError(
+        `spans ${size} bytes, more than this device binds at once (maxStorageBufferBindingSize ${maxSize}); split it into smaller tensors`,
+        argument,
+      );
+    }
+    if ((start % bytes) !== 0) throw new LayoutError('binding start is not element aligned', argument);
+    return { binding: { buffer: this.buffer, offset: start, size }, elementOffset: (first - start) / bytes };
   }
 
   /** Checks dtype and shape; `null` in `shape` matches any extent. */

@@ -209,7 +209,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private lseScratch: GPUBuffer | undefined;
   private current: Plan | undefined;
   private lastUniform: { key: Uint32Array; buffer: GPUBuffer } | undefined;
-  private bindGroupCache: { kernel: CompiledKernelRef; buffers: GPUBuffer[]; group: GPUBindGroup } | undefined;
+  private bindGroupCache: { kernel: CompiledKernelRef; entries: GPUBufferBinding[]; group: GPUBindGroup } | undefined;
   private destroyed = false;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
@@ -455,11 +455,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** The bind group for these buffers, reused while they stay the same. */
-  private bindGroupFor(kernel: CompiledKernelRef, buffers: GPUBuffer[], ws: GPUBufferBinding): GPUBindGroup {
+  private bindGroupFor(kernel: CompiledKernelRef, entries: GPUBufferBinding[]): GPUBindGroup {
     const c = this.bindGroupCache;
-    if (c && c.kernel === kernel && c.buffers.length === buffers.length && c.buffers.every((b, i) => b === buffers[i])) return c.group;
-    const group = bindGroup(this.ctx, kernel, [...buffers, ws]);
-    this.bindGroupCache = { kernel, buffers, group };
+    const same = (a: GPUBufferBinding, b: GPUBufferBinding) => a.buffer === b.buffer && a.offset === b.offset && a.size === b.size;
+    if (c && c.kernel === kernel && c.entries.length === entries.length && c.entries.every((e, i) => same(e, entries[i]))) return c.group;
+    const group = bindGroup(this.ctx, kernel, entries);
+    this.bindGroupCache = { kernel, entries, group };
     return group;
   }
 
@@ -500,19 +501,22 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         throw new LayoutError(`${name} rows must start on 16-byte boundaries (offsets and strides multiples of ${vecElems} elements)`, 'pagedKvCache');
       }
     }
-    const maxBinding = ctx.limits.maxStorageBufferBindingSize;
-    for (const [name, t] of [['pagedKvCache', cache.k], ['pagedKvCache', cache.v], ['q', q]] as const) {
-      if (t.buffer.size > maxBinding) {
-        throw new UnsupportedFeatureError(
-          `its GPU buffer has ${t.buffer.size} bytes, more than this device binds at once (maxStorageBufferBindingSize ${maxBinding}); split the cache into buffers of at most that size`,
-          name,
-        );
-      }
+    // Bind only the tensors' own ranges, so caches inside larger buffers work (offsets rebased).
+    const kBind = cache.k.binding('pagedKvCache');
+    const vBind = cache.v.binding('pagedKvCache');
+    const qBind = q.binding('q');
+    const kOffset = cache.kAddr.offset - cache.k.offset + kBind.elementOffset;
+    const vOffset = cache.vAddr.offset - cache.v.offset + vBind.elementOffset;
+    if (kOffset % vecElems !== 0 || vOffset % vecElems !== 0) {
+      throw new LayoutError(`rows must start on 16-byte boundaries of the binding`, 'pagedKvCache');
     }
     const qScale = parseScale(options.qScale, 'qScale');
     const kScale = parseScale(options.kScale, 'kScale');
     const vScale = parseScale(options.vScale, 'vScale');
-    if (options.sinks) options.sinks.expect('sinks', ['f32'], [p.numQoHeads]);
+    if (options.sinks) {
+      options.sinks.expect('sinks', ['f32'], [p.numQoHeads]);
+      if (options.sinks.offset !== 0 || !options.sinks.isContiguous()) throw new LayoutError('must be a contiguous tensor at offset 0', 'sinks');
+    }
     const out = options.out ?? ctx.empty([p.rows, p.numQoHeads, p.headDim], p.oDtype, 'decode/out');
     if (options.out) {
       out.expect('out', [p.oDtype], [p.rows, p.numQoHeads, p.headDim]);
@@ -563,15 +567,15 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         num_qo_heads: p.numQoHeads,
         page_size: p.pageSize,
         page_shift: Math.log2(p.pageSize) % 1 === 0 ? Math.log2(p.pageSize) : 0,
-        k_offset: cache.kAddr.offset,
+        k_offset: kOffset,
         k_stride_page: cache.kAddr.stridePage,
         k_stride_slot: cache.kAddr.strideSlot,
         k_stride_head: cache.kAddr.strideHead,
-        v_offset: cache.vAddr.offset,
+        v_offset: vOffset,
         v_stride_page: cache.vAddr.stridePage,
         v_stride_slot: cache.vAddr.strideSlot,
         v_stride_head: cache.vAddr.strideHead,
-        q_offset: q.offset,
+        q_offset: qBind.elementOffset,
         q_stride_row: q.strides[0],
         q_stride_head: q.strides[1],
         o_offset: oOffsetWords,
@@ -592,16 +596,18 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const uniform = this.uniformFor(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
     const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, this.workspace.capacity - ((this.workspace.capacity) % 4)) };
+    const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
     const group = this.bindGroupFor(kernel, [
-      uniform,
-      q.buffer,
-      cache.k.buffer,
-      cache.v.buffer,
-      this.planBuffer!,
-      options.sinks ? options.sinks.buffer : q.buffer,
-      out.buffer,
-      lseBinding,
-    ], wsBinding);
+      whole(uniform),
+      qBind.binding,
+      kBind.binding,
+      vBind.binding,
+      whole(this.planBuffer!),
+      options.sinks ? options.sinks.binding('sinks').binding : qBind.binding,
+      whole(out.buffer),
+      whole(lseBinding),
+      wsBinding,
+    ]);
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
     encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;

@@ -132,3 +132,37 @@ describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper
     wrapper.destroy();
   });
 });
+
+describe('caches inside buffers larger than one binding', () => {
+  it('binds only the cache range and rebases offsets', async () => {
+    const seed = testSeed();
+    const r = rng(seed);
+    const [hq, hkv, d, page] = [8, 2, 64, 16];
+    const kvLens = [40, 17];
+    const f = makePagedFixture(r, kvLens, page, hkv, d, 'NHD', 'f16');
+    const maxBinding = ctx.limits.maxStorageBufferBindingSize;
+    // A buffer one binding cannot cover, with the cache placed near its end.
+    const big = ctx.empty([Math.ceil(maxBinding / 2) + (1 << 20)], 'f16');
+    const perPage = page * hkv * d;
+    const cacheElems = 2 * f.maxPages * perPage;
+    const offset = big.numel - cacheElems - 4096;
+    const view = ctx.fromBuffer(big.buffer, [f.maxPages, 2, page, hkv, d], 'f16', { offset });
+    const one = new Float32Array(cacheElems);
+    for (let p = 0; p < f.maxPages; p++) {
+      one.set(f.kCache.subarray(p * perPage, (p + 1) * perPage), 2 * p * perPage);
+      one.set(f.vCache.subarray(p * perPage, (p + 1) * perPage), (2 * p + 1) * perPage);
+    }
+    view.write(one);
+    expect(big.buffer.size).toBeGreaterThan(maxBinding);
+    const qHost = exactRandn(r, kvLens.length * hq * d, 'f16');
+    const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
+    wrapper.plan({ indptr: f.indptr, indices: f.indices, lastPageLen: f.lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: page });
+    const out = ctx.full([kvLens.length, hq, d], 'f16', Number.NaN);
+    await ctx.checkErrors(() => wrapper.run(ctx.tensor(qHost, [kvLens.length, hq, d], 'f16'), view, { out }));
+    const want = expectedDecode({ q: qHost, f, kvLens, qLenPerReq: 1, numQoHeads: hq, numKvHeads: hkv, headDim: d, smScale: 1 / Math.sqrt(d), posEncodingMode: 'NONE', windowLeft: -1, logitsSoftCap: 0, vScale: 1 });
+    const ro = compareClose(await out.toArray(), want.o, tolerance('f16'));
+    expect(ro.ok, `seed ${seed}: ${JSON.stringify(ro)}`).toBe(true);
+    wrapper.destroy();
+    big.destroy();
+  });
+});
