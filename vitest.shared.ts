@@ -23,8 +23,9 @@ export function webinferProject(name: string) {
       name,
       include: ['test/**/*.test.ts'],
       pool: 'forks',
-      testTimeout: 120_000,
-      hookTimeout: 120_000,
+      // Cold shader caches make lavapipe compile the unrolled kernels slowly on 2 cores.
+      testTimeout: 300_000,
+      hookTimeout: 300_000,
     },
   });
 }

@@ -407,7 +407,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       lanesPerToken: td,
       // Tokens per lane per step (H100, BENCHMARKS.md): 2 when a workgroup serves 3+ heads (f16
       // and fp8), 4 when it serves 1-2 heads (little work per token, so more loads in flight).
-      tokensPerStep: tokensPerStep ?? (hpw <= 2 ? 4 : 2),
+      // Unrolled loads per step (U x RV) stay <= 8, which bounds shader size (and compile time).
+      tokensPerStep: tokensPerStep ?? Math.min(hpw <= 2 ? 4 : 2, Math.max(1, Math.floor(8 / rv))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: 128,
       qDtype: base.qDtype,
