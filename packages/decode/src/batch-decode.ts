@@ -341,6 +341,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
           })
         : undefined;
 
+    if (regions) {
+      const end = regions.partialLse.offset + regions.partialLse.size - this.workspace.base;
+      if (end > this.ctx.limits.maxStorageBufferBindingSize) {
+        throw new ValueError(`split-KV partial states need ${end} bytes, more than one binding holds; use a smaller fixedSplitSize`, 'fixedSplitSize');
+      }
+    }
     this.current = {
       batchSize: kvLens.length,
       rows,
@@ -596,7 +602,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     };
     const uniform = this.uniformFor(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
-    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, this.workspace.capacity - ((this.workspace.capacity) % 4)) };
+    // The kernel addresses partial states relative to the workspace base; bind no more than the
+    // device allows (plans never place partials beyond that).
+    const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
+    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
     const group = this.bindGroupFor(kernel, [
       whole(uniform),
