@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
+import { renderHtml } from './report-html';
 import { profileDecode, runDecodeSuite } from './suites/decode';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
@@ -20,6 +21,7 @@ interface Args {
   verify: boolean;
   json?: string;
   md?: string;
+  html?: string;
   filter?: string;
   peer?: string;
 }
@@ -33,10 +35,11 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--suite') args.suite = argv[++i];
     else if (a === '--json') args.json = argv[++i];
     else if (a === '--md') args.md = argv[++i];
+    else if (a === '--html') args.html = argv[++i];
     else if (a === '--filter') args.filter = argv[++i];
     else if (a === '--peer') args.peer = argv[++i];
     else if (a === '--help' || a === '-h') {
-      console.log('usage: webinfer-bench [--suite decode|all] [--quick] [--verify] [--json out.json] [--md out.md] [--filter substring] [--peer torch]');
+      console.log('usage: webinfer-bench [--suite decode|all] [--quick] [--verify] [--json out.json] [--md out.md] [--html out.html] [--filter substring] [--peer torch]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -84,7 +87,12 @@ async function main(): Promise<number> {
   const ctx = await createContext();
   const info = ctx.adapterInfo;
   const device = info.description || `${info.vendor} ${info.architecture}`;
-  const progress = (msg: string) => process.stderr.write(`\r\x1b[K[bench] ${msg}`);
+  // One status line, redrawn: a bar when the message says "i/N", then the case.
+  const progress = (msg: string) => {
+    const m = /^\w+ (\d+)\/(\d+)/.exec(msg);
+    const bar = m ? `[${'#'.repeat(Math.round((20 * Number(m[1])) / Number(m[2]))).padEnd(20, '.')}] ` : '';
+    process.stderr.write(`\r\x1b[K[bench] ${bar}${msg}`);
+  };
   progress('measuring ceilings');
   const ceilings = await measureCeilings(ctx, args.quick);
   const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile') && !s.startsWith('probe')) : [args.suite];
@@ -115,8 +123,10 @@ async function main(): Promise<number> {
   const md = lines.join('\n');
   console.log(md);
   if (args.md) writeFileSync(args.md, `${md}\n`);
+  const date = new Date().toISOString();
+  if (args.html) writeFileSync(args.html, renderHtml({ device, date, ceilings, results, peer }));
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date: new Date().toISOString(), ceilings, results, peer }, null, 2));
+    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date, ceilings, results, peer }, null, 2));
   }
   ctx.dispose();
   return results.some((r) => r.verified?.startsWith('FAILED')) ? 1 : 0;

@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { type Report, renderHtml, suiteChartSvg } from '../src/report-html';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const h100 = JSON.parse(readFileSync(join(here, '..', 'results', '2026-11-25-h100-decode.json'), 'utf8')) as Report;
+
+describe('HTML report', () => {
+  it('renders a chart per suite with every case, the roofline and the peer', () => {
+    const html = renderHtml(h100);
+    expect(html).toContain('<svg');
+    expect(html).toContain(`stream read ${h100.ceilings.readGBs.toFixed(0)} GB/s`);
+    for (const r of h100.results) expect(html).toContain(r.name);
+    expect(html).toContain('torch SDPA GB/s');
+    expect((html.match(/class="ours"/g) ?? []).length).toBe(h100.results.length);
+    expect((html.match(/class="peer"/g) ?? []).length).toBe(h100.peer!.results.length);
+  });
+
+  it('scales bars to GB/s and escapes names', () => {
+    const svg = suiteChartSvg(
+      [{ suite: 'decode', name: 'a<b>&', timeMs: 1, p10Ms: 1, p90Ms: 1, gbs: 500, tflops: 0, bytes: 0, flops: 0, planCpuUs: 0, runCpuUs: 0, timing: 'timestamp' }],
+      1000,
+    );
+    expect(svg).toContain('a&lt;b&gt;&amp;');
+    const width = Number(/<rect x="\d+" y="[\d.]+" width="([\d.]+)"/.exec(svg)![1]);
+    expect(width).toBeCloseTo((500 * 420) / 1050, 0); // half the roofline, axis at 1.05 x roofline
+  });
+});
