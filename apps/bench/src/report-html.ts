@@ -44,7 +44,7 @@ export function suiteChartSvg(results: CaseResult[], roofline: number, peer?: Re
   const rx = labelW + roofline * scale;
   parts.push(`<line x1="${rx.toFixed(1)}" y1="${top - 8}" x2="${rx.toFixed(1)}" y2="${height - 24}" class="roof"/>`);
   parts.push(`<text x="${rx.toFixed(1)}" y="${top - 12}" text-anchor="middle" class="value">stream read ${num(roofline, 0)} GB/s</text>`);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 160}" height="${height}" role="img">${parts.join('')}</svg>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 160}" height="${height}" role="img"><title>GB/s per case against the ${num(roofline, 0)} GB/s stream-read roofline</title>${parts.join('')}</svg>`;
 }
 
 export function renderHtml(report: Report): string {
