@@ -33,6 +33,10 @@ interface Case {
   split?: 'auto' | 'force' | 'off';
   qLenPerReq?: number;
   sinks?: boolean;
+  ropeScale?: number;
+  ropeTheta?: number;
+  /** Plan with these KV lengths (seqLens) instead of those the last pages imply. */
+  seqLensOverride?: number[];
 }
 
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
@@ -53,6 +57,8 @@ const cases: Case[] = [
   { name: 'split disabled, long', kvLens: [300], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'off' },
   { name: 'split auto (single long request)', kvLens: [700], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64 },
   { name: 'qLenPerReq 3 (causal multi-token)', kvLens: [10, 23], pageSize: 4, numQoHeads: 8, numKvHeads: 2, headDim: 64, qLenPerReq: 3 },
+  { name: 'rope scale 2, theta 5e5', kvLens: [77, 30], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64, posEncodingMode: 'ROPE_LLAMA', ropeScale: 2, ropeTheta: 5e5 },
+  { name: 'seqLens override', kvLens: [40, 33], pageSize: 16, numQoHeads: 4, numKvHeads: 2, headDim: 64, seqLensOverride: [35, 20] },
   { name: 'head dim 512', kvLens: [12, 5], pageSize: 4, numQoHeads: 2, numKvHeads: 1, headDim: 512 },
 ];
 
@@ -91,6 +97,9 @@ describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper
       fixedSplitSize: c.split === 'force' ? 16 : undefined,
       disableSplitKv: c.split === 'off',
       qLenPerReq: qLen,
+      ropeScale: c.ropeScale,
+      ropeTheta: c.ropeTheta,
+      seqLens: c.seqLensOverride,
       debug: { kernel },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
@@ -111,7 +120,7 @@ describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper
     const want = expectedDecode({
       q: qHost,
       f,
-      kvLens: c.kvLens,
+      kvLens: c.seqLensOverride ?? c.kvLens,
       qLenPerReq: qLen,
       numQoHeads: c.numQoHeads,
       numKvHeads: c.numKvHeads,
@@ -122,6 +131,8 @@ describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper
       logitsSoftCap: c.logitsSoftCap ?? 0,
       vScale: c.vScale ?? 1,
       sinks: sinksHost,
+      ropeScale: c.ropeScale,
+      ropeTheta: c.ropeTheta,
     });
     const gotO = await out.toArray();
     const gotLse = await lse.toArray();

@@ -48,8 +48,11 @@ describe('singleDecodeWithKVCache', () => {
     const k = ctx.tensor(c.layout === 'NHD' ? kNhd : toHnd(kNhd), shape, c.dtype);
     const v = ctx.tensor(c.layout === 'NHD' ? vNhd : toHnd(vNhd), shape, c.dtype);
     const q = ctx.tensor(qHost, [hq, d], c.dtype);
+    // Poisoned output: an element the kernel never writes stays NaN and fails the comparison.
+    const poisoned = ctx.full([hq, d], c.dtype, Number.NaN);
     const [o, lse] = await ctx.checkErrors(() =>
       singleDecodeWithKVCache(q, k, v, {
+        out: poisoned,
         kvLayout: c.layout,
         posEncodingMode: c.posEncodingMode,
         windowLeft: c.windowLeft,
@@ -58,6 +61,7 @@ describe('singleDecodeWithKVCache', () => {
       }),
     );
     expect(o.shape).toEqual([hq, d]);
+    expect(o.buffer).toBe(poisoned.buffer);
     expect(lse.shape).toEqual([hq]);
     const want = attentionRef({
       q: qHost,
@@ -108,6 +112,8 @@ describe('block-table entry points', () => {
         sinks: ctx.tensor(sinks, [hq], 'f32'),
         qLenPerReq: qLen,
         returnLse: true,
+        out: ctx.full([kvLens.length * qLen, hq, d], 'f16', Number.NaN),
+        lse: ctx.full([kvLens.length * qLen, hq], 'f32', Number.NaN),
       }),
     )) as [ReturnType<typeof ctx.empty>, ReturnType<typeof ctx.empty>];
     const want = expectedDecode({ q: qHost, f, kvLens, qLenPerReq: qLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, smScale: bmm1, posEncodingMode: 'NONE', windowLeft: -1, logitsSoftCap: 0, vScale: bmm2, sinks });
@@ -132,7 +138,7 @@ describe('block-table entry points', () => {
         ctx.tensor(f.vCache, [f.maxPages, hkv, page, d], 'bf16'),
         0.05,
         ctx.empty([1 << 20], 'u8'),
-        { maxSequenceKv: 64, actualSeqLensKv: kvLens, blockTables },
+        { maxSequenceKv: 64, actualSeqLensKv: kvLens, blockTables, out: ctx.full([2, hq, d], 'bf16', Number.NaN) },
       ),
     );
     const want = expectedDecode({ q: qHost, f, kvLens, qLenPerReq: 1, numQoHeads: hq, numKvHeads: hkv, headDim: d, smScale: 0.05, posEncodingMode: 'NONE', windowLeft: -1, logitsSoftCap: 0, vScale: 1 });
