@@ -10,5 +10,7 @@ export * from './paged-kv';
 export * from './append';
 export * from './merge-states';
 export * from './schedule';
+export * from './attention-options';
+export * from './dispatch-cache';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';

@@ -74,3 +74,20 @@ export class Workspace {
     return { buffer: this.buffer, offset: region.offset, size: Math.max(16, Math.ceil(region.size / 16) * 16) };
   }
 }
+
+const sharedWorkspaces = new WeakMap<GpuContext, Tensor>();
+
+/**
+ * A workspace owned by the context, for one-shot entry points (single decode/prefill, block-table
+ * calls) that have no caller-provided buffer. Made on first use and grown to `minBytes` when a
+ * call needs more; freed with the context.
+ */
+export function sharedWorkspace(ctx: GpuContext, minBytes = 32 * 1024 * 1024): Tensor {
+  let ws = sharedWorkspaces.get(ctx);
+  if (!ws || ws.destroyed || ws.numel < minBytes) {
+    ws?.destroy();
+    ws = ctx.empty([minBytes], 'u8', 'webinfer/shared-workspace');
+    sharedWorkspaces.set(ctx, ws);
+  }
+  return ws;
+}

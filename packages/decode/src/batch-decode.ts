@@ -6,6 +6,7 @@
  */
 import {
   type CompiledKernel as CompiledKernelRef,
+  DispatchCache,
   type FloatDType,
   type GpuContext,
   type IntArray,
@@ -19,7 +20,7 @@ import {
   Workspace,
   type WorkspaceRegion,
   blockTablesToPagedKV,
-  bindGroup,
+  checkAlibiSoftCap,
   dtypeBytes,
   encodeDispatch,
   encodeMergeStates,
@@ -208,8 +209,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private planBuffer: GPUBuffer | undefined;
   private lseScratch: GPUBuffer | undefined;
   private current: Plan | undefined;
-  private lastUniform: { key: Uint32Array; buffer: GPUBuffer } | undefined;
-  private bindGroupCache: { kernel: CompiledKernelRef; entries: GPUBufferBinding[]; group: GPUBindGroup } | undefined;
+  private readonly dispatch: DispatchCache;
   private destroyed = false;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
@@ -219,6 +219,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.useTensorCores = options.useTensorCores ?? false;
     this.useCudaGraph = options.useCudaGraph ?? false;
     this.workspace = new Workspace(ctx, workspaceBuffer);
+    this.dispatch = new DispatchCache(ctx, 'decode/params');
   }
 
   /** Number of query rows the current plan expects. */
@@ -242,9 +243,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const posEncoding = parsePosEncoding(args.posEncodingMode);
     const windowLeft = parseWindowLeft(args.windowLeft);
     const softCap = parseNonNegative(args.logitsSoftCap, 0, 'logitsSoftCap');
-    if (posEncoding === 'ALIBI' && softCap > 0) {
-      throw new UnsupportedFeatureError('ALiBi with a logits soft cap is not supported (FlashInfer applies sm_scale twice there)', 'logitsSoftCap');
-    }
+    checkAlibiSoftCap(posEncoding, softCap);
     const qDtype = parseQDType(args.qDataType, 'f16', 'qDataType');
     const kvDtype = parseKVDType(args.kvDataType, qDtype, 'kvDataType');
     const oDtype = parseQDType(args.oDataType, qDtype, 'oDataType');
@@ -444,33 +443,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.ctx.device.queue.writeBuffer(this.planBuffer, 0, words as Uint32Array<ArrayBuffer>);
   }
 
-  /**
-   * The uniform buffer holding `bytes`. Steady-state runs (same plan, tensors and scales) reuse
-   * the last buffer untouched. When the values change a fresh buffer is made rather than rewritten,
-   * because work already encoded into a caller's pending encoder still reads the old one.
-   */
-  private uniformFor(bytes: ArrayBuffer, external: boolean): GPUBuffer {
-    const key = new Uint32Array(bytes);
-    const last = this.lastUniform;
-    if (last && last.key.length === key.length && last.key.every((v, i) => v === key[i])) return last.buffer;
-    if (last && !external) last.buffer.destroy();
-    const buffer = this.ctx.device.createBuffer({ label: 'decode/params', size: bytes.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    this.ctx.device.queue.writeBuffer(buffer, 0, bytes);
-    this.lastUniform = { key, buffer };
-    this.bindGroupCache = undefined;
-    return buffer;
-  }
-
-  /** The bind group for these buffers, reused while they stay the same. */
-  private bindGroupFor(kernel: CompiledKernelRef, entries: GPUBufferBinding[]): GPUBindGroup {
-    const c = this.bindGroupCache;
-    const same = (a: GPUBufferBinding, b: GPUBufferBinding) => a.buffer === b.buffer && a.offset === b.offset && a.size === b.size;
-    if (c && c.kernel === kernel && c.entries.length === entries.length && c.entries.every((e, i) => same(e, entries[i]))) return c.group;
-    const group = bindGroup(this.ctx, kernel, entries);
-    this.bindGroupCache = { kernel, entries, group };
-    return group;
-  }
-
   private lseScratchFor(bytes: number): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     if (!this.lseScratch || this.lseScratch.size < size) {
@@ -600,14 +572,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         rope_log2_theta: Math.log2(p.ropeTheta),
         groups_x: groups[0],
     };
-    const uniform = this.uniformFor(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
+    const uniform = this.dispatch.uniform(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
     // The kernel addresses partial states relative to the workspace base; bind no more than the
     // device allows (plans never place partials beyond that).
     const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
     const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
-    const group = this.bindGroupFor(kernel, [
+    const group = this.dispatch.bindGroup(kernel, [
       whole(uniform),
       qBind.binding,
       kBind.binding,
@@ -657,9 +629,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.destroyed = true;
     this.planBuffer?.destroy();
     this.lseScratch?.destroy();
-    this.lastUniform?.buffer.destroy();
-    this.lastUniform = undefined;
-    this.bindGroupCache = undefined;
+    this.dispatch.destroy();
     this.planBuffer = undefined;
     this.lseScratch = undefined;
     this.current = undefined;

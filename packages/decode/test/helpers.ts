@@ -8,27 +8,16 @@ import {
   decodeArray,
   encodeArray,
 } from '@webinfer/core-buffers';
-import { type PosEncodingMode, attentionRef, pagedIndex, permutation, randn } from '@webinfer/reference';
+import { type PagedFixture, type PosEncodingMode, attentionRef, makePagedFixture as makePagedFixtureRef, randn } from '@webinfer/reference';
+
+export type { PagedFixture } from '@webinfer/reference';
 
 /** Values exactly representable in `dtype` (so the reference sees what the GPU sees). */
 export function exactRandn(r: () => number, n: number, dtype: DType, scale = 1): Float32Array {
   return decodeArray(encodeArray(randn(r, n, scale), dtype), dtype) as Float32Array;
 }
 
-export interface PagedFixture {
-  indptr: number[];
-  indices: number[];
-  lastPageLen: number[];
-  maxPages: number;
-  /** Per request: contiguous [kvLen, Hkv, D] K and V (float). */
-  k: Float32Array[];
-  v: Float32Array[];
-  /** Host copies of the cache, [maxPages, page, Hkv, D] (NHD) or [maxPages, Hkv, page, D] (HND). */
-  kCache: Float32Array;
-  vCache: Float32Array;
-}
-
-/** Random requests scattered over random pages; unused slots hold random values too. */
+/** Random requests scattered over random pages, with values exact in `dtype`. */
 export function makePagedFixture(
   r: () => number,
   kvLens: number[],
@@ -38,35 +27,7 @@ export function makePagedFixture(
   layout: KVLayout,
   dtype: DType,
 ): PagedFixture {
-  const pages = kvLens.map((l) => Math.ceil(l / pageSize));
-  const maxPages = pages.reduce((a, b) => a + b, 0) + 2;
-  const perm = permutation(r, maxPages);
-  const indptr = [0];
-  for (const p of pages) indptr.push(indptr[indptr.length - 1] + p);
-  const indices = Array.from(perm.slice(0, indptr[indptr.length - 1]));
-  const lastPageLen = kvLens.map((l, b) => (pages[b] === 0 ? 0 : l - (pages[b] - 1) * pageSize));
-  const cacheElems = maxPages * pageSize * numKvHeads * headDim;
-  const kCache = exactRandn(r, cacheElems, dtype);
-  const vCache = exactRandn(r, cacheElems, dtype);
-  const meta = { layout, pageSize, numHeads: numKvHeads, headDim };
-  const k: Float32Array[] = [];
-  const v: Float32Array[] = [];
-  kvLens.forEach((len, b) => {
-    const kb = new Float32Array(len * numKvHeads * headDim);
-    const vb = new Float32Array(len * numKvHeads * headDim);
-    for (let j = 0; j < len; j++) {
-      const page = indices[indptr[b] + Math.floor(j / pageSize)];
-      for (let h = 0; h < numKvHeads; h++) {
-        const src = pagedIndex({ ...meta, data: kCache }, page, j % pageSize, h);
-        const dst = (j * numKvHeads + h) * headDim;
-        kb.set(kCache.subarray(src, src + headDim), dst);
-        vb.set(vCache.subarray(src, src + headDim), dst);
-      }
-    }
-    k.push(kb);
-    v.push(vb);
-  });
-  return { indptr, indices, lastPageLen, maxPages, k, v, kCache, vCache };
+  return makePagedFixtureRef(r, kvLens, pageSize, numKvHeads, headDim, layout, (n) => exactRandn(r, n, dtype));
 }
 
 /** Uploads the fixture's cache in the one-tensor or `{k, v}` form. */

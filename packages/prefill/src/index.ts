@@ -1,5 +1,19 @@
 /**
- * @webinfer/prefill — not implemented yet. Will export: singlePrefillWithKVCache, BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper, cudnnBatchPrefillWithKVCache, trtllmBatchContextWithKVCache, packbits / segmentPackbits.
- * See README.md for the plan; kernels land here, on top of @webinfer/core-buffers.
+ * @webinfer/prefill: FlashInfer's prefill/append attention on WebGPU — single, batch paged and
+ * batch ragged, every mask (causal bottom-right, custom, sliding window), RoPE/ALiBi, soft cap,
+ * split-KV, an f32 path for every device and a tensor-core path on f16 subgroup matrices.
  */
-export const IMPLEMENTED = false;
+export { singlePrefillWithKVCache, singlePrefillWithKVCacheReturnLse, type SinglePrefillOptions } from './single-prefill';
+export {
+  BatchPrefillWithPagedKVCacheWrapper,
+  BatchPrefillWithRaggedKVCacheWrapper,
+  type BatchPrefillPagedPlanArgs,
+  type BatchPrefillRaggedPlanArgs,
+  type BatchPrefillWrapperOptions,
+  type PrefillRunOptions,
+} from './batch-prefill';
+export { packbits, segmentPackbits, type BitOrder } from './packbits';
+export { HEAD_DIMS_QK, HEAD_DIMS_VO, type PrefillPlanOptions } from './options';
+export { DEFAULT_TARGET_WORKGROUPS } from './engine';
+export { simtPrefillWgsl, type SimtPrefillConfig } from './shaders/prefill-simt.wgsl';
+export { tensorCorePrefillWgsl, tensorCoreSupport, type TensorCorePrefillConfig } from './shaders/prefill-tc.wgsl';

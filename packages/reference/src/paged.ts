@@ -3,6 +3,8 @@
  * and apply an append, both following FlashInfer's layout rules.
  */
 
+import { permutation } from './random';
+
 export type KVLayoutRef = 'NHD' | 'HND';
 
 export interface PagedCacheRef {
@@ -62,3 +64,59 @@ export function appendPagedRef(
     }
   }
 }
+
+/** A random paged cache for tests: requests scattered over permuted pages (two spare pages). */
+export interface PagedFixture {
+  indptr: number[];
+  indices: number[];
+  lastPageLen: number[];
+  maxPages: number;
+  /** Per request: contiguous [kvLen, Hkv, D] K and V (float). */
+  k: Float32Array[];
+  v: Float32Array[];
+  /** Host copies of the cache, [maxPages, page, Hkv, D] (NHD) or [maxPages, Hkv, page, D] (HND). */
+  kCache: Float32Array;
+  vCache: Float32Array;
+}
+
+/** Random requests scattered over random pages; unused slots hold random values too. */
+export function makePagedFixture(
+  r: () => number,
+  kvLens: number[],
+  pageSize: number,
+  numKvHeads: number,
+  headDim: number,
+  layout: KVLayoutRef,
+  values: (n: number) => Float32Array,
+): PagedFixture {
+  const pages = kvLens.map((l) => Math.ceil(l / pageSize));
+  const maxPages = pages.reduce((a, b) => a + b, 0) + 2;
+  const perm = permutation(r, maxPages);
+  const indptr = [0];
+  for (const p of pages) indptr.push(indptr[indptr.length - 1] + p);
+  const indices = Array.from(perm.slice(0, indptr[indptr.length - 1]));
+  const lastPageLen = kvLens.map((l, b) => (pages[b] === 0 ? 0 : l - (pages[b] - 1) * pageSize));
+  const cacheElems = maxPages * pageSize * numKvHeads * headDim;
+  const kCache = values(cacheElems);
+  const vCache = values(cacheElems);
+  const meta = { layout, pageSize, numHeads: numKvHeads, headDim };
+  const k: Float32Array[] = [];
+  const v: Float32Array[] = [];
+  kvLens.forEach((len, b) => {
+    const kb = new Float32Array(len * numKvHeads * headDim);
+    const vb = new Float32Array(len * numKvHeads * headDim);
+    for (let j = 0; j < len; j++) {
+      const page = indices[indptr[b] + Math.floor(j / pageSize)];
+      for (let h = 0; h < numKvHeads; h++) {
+        const src = pagedIndex({ ...meta, data: kCache }, page, j % pageSize, h);
+        const dst = (j * numKvHeads + h) * headDim;
+        kb.set(kCache.subarray(src, src + headDim), dst);
+        vb.set(vCache.subarray(src, src + headDim), dst);
+      }
+    }
+    k.push(kb);
+    v.push(vb);
+  });
+  return { indptr, indices, lastPageLen, maxPages, k, v, kCache, vCache };
+}
+

@@ -3,9 +3,9 @@
  * the same bindings, so the wrapper binds them the same way), the work-item load and the logit
  * transform.
  */
-import { UniformSchema } from '@webinfer/core-buffers';
+import { type PosEncodingMode, UniformSchema } from '@webinfer/core-buffers';
 
-export type PosEncodingMode = 'NONE' | 'ROPE_LLAMA' | 'ALIBI';
+export type { PosEncodingMode } from '@webinfer/core-buffers';
 
 export const decodeUniforms = new UniformSchema('DecodeParams', {
   num_work: 'u32',

@@ -1,0 +1,377 @@
+/**
+ * The prefill engine behind every entry point (single, batch paged, batch ragged, block tables).
+ * A ragged or contiguous K/V is addressed as a paged cache whose request b is one "page" starting
+ * at token kv_indptr[b] (page stride = token stride), so one kernel serves all of them.
+ *
+ * plan (CPU): validates, schedules work items (schedule.ts), uploads them with the page indices
+ * and the packed masks, carves the workspace for split-KV partial states.
+ * run: checks tensors against the plan, encodes the kernel and (when split) the merge.
+ */
+import {
+  type CompiledKernel,
+  DispatchCache,
+  type FloatDType,
+  type GpuContext,
+  LayoutError,
+  type PagedAddressing,
+  PlanMismatchError,
+  type PosEncodingMode,
+  type Tensor,
+  UnsupportedFeatureError,
+  ValueError,
+  Workspace,
+  type WorkspaceRegion,
+  encodeDispatch,
+  encodeMergeStates,
+  foldWorkgroups,
+  getKernel,
+  parseScale,
+} from '@webinfer/core-buffers';
+import { schedulePrefill } from './schedule';
+import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms } from './shaders/prefill-common';
+import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
+import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
+
+/** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, long KV is split. */
+export const DEFAULT_TARGET_WORKGROUPS = 264;
+
+export interface EnginePlanArgs {
+  qoIndptr: Int32Array;
+  kvLens: Int32Array;
+  /** Per request, the index of its first page in `indices`. */
+  pageBase: Int32Array;
+  indices: Int32Array;
+  pageSize: number;
+  numQoHeads: number;
+  numKvHeads: number;
+  headDimQk: number;
+  headDimVo: number;
+  causal: boolean;
+  /** Packed little-endian mask bytes and per-request byte offsets, or undefined. */
+  mask: { packed: Uint8Array; byteIndptr: Int32Array } | undefined;
+  posEncoding: PosEncodingMode;
+  windowLeft: number;
+  softCap: number;
+  smScale: number;
+  ropeScale: number;
+  ropeTheta: number;
+  qDtype: FloatDType;
+  kvDtype: FloatDType;
+  oDtype: FloatDType;
+  fixedSplitSize?: number;
+  disableSplitKv?: boolean;
+  /** true: tensor cores (error if the device has none), false: f32 path, undefined: auto. */
+  useTensorCores?: boolean;
+  targetWorkgroups?: number;
+  /** Tests/bench: force a tile [rows, keys] of the f32 kernel. */
+  tile?: [number, number];
+}
+
+/** K or V as the kernel addresses it, with the binding it lives in. */
+export interface EngineKV {
+  tensor: Tensor;
+  addr: PagedAddressing;
+}
+
+export interface EngineRunArgs {
+  q: Tensor;
+  k: EngineKV;
+  v: EngineKV;
+  qScale?: number;
+  kScale?: number;
+  vScale?: number;
+  out?: Tensor;
+  lse?: Tensor;
+  returnLse?: boolean;
+  encoder?: GPUCommandEncoder;
+}
+
+interface Plan extends EnginePlanArgs {
+  rows: number;
+  kernelOptions: PrefillKernelOptions;
+  kernel: CompiledKernel;
+  path: 'tensor-core' | 'simt';
+  tile: [number, number];
+  numWork: number;
+  numSlots: number;
+  indicesOffset: number;
+  slotIndptrOffset: number;
+  regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
+}
+
+export class PrefillEngine {
+  private readonly workspace: Workspace;
+  private readonly dispatch: DispatchCache;
+  private planBuffer: GPUBuffer | undefined;
+  private maskBuffer: GPUBuffer | undefined;
+  private lseScratch: GPUBuffer | undefined;
+  private current: Plan | undefined;
+
+  constructor(
+    readonly ctx: GpuContext,
+    workspaceBuffer: Tensor | GPUBuffer,
+    private readonly label: string,
+  ) {
+    this.workspace = new Workspace(ctx, workspaceBuffer);
+    this.dispatch = new DispatchCache(ctx, `${label}/params`);
+  }
+
+  get plan(): Plan | undefined {
+    return this.current;
+  }
+
+  makePlan(a: EnginePlanArgs): void {
+    const ctx = this.ctx;
+    const group = a.numQoHeads / a.numKvHeads;
+    const maskMode: MaskMode = a.mask ? 'custom' : a.causal ? 'causal' : 'none';
+    const kernelOptions: PrefillKernelOptions = {
+      headDimQk: a.headDimQk,
+      headDimVo: a.headDimVo,
+      groupSize: group,
+      qDtype: a.qDtype,
+      kvDtype: a.kvDtype,
+      oDtype: a.oDtype,
+      posEncoding: a.posEncoding,
+      softCap: a.softCap > 0,
+      maskMode,
+      nativeF16: ctx.hasF16,
+    };
+    const { path, tile, kernel } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile);
+    if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
+      throw new ValueError('the custom masks hold 2^32 bits or more; plan fewer requests at a time', 'customMask');
+    }
+    const maskBits = a.mask ? Float64Array.from(a.mask.byteIndptr.subarray(0, -1), (x) => x * 8) : undefined;
+    const sched = schedulePrefill({
+      qoIndptr: a.qoIndptr,
+      kvLens: a.kvLens,
+      pageBase: a.pageBase,
+      maskBits,
+      groupSize: group,
+      numKvHeads: a.numKvHeads,
+      rowsPerTile: tile[0],
+      keysPerTile: tile[1],
+      causal: maskMode === 'causal',
+      windowLeft: a.windowLeft,
+      targetWorkgroups: a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS,
+      fixedSplitSize: a.fixedSplitSize,
+      disableSplitKv: a.disableSplitKv,
+    });
+    const rows = a.qoIndptr[a.qoIndptr.length - 1];
+    // Plan buffer (u32 words): work items | page indices | slot indptr.
+    const indicesOffset = sched.work.length;
+    const slotIndptrOffset = indicesOffset + a.indices.length;
+    const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
+    words.set(sched.work, 0);
+    words.set(a.indices, indicesOffset);
+    words.set(sched.slotIndptr, slotIndptrOffset);
+    this.planBuffer = this.upload(this.planBuffer, words, 'plan');
+    if (a.mask) {
+      const bytes = new Uint8Array(Math.max(16, Math.ceil(a.mask.packed.length / 16) * 16));
+      bytes.set(a.mask.packed);
+      this.maskBuffer = this.upload(this.maskBuffer, new Uint32Array(bytes.buffer), 'mask');
+    }
+    const regions =
+      sched.numSlots > 0
+        ? this.workspace.carve({
+            partialO: sched.numSlots * a.numQoHeads * a.headDimVo * 4,
+            partialLse: sched.numSlots * a.numQoHeads * 4,
+          })
+        : undefined;
+    if (regions) {
+      const end = regions.partialLse.offset + regions.partialLse.size - this.workspace.base;
+      if (end > ctx.limits.maxStorageBufferBindingSize) {
+        throw new ValueError(`split-KV partial states need ${end} bytes, more than one binding holds; use a smaller fixedSplitSize or disableSplitKv`, 'fixedSplitSize');
+      }
+    }
+    this.current = {
+      ...a,
+      rows,
+      kernelOptions,
+      kernel,
+      path,
+      tile,
+      numWork: sched.numWork,
+      numSlots: sched.numSlots,
+      indicesOffset,
+      slotIndptrOffset,
+      regions,
+    };
+  }
+
+  /** Tensor-core kernel when asked (or, by default, when the device has f16 subgroup matrices). */
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined) {
+    const ctx = this.ctx;
+    const limit = ctx.limits.maxComputeWorkgroupStorageSize;
+    if (useTensorCores !== false && !forceTile) {
+      const why = tensorCoreSupport(ctx, o);
+      if (why === undefined) {
+        const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize };
+        const L = tensorCoreLayout(config);
+        if (L.smemBytes <= limit) {
+          const kernel = getKernel(ctx, { id: 'prefill/tensor-core', config, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
+          return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], kernel };
+        }
+        if (useTensorCores) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
+      } else if (useTensorCores) {
+        throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
+      }
+    }
+    const candidates = forceTile ? [forceTile] : SIMT_TILES;
+    for (const [rowsPerTile, keysPerTile] of candidates) {
+      const config: SimtPrefillConfig = { ...o, rowsPerTile, keysPerTile };
+      const L = simtLayout(config);
+      if (!L.valid || L.smemBytes > limit) continue;
+      const kernel = getKernel(ctx, { id: 'prefill/simt', config, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
+      return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], kernel };
+    }
+    throw new UnsupportedFeatureError(
+      `head dims ${o.headDimQk}/${o.headDimVo} with ${o.qDtype} need more workgroup memory than the device's ${limit} bytes`,
+      'headDimQk',
+    );
+  }
+
+  private upload(existing: GPUBuffer | undefined, words: Uint32Array, name: string): GPUBuffer {
+    const bytes = Math.max(16, words.byteLength);
+    let buffer = existing;
+    if (!buffer || buffer.size < bytes) {
+      buffer?.destroy();
+      buffer = this.ctx.device.createBuffer({ label: `${this.label}/${name}`, size: Math.max(bytes, 4096), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    }
+    this.ctx.device.queue.writeBuffer(buffer, 0, words as Uint32Array<ArrayBuffer>);
+    return buffer;
+  }
+
+  private lseScratchFor(bytes: number): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (!this.lseScratch || this.lseScratch.size < size) {
+      this.lseScratch?.destroy();
+      this.lseScratch = this.ctx.device.createBuffer({ label: `${this.label}/lse-scratch`, size, usage: GPUBufferUsage.STORAGE });
+    }
+    return this.lseScratch;
+  }
+
+  run(r: EngineRunArgs): Tensor | [Tensor, Tensor] {
+    const ctx = this.ctx;
+    const p = this.current;
+    if (!p) throw new PlanMismatchError('call plan() before run()', 'plan');
+    const { q } = r;
+    q.expect('q', [p.qDtype], [p.rows, p.numQoHeads, p.headDimQk]);
+    if (q.strides[2] !== 1) throw new LayoutError('the head dimension of q must be contiguous', 'q');
+    for (const [name, t, off, strides] of [
+      ['q', q, q.offset, [q.strides[0], q.strides[1]]],
+      ['k', r.k.tensor, r.k.addr.offset, [r.k.addr.stridePage, r.k.addr.strideSlot, r.k.addr.strideHead]],
+      ['v', r.v.tensor, r.v.addr.offset, [r.v.addr.stridePage, r.v.addr.strideSlot, r.v.addr.strideHead]],
+    ] as const) {
+      // 4-element loads: rows must start on multiples of 4 elements.
+      if ([off, ...strides].some((x) => x % 4 !== 0)) {
+        throw new LayoutError(`${name} rows must start at multiples of 4 elements (offset and strides)`, name === 'q' ? 'q' : t === r.k.tensor ? 'k' : 'v');
+      }
+    }
+    const qScale = parseScale(r.qScale, 'qScale');
+    const kScale = parseScale(r.kScale, 'kScale');
+    const vScale = parseScale(r.vScale, 'vScale');
+    const oShape = [p.rows, p.numQoHeads, p.headDimVo];
+    const out = r.out ?? ctx.empty(oShape, p.oDtype, `${this.label}/out`);
+    if (r.out) {
+      r.out.expect('out', [p.oDtype], oShape);
+      if (!r.out.isContiguous() || r.out.offset % 4 !== 0) throw new LayoutError('must be contiguous and start at a multiple of 4 elements', 'out');
+    }
+    const wantLse = r.returnLse || r.lse !== undefined;
+    const lse = r.lse ?? (wantLse ? ctx.empty([p.rows, p.numQoHeads], 'f32', `${this.label}/lse`) : undefined);
+    if (r.lse) {
+      r.lse.expect('lse', ['f32'], [p.rows, p.numQoHeads]);
+      if (!r.lse.isContiguous()) throw new LayoutError('must be contiguous', 'lse');
+    }
+    const kBind = r.k.tensor.binding('k');
+    const vBind = r.v.tensor.binding('v');
+    const qBind = q.binding('q');
+    const sm = p.smScale * qScale * kScale;
+    const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads);
+    const wsBase = this.workspace.base;
+    const uniform = this.dispatch.uniform(
+      prefillUniforms.pack({
+        num_work: p.numWork,
+        num_kv_heads: p.numKvHeads,
+        num_qo_heads: p.numQoHeads,
+        page_size: p.pageSize,
+        k_offset: r.k.addr.offset - r.k.tensor.offset + kBind.elementOffset,
+        k_stride_page: r.k.addr.stridePage,
+        k_stride_slot: r.k.addr.strideSlot,
+        k_stride_head: r.k.addr.strideHead,
+        v_offset: r.v.addr.offset - r.v.tensor.offset + vBind.elementOffset,
+        v_stride_page: r.v.addr.stridePage,
+        v_stride_slot: r.v.addr.strideSlot,
+        v_stride_head: r.v.addr.strideHead,
+        q_offset: qBind.elementOffset,
+        q_stride_row: q.strides[0],
+        q_stride_head: q.strides[1],
+        o_offset: out.offset,
+        lse_offset: lse ? lse.offset : 0,
+        part_o_offset: p.regions ? (p.regions.partialO.offset - wsBase) / 4 : 0,
+        part_lse_offset: p.regions ? (p.regions.partialLse.offset - wsBase) / 4 : 0,
+        indices_offset: p.indicesOffset,
+        slot_indptr_offset: p.slotIndptrOffset,
+        window_left: p.windowLeft,
+        sm_scale: sm,
+        sm_scale_log2: sm * Math.LOG2E,
+        soft_cap: p.softCap,
+        v_scale: vScale,
+        rope_rcp_scale: 1 / p.ropeScale,
+        rope_log2_theta: Math.log2(p.ropeTheta),
+        groups_x: groups[0],
+      }),
+      Boolean(r.encoder),
+    );
+    const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
+    const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
+    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
+    const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
+    const group = this.dispatch.bindGroup(p.kernel, [
+      whole(uniform),
+      qBind.binding,
+      kBind.binding,
+      vBind.binding,
+      whole(this.planBuffer!),
+      whole(this.maskBuffer ?? this.planBuffer!),
+      whole(out.buffer),
+      whole(lseBinding),
+      wsBinding,
+    ]);
+    const encoder = r.encoder ?? ctx.device.createCommandEncoder({ label: this.label });
+    if (p.numWork > 0) encodeDispatch(encoder, p.kernel, group, groups);
+    let mergeUniform: GPUBuffer | undefined;
+    if (p.regions) {
+      mergeUniform = encodeMergeStates(ctx, encoder, {
+        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: false, writeLse: true },
+        numRows: p.rows,
+        numHeads: p.numQoHeads,
+        headDim: p.headDimVo,
+        v: this.workspace.binding(p.regions.partialO),
+        s: this.workspace.binding(p.regions.partialLse),
+        indptr: this.planBuffer!,
+        indptrOffset: p.slotIndptrOffset,
+        out: out.buffer,
+        outOffset: out.offset,
+        lse: lseBinding,
+        lseOffset: lse ? lse.offset : 0,
+        vScale,
+      });
+    }
+    if (!r.encoder) {
+      ctx.submit([encoder.finish()]);
+      mergeUniform?.destroy();
+    }
+    return r.returnLse ? [out, lse!] : out;
+  }
+
+  destroy(): void {
+    this.planBuffer?.destroy();
+    this.maskBuffer?.destroy();
+    this.lseScratch?.destroy();
+    this.dispatch.destroy();
+    this.planBuffer = undefined;
+    this.maskBuffer = undefined;
+    this.lseScratch = undefined;
+    this.current = undefined;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Work items of a prefill plan: each request's packed query rows cut into tiles, each tile paired
+ * with a KV chunk. Long KV is split (flash-decoding style) only when the tiles alone leave the GPU
+ * idle; split rows get partial-state slots that the merge pass combines. Heavy items are listed
+ * first, so the causal tail does not run last on a few SMs.
+ */
+import { DIRECT, WORK_ITEM_WORDS } from './shaders/prefill-common';
+
+export interface PrefillScheduleInput {
+  qoIndptr: Int32Array;
+  kvLens: Int32Array;
+  /** Per request: where its pages start in the plan's indices. */
+  pageBase: Int32Array;
+  /** Per request: bit offset of its custom mask (0 without masks). */
+  maskBits: Float64Array | undefined;
+  groupSize: number;
+  numKvHeads: number;
+  rowsPerTile: number;
+  keysPerTile: number;
+  causal: boolean;
+  windowLeft: number;
+  targetWorkgroups: number;
+  fixedSplitSize?: number;
+  disableSplitKv?: boolean;
+}
+
+export interface PrefillSchedule {
+  /** WORK_ITEM_WORDS u32 per item. */
+  work: Uint32Array;
+  numWork: number;
+  /** Per query row: its partial slots [slotIndptr[r], slotIndptr[r+1]); empty when unsplit. */
+  slotIndptr: Int32Array;
+  numSlots: number;
+}
+
+const MIN_CHUNK = 256;
+
+const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+
+export function schedulePrefill(s: PrefillScheduleInput): PrefillSchedule {
+  const B = s.kvLens.length;
+  const G = s.groupSize;
+  const rows = s.qoIndptr[B];
+  const tilesOf = (b: number) => Math.ceil(((s.qoIndptr[b + 1] - s.qoIndptr[b]) * G) / s.rowsPerTile);
+  let tiles = 0;
+  for (let b = 0; b < B; b++) tiles += tilesOf(b);
+
+  // Chunk length per request (0: not split).
+  const chunk = new Int32Array(B);
+  if (!s.disableSplitKv) {
+    const fixed = s.fixedSplitSize && s.fixedSplitSize > 0 ? roundUp(s.fixedSplitSize, s.keysPerTile) : 0;
+    const ways = fixed ? 0 : Math.ceil(s.targetWorkgroups / Math.max(1, tiles * s.numKvHeads));
+    for (let b = 0; b < B; b++) {
+      const len = s.kvLens[b];
+      const size = fixed || (ways > 1 ? Math.max(MIN_CHUNK, roundUp(Math.ceil(len / ways), s.keysPerTile)) : 0);
+      chunk[b] = size > 0 && size < len && tilesOf(b) > 0 ? size : 0;
+    }
+  }
+
+  const slotIndptr = new Int32Array(rows + 1);
+  const items: number[][] = [];
+  const cost: number[] = [];
+  let numSlots = 0;
+  for (let b = 0; b < B; b++) {
+    const q0 = s.qoIndptr[b];
+    const qoLen = s.qoIndptr[b + 1] - q0;
+    const kvLen = s.kvLens[b];
+    const n = chunk[b] > 0 ? Math.ceil(kvLen / chunk[b]) : 1;
+    for (let i = 0; i < qoLen; i++) slotIndptr[q0 + i + 1] = slotIndptr[q0 + i] + (n > 1 ? n : 0);
+    for (let t = 0; t < tilesOf(b); t++) {
+      const firstRow = Math.floor((t * s.rowsPerTile) / G);
+      const lastRow = Math.min(qoLen - 1, Math.floor(((t + 1) * s.rowsPerTile - 1) / G));
+      for (let c = 0; c < n; c++) {
+        const start = n > 1 ? c * chunk[b] : 0;
+        const end = n > 1 ? Math.min(kvLen, (c + 1) * chunk[b]) : kvLen;
+        // Keys the tile really visits (the kernel clips the same way).
+        let hi = end;
+        let lo = start;
+        if (s.causal) hi = Math.min(hi, Math.max(0, lastRow + kvLen - qoLen + 1));
+        if (s.windowLeft >= 0) lo = Math.max(lo, firstRow + kvLen - qoLen - s.windowLeft);
+        cost.push(Math.max(0, hi - lo) + 16); // the 16: fixed cost of a tile
+        items.push([q0, qoLen, kvLen, s.pageBase[b], t * s.rowsPerTile, start, end, n > 1 ? c : DIRECT, s.maskBits ? s.maskBits[b] : 0]);
+      }
+    }
+    if (n > 1) numSlots += n * qoLen;
+  }
+  const order = items.map((_, i) => i).sort((a, b) => cost[b] - cost[a] || a - b);
+  const work = new Uint32Array(Math.max(1, items.length) * WORK_ITEM_WORDS);
+  for (let k = 0; k < order.length; k++) work.set(items[order[k]], k * WORK_ITEM_WORDS);
+  return { work, numWork: items.length, slotIndptr, numSlots };
+}

@@ -1,0 +1,185 @@
+/**
+ * What both prefill kernels share: the uniforms, the work-item record, the bindings, and WGSL for
+ * the per-element mask and logit transform.
+ *
+ * Query rows are *packed* per kv head as FlashInfer does for GQA: packed row pr = i * G + g is
+ * query row i of qo head kvh * G + g, so one tile of packed rows (all heads of a group) shares
+ * every K/V tile it loads.
+ */
+import { type FloatDType, type PosEncodingMode, UniformSchema } from '@webinfer/core-buffers';
+
+export type MaskMode = 'none' | 'causal' | 'custom';
+
+/** Options that shape either kernel's code. */
+export interface PrefillKernelOptions {
+  headDimQk: number;
+  headDimVo: number;
+  /** Query heads per kv head. */
+  groupSize: number;
+  qDtype: FloatDType;
+  kvDtype: FloatDType;
+  oDtype: FloatDType;
+  posEncoding: PosEncodingMode;
+  softCap: boolean;
+  maskMode: MaskMode;
+  nativeF16: boolean;
+}
+
+export const prefillUniforms = new UniformSchema('PrefillParams', {
+  num_work: 'u32',
+  num_kv_heads: 'u32',
+  num_qo_heads: 'u32',
+  page_size: 'u32',
+  k_offset: 'u32',
+  k_stride_page: 'u32',
+  k_stride_slot: 'u32',
+  k_stride_head: 'u32',
+  v_offset: 'u32',
+  v_stride_page: 'u32',
+  v_stride_slot: 'u32',
+  v_stride_head: 'u32',
+  q_offset: 'u32',
+  q_stride_row: 'u32',
+  q_stride_head: 'u32',
+  o_offset: 'u32',
+  lse_offset: 'u32',
+  part_o_offset: 'u32',
+  part_lse_offset: 'u32',
+  indices_offset: 'u32',
+  slot_indptr_offset: 'u32',
+  window_left: 'i32',
+  sm_scale: 'f32',
+  sm_scale_log2: 'f32',
+  soft_cap: 'f32',
+  v_scale: 'f32',
+  rope_rcp_scale: 'f32',
+  rope_log2_theta: 'f32',
+  groups_x: 'u32',
+});
+
+/**
+ * u32 words per work item in the plan buffer: qo_start (row of the request's first query in q),
+ * qo_len, kv_len, page_base (into indices), tile (first packed row), kv_start, kv_end, chunk
+ * (index among the request's KV chunks, or DIRECT), mask_bit (bit offset of the request's mask).
+ */
+export const WORK_ITEM_WORDS = 12;
+/** Chunk value of a work item whose rows are not split: it writes the output directly. */
+export const DIRECT = 0xffffffff;
+
+export const PREFILL_BINDINGS = [
+  'uniform',
+  'read-only-storage',
+  'read-only-storage',
+  'read-only-storage',
+  'read-only-storage',
+  'read-only-storage',
+  'storage',
+  'storage',
+  'storage',
+] as const;
+
+export function prefillBindingsWgsl(): string {
+  return `struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32, mask_bit: u32 }
+
+@group(0) @binding(0) var<uniform> params: PrefillParams;
+@group(0) @binding(1) var<storage, read> q_in: array<u32>;
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;
+@group(0) @binding(4) var<storage, read> plan: array<u32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
+@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
+@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+
+var<workgroup> item: WorkItem;
+
+fn k_row(j: u32, base: u32, kvh: u32) -> u32 {
+  let page = plan[params.indices_offset + base + j / params.page_size];
+  return params.k_offset + page * params.k_stride_page + (j % params.page_size) * params.k_stride_slot + kvh * params.k_stride_head;
+}
+fn v_row(j: u32, base: u32, kvh: u32) -> u32 {
+  let page = plan[params.indices_offset + base + j / params.page_size];
+  return params.v_offset + page * params.v_stride_page + (j % params.page_size) * params.v_stride_slot + kvh * params.v_stride_head;
+}`;
+}
+
+/** Loads work item `work` into `wi` (uniform across the workgroup: loop bounds depend on it). */
+export function loadWorkItemWgsl(work: string): string {
+  return `if (lid == 0u) {
+    let b = ${work} * ${WORK_ITEM_WORDS}u;
+    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u], plan[b + 8u]);
+  }
+  let wi = workgroupUniformLoad(&item);`;
+}
+
+/**
+ * The KV range a tile of packed rows can see, as uniform values `kv_lo`, `kv_hi` (so whole K/V tiles
+ * outside the causal diagonal or the window are skipped, not just masked).
+ */
+export function tileKvRangeWgsl(c: PrefillKernelOptions, rowsPerTile: number): string {
+  const G = c.groupSize;
+  return `let first_row = wi.tile / ${G}u;
+  let last_row = min((wi.tile + ${rowsPerTile - 1}u) / ${G}u, max(wi.qo_len, 1u) - 1u);
+  let delta = i32(wi.kv_len) - i32(wi.qo_len);
+  var kv_lo = wi.kv_start;
+  var kv_hi = wi.kv_end;
+  ${c.maskMode === 'causal' ? 'kv_hi = min(kv_hi, u32(max(i32(last_row) + delta + 1, 0)));' : ''}
+  if (params.window_left >= 0) {
+    kv_lo = max(kv_lo, u32(max(i32(first_row) + delta - params.window_left, 0)));
+  }`;
+}
+
+/** WGSL `fn keep(row, j, wi_...) -> bool`: FlashInfer's mask for query row `row`, key `j`. */
+export function keepFnWgsl(c: PrefillKernelOptions): string {
+  return `fn keep(row: u32, j: u32, qo_len: u32, kv_len: u32, kv_hi: u32, mask_bit: u32) -> bool {
+  let p = i32(row) + i32(kv_len) - i32(qo_len);
+  var ok = row < qo_len && j < kv_hi;
+  ${c.maskMode === 'causal' ? 'ok = ok && i32(j) <= p;' : ''}
+  ${c.maskMode === 'custom' ? 'if (ok) { let e = mask_bit + row * kv_len + j; ok = ((mask[e >> 5u] >> (e & 31u)) & 1u) == 1u; }' : ''}
+  if (params.window_left >= 0) { ok = ok && i32(j) >= p - params.window_left; }
+  return ok;
+}`;
+}
+
+/** Base-2 logit of raw dot product `acc` for qo head `h`, query row `row`, key `j`. */
+export function logitExpr(c: PrefillKernelOptions): string {
+  if (c.posEncoding === 'ALIBI') {
+    return '(acc * params.sm_scale + alibi_slope(h, params.num_qo_heads) * (f32(j) - f32(row))) * LOG2E';
+  }
+  if (c.softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
+  return 'acc * params.sm_scale_log2';
+}
+
+/** Storage dtype of a tile in workgroup memory: fp8 is widened once at load (to f16). */
+export function tileDtype(d: FloatDType): 'f32' | 'f16' | 'bf16' {
+  return d === 'fp8_e4m3' || d === 'fp8_e5m2' ? 'f16' : d;
+}
+
+/**
+ * Output writing for one (row, 4-wide unit) of normalised `o`: straight to `o_out` (unsplit) or to
+ * a partial slot in the workspace (split), plus the LSE from the thread that owns unit 0.
+ */
+export function writeOutputWgsl(c: PrefillKernelOptions): string {
+  const Dv = c.headDimVo;
+  const per = { f32: 1, f16: 2, bf16: 2, fp8_e4m3: 4, fp8_e5m2: 4 }[c.oDtype];
+  const store =
+    per === 1
+      ? 'for (var e = 0u; e < 4u; e++) { o_out[w + e] = bitcast<u32>(val[e]); }'
+      : `o_out[w] = pack_${c.oDtype}(val.xy); o_out[w + 1u] = pack_${c.oDtype}(val.zw);`;
+  return `fn write_out(wi: WorkItem, row: u32, h: u32, unit: u32, o: vec4<f32>, m: f32, l: f32) {
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  let grow = wi.qo_start + row;
+  if (wi.chunk == ${DIRECT}u) {
+    let val = o * (inv * params.v_scale);
+    let w = (params.o_offset + (grow * params.num_qo_heads + h) * ${Dv}u + unit * 4u) / ${per}u;
+    ${store}
+    if (unit == 0u) { lse_out[params.lse_offset + grow * params.num_qo_heads + h] = lse_bits(m, l); }
+  } else {
+    let slot = plan[params.slot_indptr_offset + grow] + wi.chunk;
+    let at = params.part_o_offset + (slot * params.num_qo_heads + h) * ${Dv}u + unit * 4u;
+    let val = o * inv;
+    ws[at] = val.x; ws[at + 1u] = val.y; ws[at + 2u] = val.z; ws[at + 3u] = val.w;
+    if (unit == 0u) { ws[params.part_lse_offset + slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(m, l)); }
+  }
+}`;
+}

@@ -1,0 +1,317 @@
+/**
+ * The portable prefill kernel (FlashAttention-2 on f32 FMAs): one workgroup per (work item, kv
+ * head). A work item is a tile of BR packed query rows of one request and a KV chunk.
+ *
+ * Per K/V tile of BC keys:
+ *   load   K and V rows into workgroup memory (RoPE applied to K here), kept in the input's 16-bit
+ *          format (fp8 widened to f16) and unpacked to f32 when used
+ *   S      thread micro-tile of RS x CS logits: dot products over D in f32, mask, logit transform
+ *   soft   one thread per row: new max, p = exp2(s - m), running sum, rescale factor
+ *   O      thread micro-tile of RO rows x CO 4-wide units: o = o * alpha + P V
+ * Tiles wholly outside the causal diagonal or the window are never visited. Softmax is base 2 in
+ * f32; the result goes to the output, or (split KV) to a partial slot for the merge pass.
+ */
+import {
+  type FloatDType,
+  wgslAttentionCommon,
+  wgslDtypeHelpers,
+  wgslEnables,
+  wgslLoadVec4,
+  wgslPackHelpers,
+} from '@webinfer/core-buffers';
+import {
+  type PrefillKernelOptions,
+  keepFnWgsl,
+  loadWorkItemWgsl,
+  logitExpr,
+  prefillBindingsWgsl,
+  prefillUniforms,
+  tileDtype,
+  tileKvRangeWgsl,
+  writeOutputWgsl,
+} from './prefill-common';
+
+export const SIMT_WORKGROUP = 128;
+
+export interface SimtPrefillConfig extends PrefillKernelOptions {
+  /** Packed query rows per tile (16, 32 or 64). */
+  rowsPerTile: number;
+  /** Keys per K/V tile (8, 16 or 32). */
+  keysPerTile: number;
+}
+
+const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
+
+/** Thread mapping and workgroup memory of a config. */
+export function simtLayout(c: SimtPrefillConfig) {
+  const BR = c.rowsPerTile;
+  const BC = c.keysPerTile;
+  const DQ4 = c.headDimQk / 4;
+  const DV4 = c.headDimVo / 4;
+  const tq = tileDtype(c.qDtype);
+  const tkv = tileDtype(c.kvDtype);
+  const QS = DQ4 + 1; // rows padded by one unit against bank conflicts
+  const KS = DQ4 + 1;
+  const VS = DV4;
+  const PS = BC + 1;
+  // S: 16 row groups x 8 column groups.
+  const RS = BR / 16;
+  const CS = BC / 8;
+  // O: RO rows x CO units per thread.
+  const U = (BR * DV4) / SIMT_WORKGROUP;
+  const CO = U >= 8 && DV4 % 4 === 0 ? 4 : U >= 2 ? 2 : 1;
+  const RO = U / CO;
+  const CGO = DV4 / CO;
+  const RGO = SIMT_WORKGROUP / CGO;
+  const smemBytes =
+    BR * QS * unitBytes(tq) +
+    BC * KS * unitBytes(tkv) +
+    BC * VS * unitBytes(tkv) +
+    BR * PS * 4 +
+    3 * BR * 4 +
+    (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) +
+    64;
+  const valid = Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1;
+  return { BR, BC, DQ4, DV4, tq, tkv, QS, KS, VS, PS, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
+}
+
+/** Tile sizes to try, largest first. */
+export const SIMT_TILES: readonly [number, number][] = [
+  [64, 32],
+  [64, 16],
+  [32, 32],
+  [32, 16],
+  [16, 16],
+  [16, 8],
+];
+
+function unitType(d: 'f32' | 'f16' | 'bf16'): string {
+  return d === 'f32' ? 'vec4<u32>' : 'vec2<u32>';
+}
+
+/** WGSL `fn unpack4_<d>(w) -> vec4<f32>` and `fn pack4_<d>(v) -> unit` for a tile dtype. */
+function tileCodec(d: 'f32' | 'f16' | 'bf16'): string {
+  if (d === 'f32') {
+    return `fn unpack4_f32(w: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>(w); }
+fn pack4_f32(v: vec4<f32>) -> vec4<u32> { return bitcast<vec4<u32>>(v); }`;
+  }
+  return `fn unpack4_${d}(w: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack_${d}(w.x), unpack_${d}(w.y)); }
+fn pack4_${d}(v: vec4<f32>) -> vec2<u32> { return vec2<u32>(pack_${d}(v.xy), pack_${d}(v.zw)); }`;
+}
+
+/** RoPE of the 4-element halves (x: dims 4u.., y: dims D/2 + 4u..) at position `pos`. */
+export function ropeRotateWgsl(): string {
+  return `fn rope4(x: vec4<f32>, y: vec4<f32>, pos: f32, d0: u32) -> array<vec4<f32>, 2> {
+  let c0 = rope_cos_sin(pos, freq_s[d0]);
+  let c1 = rope_cos_sin(pos, freq_s[d0 + 1u]);
+  let c2 = rope_cos_sin(pos, freq_s[d0 + 2u]);
+  let c3 = rope_cos_sin(pos, freq_s[d0 + 3u]);
+  let cv = vec4<f32>(c0.x, c1.x, c2.x, c3.x);
+  let sv = vec4<f32>(c0.y, c1.y, c2.y, c3.y);
+  return array<vec4<f32>, 2>(x * cv - y * sv, y * cv + x * sv);
+}`;
+}
+
+export function simtPrefillWgsl(c: SimtPrefillConfig): string {
+  const L = simtLayout(c);
+  if (!L.valid) throw new Error(`invalid prefill tile ${c.rowsPerTile}x${c.keysPerTile} for head dims ${c.headDimQk}/${c.headDimVo}`);
+  const { BR, BC, DQ4, DV4, tq, tkv, QS, KS, VS, PS, RS, CS, RO, CO, CGO, RGO } = L;
+  const G = c.groupSize;
+  const WG = SIMT_WORKGROUP;
+  const rope = c.posEncoding === 'ROPE_LLAMA';
+  const DQ = c.headDimQk;
+  const qUnits = rope ? DQ4 / 2 : DQ4;
+  const dtypes: FloatDType[] = [c.qDtype, c.kvDtype, ...(tq === 'f32' ? [] : [tq]), ...(tkv === 'f32' ? [] : [tkv])];
+
+  // S phase: unrolled micro-tile.
+  const sDecl: string[] = [];
+  const sLoad: string[] = [];
+  const sFma: string[] = [];
+  for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * 16}u) * ${QS}u + d]);`);
+  for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tkv}(k_s[(cs + ${j * 8}u) * ${KS}u + d]);`);
+  for (let i = 0; i < RS; i++) {
+    for (let j = 0; j < CS; j++) {
+      sDecl.push(`var s${i}_${j} = 0.0;`);
+      sFma.push(`s${i}_${j} += dot(q${i}, k${j});`);
+    }
+  }
+  const sStore: string[] = [];
+  for (let i = 0; i < RS; i++) {
+    sStore.push(`{
+      let r = rs + ${i * 16}u;
+      let pr = wi.tile + r;
+      let row = pr / ${G}u;
+      let h = kvh * ${G}u + pr % ${G}u;`);
+    for (let j = 0; j < CS; j++) {
+      sStore.push(`      {
+        let j = t0 + cs + ${j * 8}u;
+        var x = NEG_BIG;
+        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x = ${logitExpr(c)}; }
+        p_s[r * ${PS}u + cs + ${j * 8}u] = x;
+      }`);
+    }
+    sStore.push('    }');
+  }
+
+  // O phase.
+  const oDecl: string[] = [];
+  const oScale: string[] = [];
+  const oLoad: string[] = [];
+  const oFma: string[] = [];
+  const oWrite: string[] = [];
+  for (let i = 0; i < RO; i++) {
+    oScale.push(`{ let a = a_s[ro + ${i * RGO}u];${Array.from({ length: CO }, (_, j) => ` o${i}_${j} *= a;`).join('')} }`);
+    oLoad.push(`let p${i} = p_s[(ro + ${i * RGO}u) * ${PS}u + t];`);
+    oWrite.push(`{
+    let r = ro + ${i * RGO}u;
+    let pr = wi.tile + r;
+    let row = pr / ${G}u;
+    if (row < wi.qo_len) {
+      let h = kvh * ${G}u + pr % ${G}u;
+      let m = m_s[r];
+      let l = l_s[r];
+${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * CGO}u, o${i}_${j}, m, l);`).join('\n')}
+    }
+  }`);
+    for (let j = 0; j < CO; j++) {
+      oDecl.push(`var o${i}_${j} = vec4<f32>(0.0);`);
+      oFma.push(`o${i}_${j} += p${i} * v${j};`);
+    }
+  }
+  for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tkv}(v_s[t * ${VS}u + co + ${j * CGO}u]);`);
+
+  const qLoad = rope
+    ? `var x = vec4<f32>(0.0);
+      var y = vec4<f32>(0.0);
+      if (row < wi.qo_len) {
+        let base = params.q_offset + (wi.qo_start + row) * params.q_stride_row + h * params.q_stride_head + u * 4u;
+        let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(row) + delta), u * 4u);
+        x = xy[0];
+        y = xy[1];
+      }
+      q_s[r * ${QS}u + u] = pack4_${tq}(x);
+      q_s[r * ${QS}u + u + ${DQ4 / 2}u] = pack4_${tq}(y);`
+    : `var x = vec4<f32>(0.0);
+      if (row < wi.qo_len) {
+        x = load_q4(params.q_offset + (wi.qo_start + row) * params.q_stride_row + h * params.q_stride_head + u * 4u);
+      }
+      q_s[r * ${QS}u + u] = pack4_${tq}(x);`;
+  const kLoad = rope
+    ? `var x = vec4<f32>(0.0);
+        var y = vec4<f32>(0.0);
+        if (j < kv_hi) {
+          let base = k_row(j, wi.page_base, kvh) + u * 4u;
+          let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);
+          x = xy[0];
+          y = xy[1];
+        }
+        k_s[c * ${KS}u + u] = pack4_${tkv}(x);
+        k_s[c * ${KS}u + u + ${DQ4 / 2}u] = pack4_${tkv}(y);`
+    : `var x = vec4<f32>(0.0);
+        if (j < kv_hi) { x = load_k4(k_row(j, wi.page_base, kvh) + u * 4u); }
+        k_s[c * ${KS}u + u] = pack4_${tkv}(x);`;
+
+  return `${wgslEnables({ nativeF16: c.nativeF16 })}
+${prefillUniforms.wgsl()}
+${wgslAttentionCommon()}
+${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
+${wgslPackHelpers([tq, tkv, c.oDtype], { nativeF16: c.nativeF16 })}
+${prefillBindingsWgsl()}
+${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
+${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
+${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
+${tileCodec(tq)}
+${tq !== tkv ? tileCodec(tkv) : ''}
+${keepFnWgsl(c)}
+${writeOutputWgsl(c)}
+
+var<workgroup> q_s: array<${unitType(tq)}, ${BR * QS}>;
+var<workgroup> k_s: array<${unitType(tkv)}, ${BC * KS}>;
+var<workgroup> v_s: array<${unitType(tkv)}, ${BC * VS}>;
+var<workgroup> p_s: array<f32, ${BR * PS}>;
+var<workgroup> m_s: array<f32, ${BR}>;
+var<workgroup> l_s: array<f32, ${BR}>;
+var<workgroup> a_s: array<f32, ${BR}>;
+${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * params.groups_x;
+  let work = flat / params.num_kv_heads;
+  let kvh = flat % params.num_kv_heads;
+  if (work >= params.num_work) { return; }
+  ${loadWorkItemWgsl('work')}
+  ${tileKvRangeWgsl(c, BR)}
+  ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
+  for (var r = lid; r < ${BR}u; r += ${WG}u) { m_s[r] = NEG_BIG; l_s[r] = 0.0; }
+  for (var idx = lid; idx < ${BR * qUnits}u; idx += ${WG}u) {
+    let r = idx / ${qUnits}u;
+    let u = idx % ${qUnits}u;
+    let pr = wi.tile + r;
+    let row = pr / ${G}u;
+    let h = kvh * ${G}u + pr % ${G}u;
+    {
+      ${qLoad}
+    }
+  }
+  let rs = lid / 8u;
+  let cs = lid % 8u;
+  let ro = lid / ${CGO}u;
+  let co = lid % ${CGO}u;
+  ${oDecl.join('\n  ')}
+  for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
+    workgroupBarrier();
+    for (var idx = lid; idx < ${BC * (rope ? DQ4 / 2 : DQ4)}u; idx += ${WG}u) {
+      let c = idx / ${rope ? DQ4 / 2 : DQ4}u;
+      let u = idx % ${rope ? DQ4 / 2 : DQ4}u;
+      let j = t0 + c;
+      {
+        ${kLoad}
+      }
+    }
+    for (var idx = lid; idx < ${BC * DV4}u; idx += ${WG}u) {
+      let c = idx / ${DV4}u;
+      let u = idx % ${DV4}u;
+      let j = t0 + c;
+      var x = vec4<f32>(0.0);
+      if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
+      v_s[c * ${VS}u + u] = pack4_${tkv}(x);
+    }
+    workgroupBarrier();
+    {
+      ${sDecl.join('\n      ')}
+      for (var d = 0u; d < ${DQ4}u; d++) {
+        ${sLoad.join('\n        ')}
+        ${sFma.join('\n        ')}
+      }
+      ${sStore.join('\n')}
+    }
+    workgroupBarrier();
+    if (lid < ${BR}u) {
+      let base = lid * ${PS}u;
+      let m_old = m_s[lid];
+      var mx = m_old;
+      for (var t = 0u; t < ${BC}u; t++) { mx = max(mx, p_s[base + t]); }
+      var sum = 0.0;
+      for (var t = 0u; t < ${BC}u; t++) {
+        let s = p_s[base + t];
+        let p = select(0.0, exp2(s - mx), s > NEG_BIG);
+        p_s[base + t] = p;
+        sum += p;
+      }
+      let alpha = exp2(m_old - mx);
+      m_s[lid] = mx;
+      l_s[lid] = l_s[lid] * alpha + sum;
+      a_s[lid] = alpha;
+    }
+    workgroupBarrier();
+    ${oScale.join('\n    ')}
+    for (var t = 0u; t < ${BC}u; t++) {
+      ${oLoad.join('\n      ')}
+      ${oFma.join('\n      ')}
+    }
+  }
+  workgroupBarrier();
+  ${oWrite.join('\n  ')}
+}`;
+}

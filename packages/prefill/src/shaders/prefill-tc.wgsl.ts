@@ -1,0 +1,258 @@
+/**
+ * The tensor-core prefill kernel, on `chromium-experimental-subgroup-matrix` (16x16x16 f16 -> f32).
+ * A workgroup holds NSG subgroups; subgroup s owns 16 packed query rows of the tile.
+ *
+ *   Q      the tile's Q (RoPE applied, f16) is staged once in workgroup memory and kept as left
+ *          matrices in registers; its memory is then reused for K tiles
+ *   S      S = Q Kᵀ per 16x16 block (K read column-major from the K tile), stored to memory
+ *   soft   lanes take 16 / (subgroup size) rows' worth of S: mask, logit transform, row max
+ *   P V    P (f16) times V accumulates into f32 result matrices that stay in registers
+ *
+ * Result matrices cannot be scaled per row, so the running max is lazy (as in FlashAttention-4):
+ * p = exp2(s - m_ref) with a per-row reference m_ref that only moves when some row's max passes it
+ * by more than 8 (p <= 256, exact in f16 with the same relative precision). Then, and only then,
+ * every O block is stored, scaled per row and reloaded. m_ref + log2(l) is still the exact LSE.
+ */
+import { type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
+import {
+  type PrefillKernelOptions,
+  keepFnWgsl,
+  loadWorkItemWgsl,
+  logitExpr,
+  prefillBindingsWgsl,
+  prefillUniforms,
+  tileKvRangeWgsl,
+  writeOutputWgsl,
+} from './prefill-common';
+import { ropeRotateWgsl } from './prefill-simt.wgsl';
+
+export interface TensorCorePrefillConfig extends PrefillKernelOptions {
+  subgroupSize: number;
+}
+
+/** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
+export function tensorCoreSupport(ctx: GpuContext, o: PrefillKernelOptions): string | undefined {
+  if (!ctx.features.has('chromium-experimental-subgroup-matrix')) return 'the device offers no subgroup matrices';
+  if (!ctx.hasF16 || !ctx.hasSubgroups) return 'it needs the shader-f16 and subgroups features';
+  const ok = ctx.subgroupMatrixConfigs.some(
+    (c) => c.M === 16 && c.N === 16 && c.K === 16 && c.componentType === 'f16' && c.resultComponentType === 'f32',
+  );
+  if (!ok) return 'the device has no 16x16x16 f16->f32 subgroup-matrix config';
+  if (ctx.subgroupMinSize !== ctx.subgroupMaxSize || ![16, 32, 64].includes(ctx.subgroupMinSize)) {
+    return 'it needs one fixed subgroup size of 16, 32 or 64';
+  }
+  if (o.qDtype !== 'f16') return 'q must be f16 (bf16 and f32 q use the f32 path)';
+  if (o.kvDtype !== 'f16' && o.kvDtype !== 'fp8_e4m3' && o.kvDtype !== 'fp8_e5m2') return 'KV must be f16 or fp8';
+  if (o.headDimQk % 16 !== 0 || o.headDimVo % 32 !== 0) return 'head dims must be multiples of 16 (qk) and 32 (vo)';
+  return undefined;
+}
+
+const BC = 32;
+
+export function tensorCoreLayout(c: TensorCorePrefillConfig) {
+  const NSG = c.headDimQk <= 192 && c.headDimVo <= 128 ? 4 : 2;
+  const BR = 16 * NSG;
+  const QST = c.headDimQk + 8;
+  const KST = c.headDimQk + 8;
+  const VST = c.headDimVo + 8;
+  const SST = BC;
+  const PST = BC + 8;
+  const qk = Math.max(BR * QST, BC * KST);
+  const smemBytes =
+    qk * 2 + BC * VST * 2 + BR * SST * 4 + BR * PST * 2 + (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) + 64;
+  return { NSG, BR, BC, QST, KST, VST, SST, PST, qk, smemBytes, WG: NSG * c.subgroupSize };
+}
+
+export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
+  const L = tensorCoreLayout(c);
+  const { BR, QST, KST, VST, SST, PST, WG } = L;
+  const SG = c.subgroupSize;
+  const LPR = SG / 16; // lanes per row in the softmax
+  const CPL = BC / LPR; // S columns per lane
+  const G = c.groupSize;
+  const DQ = c.headDimQk;
+  const DV = c.headDimVo;
+  const NQ = DQ / 16;
+  const NV = DV / 16;
+  const rope = c.posEncoding === 'ROPE_LLAMA';
+  const qUnits = rope ? DQ / 8 : DQ / 4;
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const reduce = (v: string, op: 'max' | '+') => {
+    const lines: string[] = [];
+    for (let m = 1; m < LPR; m *= 2) {
+      lines.push(op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`);
+    }
+    return lines.join(' ');
+  };
+  const qStore = (v: string, at: string) => `{ let a = ${at}; qk_s[a] = f16(${v}.x); qk_s[a + 1u] = f16(${v}.y); qk_s[a + 2u] = f16(${v}.z); qk_s[a + 3u] = f16(${v}.w); }`;
+  const kStore = (v: string, at: string) => `{ let a = ${at}; qk_s[a] = f16(${v}.x); qk_s[a + 1u] = f16(${v}.y); qk_s[a + 2u] = f16(${v}.z); qk_s[a + 3u] = f16(${v}.w); }`;
+
+  // Stages O blocks 2 at a time through this subgroup's S memory; `body` sees `o` (vec4 of the
+  // lane's row), `unit` (4-wide unit index in D_vo) and must leave `o` as the value to keep.
+  const staged = (body: string, reload: boolean) => {
+    const parts: string[] = [];
+    for (let pair = 0; pair < NV / 2; pair++) {
+      parts.push(`subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u, o_acc${2 * pair}, ${SST}u);
+    subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u + 16u, o_acc${2 * pair + 1}, ${SST}u);
+    workgroupBarrier();
+    for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
+      let col = lr * ${32 / LPR}u + e * 4u;
+      let at = sg * ${16 * SST}u + rr * ${SST}u + col;
+      var o = vec4<f32>(s_s[at], s_s[at + 1u], s_s[at + 2u], s_s[at + 3u]);
+      let unit = ${pair * 8}u + col / 4u;
+      ${body}
+      ${reload ? 's_s[at] = o.x; s_s[at + 1u] = o.y; s_s[at + 2u] = o.z; s_s[at + 3u] = o.w;' : ''}
+    }
+    workgroupBarrier();
+    ${
+      reload
+        ? `o_acc${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, sg * ${16 * SST}u, ${SST}u);
+    o_acc${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, sg * ${16 * SST}u + 16u, ${SST}u);
+    workgroupBarrier();`
+        : ''
+    }`);
+    }
+    return parts.join('\n    ');
+  };
+
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${prefillUniforms.wgsl()}
+${wgslAttentionCommon()}
+${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
+${wgslPackHelpers([c.oDtype], { nativeF16: true })}
+${prefillBindingsWgsl()}
+${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
+${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
+${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
+${keepFnWgsl(c)}
+${writeOutputWgsl(c)}
+
+var<workgroup> qk_s: array<f16, ${L.qk}>;
+var<workgroup> v_s: array<f16, ${BC * VST}>;
+var<workgroup> s_s: array<f32, ${BR * SST}>;
+var<workgroup> p_s: array<f16, ${BR * PST}>;
+var<workgroup> flag: atomic<u32>;
+${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * params.groups_x;
+  let work = flat / params.num_kv_heads;
+  let kvh = flat % params.num_kv_heads;
+  if (work >= params.num_work) { return; }
+  ${loadWorkItemWgsl('work')}
+  ${tileKvRangeWgsl(c, BR)}
+  ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
+  let sg = lid / ${SG}u;
+  let lane = lid % ${SG}u;
+  let rr = lane / ${LPR}u;           // this lane's row inside the subgroup's 16
+  let lr = lane % ${LPR}u;           // and its part of the row
+  let r = sg * 16u + rr;             // row inside the tile
+  let pr = wi.tile + r;
+  let row = pr / ${G}u;
+  let h = kvh * ${G}u + pr % ${G}u;
+
+  // Q tile -> f16 in workgroup memory (RoPE applied) -> left matrices in registers.
+  for (var idx = lid; idx < ${BR * qUnits}u; idx += ${WG}u) {
+    let qr = idx / ${qUnits}u;
+    let u = idx % ${qUnits}u;
+    let qpr = wi.tile + qr;
+    let qrow = qpr / ${G}u;
+    let qh = kvh * ${G}u + qpr % ${G}u;
+    var x = vec4<f32>(0.0);
+    ${rope ? 'var y = vec4<f32>(0.0);' : ''}
+    if (qrow < wi.qo_len) {
+      let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
+      ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n      x = xy[0];\n      y = xy[1];` : 'x = load_q4(base);'}
+    }
+    ${qStore('x', `qr * ${QST}u + u * 4u`)}
+    ${rope ? qStore('y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
+  }
+  workgroupBarrier();
+  ${Array.from({ length: NQ }, (_, i) => `let q${i} = subgroupMatrixLoad<${left}, row_major>(&qk_s, sg * ${16 * QST}u + ${i * 16}u, ${QST}u);`).join('\n  ')}
+  ${Array.from({ length: NV }, (_, i) => `var o_acc${i} = ${result}();`).join('\n  ')}
+  var m_ref = NEG_BIG;
+  var l = 0.0;
+
+  for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
+    workgroupBarrier();
+    if (lid == 0u) { atomicStore(&flag, 0u); }
+    for (var idx = lid; idx < ${BC * (rope ? DQ / 8 : DQ / 4)}u; idx += ${WG}u) {
+      let c = idx / ${rope ? DQ / 8 : DQ / 4}u;
+      let u = idx % ${rope ? DQ / 8 : DQ / 4}u;
+      let j = t0 + c;
+      var x = vec4<f32>(0.0);
+      ${rope ? 'var y = vec4<f32>(0.0);' : ''}
+      if (j < kv_hi) {
+        let base = k_row(j, wi.page_base, kvh) + u * 4u;
+        ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_k4(base);'}
+      }
+      ${kStore('x', `c * ${KST}u + u * 4u`)}
+      ${rope ? kStore('y', `c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
+    }
+    for (var idx = lid; idx < ${BC * (DV / 4)}u; idx += ${WG}u) {
+      let c = idx / ${DV / 4}u;
+      let u = idx % ${DV / 4}u;
+      let j = t0 + c;
+      var x = vec4<f32>(0.0);
+      if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
+      let a = c * ${VST}u + u * 4u;
+      v_s[a] = f16(x.x); v_s[a + 1u] = f16(x.y); v_s[a + 2u] = f16(x.z); v_s[a + 3u] = f16(x.w);
+    }
+    workgroupBarrier();
+    // S = Q Kᵀ for this subgroup's 16 rows.
+    for (var nb = 0u; nb < ${BC / 16}u; nb++) {
+      var s_acc = ${result}();
+      ${Array.from({ length: NQ }, (_, i) => `s_acc = subgroupMatrixMultiplyAccumulate(q${i}, subgroupMatrixLoad<${right}, col_major>(&qk_s, nb * ${16 * KST}u + ${i * 16}u, ${KST}u), s_acc);`).join('\n      ')}
+      subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u + nb * 16u, s_acc, ${SST}u);
+    }
+    workgroupBarrier();
+    // Logits of this lane's ${CPL} columns; the row max over the tile.
+    var x: array<f32, ${CPL}>;
+    var mx = NEG_BIG;
+    for (var e = 0u; e < ${CPL}u; e++) {
+      let col = lr * ${CPL}u + e;
+      let j = t0 + col;
+      var v = NEG_BIG;
+      if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
+        let acc = s_s[sg * ${16 * SST}u + rr * ${SST}u + col];
+        v = ${logitExpr(c)};
+      }
+      x[e] = v;
+      mx = max(mx, v);
+    }
+    ${reduce('mx', 'max')}
+    if (m_ref > NEG_BIG && mx > m_ref + 8.0) { atomicOr(&flag, 1u); }
+    if (m_ref <= NEG_BIG) { m_ref = mx; }  // O is still zero: nothing to rescale
+    if (workgroupUniformLoad(&flag) != 0u) {
+      let m_new = max(m_ref, mx);
+      let alpha = exp2(m_ref - m_new);
+      m_ref = m_new;
+      l *= alpha;
+      ${staged('o *= alpha;', true)}
+    }
+    var sum = 0.0;
+    for (var e = 0u; e < ${CPL}u; e++) {
+      let p = select(0.0, exp2(x[e] - m_ref), x[e] > NEG_BIG);
+      sum += p;
+      p_s[r * ${PST}u + lr * ${CPL}u + e] = f16(p);
+    }
+    l += sum;
+    workgroupBarrier();
+    // O += P V.
+    for (var kb = 0u; kb < ${BC / 16}u; kb++) {
+      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, sg * ${16 * PST}u + kb * 16u, ${PST}u);
+      ${Array.from({ length: NV }, (_, i) => `o_acc${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&v_s, kb * ${16 * VST}u + ${i * 16}u, ${VST}u), o_acc${i});`).join('\n      ')}
+    }
+  }
+  ${reduce('l', '+')}
+  workgroupBarrier();
+  {
+    ${staged(`if (row < wi.qo_len) { write_out(wi, row, h, unit, o, m_ref, l); }`, false)}
+  }
+}`;
+}
