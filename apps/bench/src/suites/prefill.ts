@@ -1,0 +1,175 @@
+/** Prefill suite: causal single prefill, batch paged prefill and append, on both kernel paths. */
+import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper } from '@webinfer/prefill';
+import { attentionRef, compareClose } from '@webinfer/reference';
+import { fillValue, gpuFill } from '../fill';
+import type { CaseResult, SuiteOptions } from '../types';
+
+interface PrefillCase {
+  name: string;
+  kind: 'single' | 'paged';
+  batch: number;
+  qoLen: number;
+  kvLen: number;
+  heads: number;
+  headDim: number;
+  /** true: tensor cores, false: f32 path. */
+  tc: boolean;
+}
+
+const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
+  name: `${kind === 'single' ? 'single' : `paged B=${batch}`} causal qo=${qoLen} kv=${kvLen} H=${heads} D=${headDim} f16 ${tc ? 'tensor-core' : 'f32 path'}`,
+  kind,
+  batch,
+  qoLen,
+  kvLen,
+  heads,
+  headDim,
+  tc,
+});
+
+export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCase[] {
+  const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(hasTensorCores ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
+  if (quick) return [...both('single', 1, 128, 128), ...both('paged', 2, 64, 96)];
+  return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
+}
+
+/** Query/key pairs a causal (bottom-right) request computes. */
+function causalPairs(qo: number, kv: number): number {
+  let n = 0;
+  for (let i = 0; i < qo; i++) n += Math.max(0, Math.min(kv, kv - qo + i + 1));
+  return n;
+}
+
+export async function runPrefillSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  const cases = prefillCases(opts.quick, ctx.hasSubgroupMatrixF16).filter((k) => !opts.filter || k.name.includes(opts.filter));
+  const results: CaseResult[] = [];
+  for (const [i, k] of cases.entries()) {
+    opts.progress(`prefill ${i + 1}/${cases.length}: ${k.name}`);
+    results.push(await runCase(ctx, k, opts));
+  }
+  return results;
+}
+
+async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Promise<CaseResult> {
+  const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const seeds = { q: 21, k: 22, v: 23 };
+  const page = 16;
+  const rows = B * qoLen;
+  const q = ctx.empty([rows, H, D], 'f16', 'bench/q');
+  gpuFill(ctx, q, seeds.q);
+  const out = ctx.empty([rows, H, D], 'f16', 'bench/o');
+  const lse = ctx.empty([rows, H], 'f32', 'bench/lse');
+  const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
+  const tensors: Tensor[] = [q, out, lse, workspace];
+  const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc };
+  let encodeRun: (enc: GPUCommandEncoder) => void;
+  // Token j of request b: where its K and V rows start (elements), for --verify.
+  let kvRow: (b: number, j: number) => [number, number];
+  let kvTensor: Tensor;
+  let wrapperInfo: () => string;
+  try {
+    if (k.kind === 'single') {
+      const kv = ctx.empty([2, kvLen, H, D], 'f16', 'bench/kv');
+      gpuFill(ctx, kv, seeds.k);
+      tensors.push(kv);
+      const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, workspace);
+      w.plan({ ...plan, kvIndptr: [0, kvLen] });
+      const kk = kv.select(0, 0);
+      const vv = kv.select(0, 1);
+      encodeRun = (enc) => w.run(q, kk, vv, { out, lse, encoder: enc });
+      kvRow = (_b, j) => [j * H * D, (kvLen + j) * H * D];
+      kvTensor = kv;
+      wrapperInfo = () => JSON.stringify(w.planInfo);
+    } else {
+      const pagesPer = Math.ceil(kvLen / page);
+      const numPages = B * pagesPer;
+      const perm = Int32Array.from({ length: numPages }, (_, i) => i);
+      for (let i = numPages - 1; i > 0; i--) {
+        const j = (Math.imul(i, 2654435761) >>> 0) % (i + 1);
+        [perm[i], perm[j]] = [perm[j], perm[i]];
+      }
+      const cache = ctx.empty([numPages, 2, page, H, D], 'f16', 'bench/cache');
+      gpuFill(ctx, cache, seeds.k);
+      tensors.push(cache);
+      const w = new BatchPrefillWithPagedKVCacheWrapper(ctx, workspace);
+      w.plan({
+        ...plan,
+        pagedKvIndptr: Int32Array.from({ length: B + 1 }, (_, b) => b * pagesPer),
+        pagedKvIndices: perm,
+        pagedKvLastPageLen: new Int32Array(B).fill(kvLen - (pagesPer - 1) * page),
+        pageSize: page,
+      });
+      encodeRun = (enc) => w.run(q, cache, { out, lse, encoder: enc });
+      kvRow = (b, j) => {
+        const p = perm[b * pagesPer + Math.floor(j / page)];
+        const base = ((p * 2) * page + (j % page)) * H * D;
+        return [base, base + page * H * D];
+      };
+      kvTensor = cache;
+      wrapperInfo = () => JSON.stringify(w.planInfo);
+    }
+    await ctx.synchronize();
+    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 20 });
+    const ms = median(timing.samples);
+    const flops = 4 * B * causalPairs(qoLen, kvLen) * H * D;
+    const bytes = 2 * (2 * rows * H * D + 2 * B * kvLen * H * D);
+    let verified: string | undefined;
+    if (opts.verify) {
+      const oHost = (await out.toArray()) as Float32Array;
+      const lseHost = (await lse.toArray()) as Float32Array;
+      verified = verifyRows(k, oHost, lseHost, kvRow, seeds, kvTensor) ?? `ok (3 rows, ${wrapperInfo()})`;
+    }
+    const sorted = [...timing.samples].sort((a, b) => a - b);
+    return {
+      suite: 'prefill',
+      name: k.name,
+      timeMs: ms,
+      p10Ms: sorted[Math.floor(sorted.length * 0.1)],
+      p90Ms: sorted[Math.floor(sorted.length * 0.9)],
+      gbs: bytes / (ms * 1e-3) / 1e9,
+      tflops: flops / (ms * 1e-3) / 1e12,
+      bytes,
+      flops,
+      planCpuUs: Number.NaN,
+      runCpuUs: Number.NaN,
+      timing: timing.source,
+      verified,
+    };
+  } finally {
+    for (const t of tensors) t.destroy();
+  }
+}
+
+/** Reference check of three query rows (first, middle, last of the last request). */
+function verifyRows(
+  k: PrefillCase,
+  o: Float32Array,
+  lse: Float32Array,
+  kvRow: (b: number, j: number) => [number, number],
+  seeds: { q: number; k: number },
+  _kv: Tensor,
+): string | undefined {
+  const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const b = B - 1;
+  for (const i of [0, qoLen >> 1, qoLen - 1]) {
+    const row = b * qoLen + i;
+    const visible = kvLen - qoLen + i + 1; // causal, bottom-right
+    const q = Float64Array.from({ length: H * D }, (_, e) => fillValue(seeds.q, row * H * D + e, 'f16'));
+    const kk = new Float64Array(visible * H * D);
+    const vv = new Float64Array(visible * H * D);
+    for (let j = 0; j < visible; j++) {
+      const [kb, vb] = kvRow(b, j);
+      for (let e = 0; e < H * D; e++) {
+        kk[j * H * D + e] = fillValue(seeds.k, kb + e, 'f16');
+        vv[j * H * D + e] = fillValue(seeds.k, vb + e, 'f16');
+      }
+    }
+    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen: visible, numQoHeads: H, numKvHeads: H, headDimQk: D });
+    const ro = compareClose(o.subarray(row * H * D, (row + 1) * H * D), want.o, { rtol: 2e-3, atol: 2e-3 });
+    const rl = compareClose(lse.subarray(row * H, (row + 1) * H), want.lse, { rtol: 1e-3, atol: 1e-3 });
+    if (!ro.ok || !rl.ok) return `FAILED row ${row}: o ${JSON.stringify(ro.first)} (max ${ro.maxAbsError.toExponential(2)}) lse ${JSON.stringify(rl.first)}`;
+  }
+  return undefined;
+}
