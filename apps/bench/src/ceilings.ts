@@ -30,7 +30,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
 function fmaWgsl(c: { iterations: number }): string {
   const chains = 8;
-  const decl = Array.from({ length: chains }, (_, i) => `var a${i} = vec4<f32>(f32(lid + ${i}u) * 1e-3);`).join('\n  ');
+  // Distinct components, so the compiler cannot compute one and splat it.
+  const decl = Array.from({ length: chains }, (_, i) => `var a${i} = vec4<f32>(f32(lid + ${i}u) * 1e-3) + vec4<f32>(0.0, 1e-4, 2e-4, 3e-4);`).join('\n  ');
   // One FMA per step and chain (2 flops); float rounding keeps the compiler from folding steps.
   const step = Array.from({ length: chains }, (_, i) => `a${i} = fma(a${i}, m, b);`).join(' ');
   const sum = Array.from({ length: chains }, (_, i) => `a${i}`).join(' + ');
@@ -38,7 +39,7 @@ function fmaWgsl(c: { iterations: number }): string {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
   // Multiplier and addend come from memory so the compiler cannot fold the chains.
-  let m = vec4<f32>(sink[0] + 0.9999);
+  let m = vec4<f32>(sink[0] + 0.9999, sink[2] + 0.9998, sink[3] + 0.9997, sink[4] + 0.9996);
   let b = vec4<f32>(sink[1] + 1e-4);
   ${decl}
   for (var i = 0u; i < ${c.iterations}u; i++) { ${step} }

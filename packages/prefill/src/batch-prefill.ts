@@ -113,6 +113,7 @@ abstract class PrefillWrapperBase {
       useTensorCores: opts.useTensorCores,
       targetWorkgroups: opts.targetWorkgroups,
       tile: opts.debugTile,
+      experimentalTensorCores: opts.debugExperimentalTensorCores,
     });
   }
 

@@ -60,11 +60,13 @@ export interface EnginePlanArgs {
   oDtype: FloatDType;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
-  /** true: tensor cores (error if the device has none), false: f32 path, undefined: auto. */
+  /** true is refused for now (see chooseKernel); false or undefined: the f32 path. */
   useTensorCores?: boolean;
   targetWorkgroups?: number;
   /** Tests/bench: force a tile [rows, keys] of the f32 kernel. */
   tile?: [number, number];
+  /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
+  experimentalTensorCores?: { rowBlocks?: number };
 }
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
@@ -136,7 +138,7 @@ export class PrefillEngine {
       maskMode,
       nativeF16: ctx.hasF16,
     };
-    const { path, tile, kernel } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile);
+    const { path, tile, kernel } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.experimentalTensorCores);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
       throw new ValueError('the custom masks hold 2^32 bits or more; plan fewer requests at a time', 'customMask');
     }
@@ -198,23 +200,25 @@ export class PrefillEngine {
     };
   }
 
-  /** Tensor-core kernel when asked (or, by default, when the device has f16 subgroup matrices). */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined) {
+  /**
+   * The f32 kernel, or the tensor-core kernel when the bench asks for it (`experimentalTensorCores`).
+   * The tensor-core kernel does not pass verification on the H100 yet (BENCHMARKS.md), so it is
+   * never chosen on its own and `useTensorCores: true` is refused rather than silently downgraded.
+   */
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined, experimental: { rowBlocks?: number } | undefined) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
-    if (useTensorCores !== false && !forceTile) {
+    if (useTensorCores === true && !experimental) {
+      throw new UnsupportedFeatureError('the tensor-core prefill kernel is not available yet; use the f32 path (useTensorCores: false or unset)', 'useTensorCores');
+    }
+    if (experimental && !forceTile) {
       const why = tensorCoreSupport(ctx, o);
-      if (why === undefined) {
-        const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize };
-        const L = tensorCoreLayout(config);
-        if (L.smemBytes <= limit) {
-          const kernel = getKernel(ctx, { id: 'prefill/tensor-core', config, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
-          return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], kernel };
-        }
-        if (useTensorCores) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
-      } else if (useTensorCores) {
-        throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
-      }
+      if (why !== undefined) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
+      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, rowBlocks: experimental.rowBlocks ?? 1 };
+      const L = tensorCoreLayout(config);
+      if (L.smemBytes > limit) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
+      const kernel = getKernel(ctx, { id: 'prefill/tensor-core', config, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
+      return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], kernel };
     }
     const candidates = forceTile ? [forceTile] : SIMT_TILES;
     for (const [rowsPerTile, keysPerTile] of candidates) {

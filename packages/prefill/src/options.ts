@@ -52,12 +52,14 @@ export interface PrefillPlanOptions {
   oDataType?: string;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
-  /** true: tensor cores (error if unavailable); false: the f32 path; default: tensor cores when the device has them. */
+  /** The tensor-core kernel is not available yet: true is refused; false or unset run the f32 path. */
   useTensorCores?: boolean;
   /** webinfer extension: workgroups that keep the device busy (default 264). */
   targetWorkgroups?: number;
   /** Tests/bench only: force the f32 kernel's tile [rows, keys]. */
   debugTile?: [number, number];
+  /** Bench only: run the tensor-core kernel, which does not pass verification yet. */
+  debugExperimentalTensorCores?: { rowBlocks?: number };
 }
 
 export interface ParsedPrefillOptions {

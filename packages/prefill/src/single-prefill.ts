@@ -29,7 +29,7 @@ export interface SinglePrefillOptions {
   /** Output dtype (default q's). */
   oDataType?: string;
   returnLse?: boolean;
-  /** true: tensor cores (error if unavailable); false: f32 path; default: auto. */
+  /** The tensor-core kernel is not available yet: true is refused; false or unset run the f32 path. */
   useTensorCores?: boolean;
   /** webinfer extension: output tensor `[qo_len, Hq, Dvo]` to write. */
   out?: Tensor;

@@ -15,10 +15,11 @@ interface PrefillCase {
   headDim: number;
   /** true: tensor cores, false: f32 path. */
   tc: boolean;
+  rowBlocks?: number;
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
-  name: `${kind === 'single' ? 'single' : `paged B=${batch}`} causal qo=${qoLen} kv=${kvLen} H=${heads} D=${headDim} f16 ${tc ? 'tensor-core' : 'f32 path'}`,
+  name: `${kind === 'single' ? 'single' : `paged B=${batch}`} causal qo=${qoLen} kv=${kvLen} H=${heads} D=${headDim} f16 ${tc ? 'tensor-core (experimental)' : 'f32 path'}`,
   kind,
   batch,
   qoLen,
@@ -31,6 +32,10 @@ const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: numbe
 export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCase[] {
   const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(hasTensorCores ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
   if (quick) return [...both('single', 1, 128, 128), ...both('paged', 2, 64, 96)];
+  if (process.env.WEBINFER_BENCH_TC_ROWBLOCKS) {
+    // Experiment: tensor-core row blocks per workgroup.
+    return [1, 2, 4].map((rb) => ({ ...c('single', 1, 4096, 4096, true), rowBlocks: rb, name: `single causal qo=4096 kv=4096 H=32 D=128 f16 tensor-core RB=${rb}` }));
+  }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
 }
 
@@ -63,7 +68,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, ...(k.tc ? { debugExperimentalTensorCores: { rowBlocks: k.rowBlocks } } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];
@@ -75,7 +80,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       gpuFill(ctx, kv, seeds.k);
       tensors.push(kv);
       const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, workspace);
-      w.plan({ ...plan, kvIndptr: [0, kvLen] });
+      await ctx.checkErrors(() => w.plan({ ...plan, kvIndptr: [0, kvLen] }));
       const kk = kv.select(0, 0);
       const vv = kv.select(0, 1);
       encodeRun = (enc) => w.run(q, kk, vv, { out, lse, encoder: enc });
@@ -94,13 +99,13 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       gpuFill(ctx, cache, seeds.k);
       tensors.push(cache);
       const w = new BatchPrefillWithPagedKVCacheWrapper(ctx, workspace);
-      w.plan({
+      await ctx.checkErrors(() => w.plan({
         ...plan,
         pagedKvIndptr: Int32Array.from({ length: B + 1 }, (_, b) => b * pagesPer),
         pagedKvIndices: perm,
         pagedKvLastPageLen: new Int32Array(B).fill(kvLen - (pagesPer - 1) * page),
         pageSize: page,
-      });
+      }));
       encodeRun = (enc) => w.run(q, cache, { out, lse, encoder: enc });
       kvRow = (b, j) => {
         const p = perm[b * pagesPer + Math.floor(j / page)];
@@ -110,7 +115,12 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       kvTensor = cache;
       wrapperInfo = () => JSON.stringify(w.planInfo);
     }
-    await ctx.synchronize();
+    await ctx.checkErrors(async () => {
+      const enc = ctx.device.createCommandEncoder();
+      encodeRun(enc);
+      ctx.submit([enc.finish()]);
+      await ctx.synchronize();
+    });
     const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 20 });
     const ms = median(timing.samples);
     const flops = 4 * B * causalPairs(qoLen, kvLen) * H * D;
@@ -137,6 +147,9 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       timing: timing.source,
       verified,
     };
+  } catch (e) {
+    const nan = Number.NaN;
+    return { suite: 'prefill', name: k.name, timeMs: nan, p10Ms: nan, p90Ms: nan, gbs: nan, tflops: nan, bytes: 0, flops: 0, planCpuUs: nan, runCpuUs: nan, timing: 'queue', verified: `ERROR ${String(e).slice(0, 600)}` };
   } finally {
     for (const t of tensors) t.destroy();
   }

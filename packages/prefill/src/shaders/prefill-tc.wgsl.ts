@@ -1,6 +1,7 @@
 /**
  * The tensor-core prefill kernel, on `chromium-experimental-subgroup-matrix` (16x16x16 f16 -> f32).
- * A workgroup holds NSG subgroups; subgroup s owns 16 packed query rows of the tile.
+ * A workgroup is one subgroup (matrix offsets must be workgroup-uniform in WGSL, so several
+ * subgroups cannot each address their own rows); it owns RB blocks of 16 packed query rows.
  *
  *   Q      the tile's Q (RoPE applied, f16) is staged once in workgroup memory and kept as left
  *          matrices in registers; its memory is then reused for K tiles
@@ -28,6 +29,8 @@ import { ropeRotateWgsl } from './prefill-simt.wgsl';
 
 export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroupSize: number;
+  /** Blocks of 16 query rows per workgroup (default 1). */
+  rowBlocks?: number;
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -50,22 +53,22 @@ export function tensorCoreSupport(ctx: GpuContext, o: PrefillKernelOptions): str
 const BC = 32;
 
 export function tensorCoreLayout(c: TensorCorePrefillConfig) {
-  const NSG = c.headDimQk <= 192 && c.headDimVo <= 128 ? 4 : 2;
-  const BR = 16 * NSG;
+  const RB = c.rowBlocks ?? 1;
+  const BR = 16 * RB;
   const QST = c.headDimQk + 8;
   const KST = c.headDimQk + 8;
   const VST = c.headDimVo + 8;
   const SST = BC;
   const PST = BC + 8;
-  const qk = Math.max(BR * QST, BC * KST);
+  const qk = BR * QST + BC * KST; // Q and K apart (small at 16 rows a block)
   const smemBytes =
     qk * 2 + BC * VST * 2 + BR * SST * 4 + BR * PST * 2 + (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) + 64;
-  return { NSG, BR, BC, QST, KST, VST, SST, PST, qk, smemBytes, WG: NSG * c.subgroupSize };
+  return { RB, BR, BC, QST, KST, VST, SST, PST, qk, smemBytes, WG: c.subgroupSize };
 }
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
-  const { BR, QST, KST, VST, SST, PST, WG } = L;
+  const { RB, BR, QST, KST, VST, SST, PST, WG } = L;
   const SG = c.subgroupSize;
   const LPR = SG / 16; // lanes per row in the softmax
   const CPL = BC / LPR; // S columns per lane
@@ -79,6 +82,7 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const rbs = Array.from({ length: RB }, (_, b) => b);
   const reduce = (v: string, op: 'max' | '+') => {
     const lines: string[] = [];
     for (let m = 1; m < LPR; m *= 2) {
@@ -86,20 +90,21 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     }
     return lines.join(' ');
   };
-  const qStore = (v: string, at: string) => `{ let a = ${at}; qk_s[a] = f16(${v}.x); qk_s[a + 1u] = f16(${v}.y); qk_s[a + 2u] = f16(${v}.z); qk_s[a + 3u] = f16(${v}.w); }`;
-  const kStore = (v: string, at: string) => `{ let a = ${at}; qk_s[a] = f16(${v}.x); qk_s[a + 1u] = f16(${v}.y); qk_s[a + 2u] = f16(${v}.z); qk_s[a + 3u] = f16(${v}.w); }`;
+  const store4 = (arr: string, v: string, at: string) =>
+    `{ let a = ${at}; ${arr}[a] = f16(${v}.x); ${arr}[a + 1u] = f16(${v}.y); ${arr}[a + 2u] = f16(${v}.z); ${arr}[a + 3u] = f16(${v}.w); }`;
 
-  // Stages O blocks 2 at a time through this subgroup's S memory; `body` sees `o` (vec4 of the
-  // lane's row), `unit` (4-wide unit index in D_vo) and must leave `o` as the value to keep.
-  const staged = (body: string, reload: boolean) => {
+  // Stages the O blocks of row block b two at a time through S memory; \`body\` sees \`o\` (4 values
+  // of the lane's row) and \`unit\` (4-wide unit in D_vo), and may change \`o\` (kept when reloading).
+  const staged = (b: number, body: string, reload: boolean) => {
     const parts: string[] = [];
+    const base = b * 16 * SST;
     for (let pair = 0; pair < NV / 2; pair++) {
-      parts.push(`subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u, o_acc${2 * pair}, ${SST}u);
-    subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u + 16u, o_acc${2 * pair + 1}, ${SST}u);
+      parts.push(`subgroupMatrixStore<row_major>(&s_s, ${base}u, o${b}_${2 * pair}, ${SST}u);
+    subgroupMatrixStore<row_major>(&s_s, ${base + 16}u, o${b}_${2 * pair + 1}, ${SST}u);
     workgroupBarrier();
     for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
       let col = lr * ${32 / LPR}u + e * 4u;
-      let at = sg * ${16 * SST}u + rr * ${SST}u + col;
+      let at = ${base}u + rr * ${SST}u + col;
       var o = vec4<f32>(s_s[at], s_s[at + 1u], s_s[at + 2u], s_s[at + 3u]);
       let unit = ${pair * 8}u + col / 4u;
       ${body}
@@ -108,14 +113,79 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     workgroupBarrier();
     ${
       reload
-        ? `o_acc${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, sg * ${16 * SST}u, ${SST}u);
-    o_acc${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, sg * ${16 * SST}u + 16u, ${SST}u);
+        ? `o${b}_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, ${base}u, ${SST}u);
+    o${b}_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, ${base + 16}u, ${SST}u);
     workgroupBarrier();`
         : ''
     }`);
     }
     return parts.join('\n    ');
   };
+
+  const softmax = rbs
+    .map(
+      (b) => `{
+      let r = ${b * 16}u + rr;
+      let pr = wi.tile + r;
+      let row = pr / ${G}u;
+      let h = kvh * ${G}u + pr % ${G}u;
+      var mx = NEG_BIG;
+      for (var e = 0u; e < ${CPL}u; e++) {
+        let col = lr * ${CPL}u + e;
+        let j = t0 + col;
+        var v = NEG_BIG;
+        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
+          let acc = s_s[r * ${SST}u + col];
+          v = ${logitExpr(c)};
+        }
+        x${b}[e] = v;
+        mx = max(mx, v);
+      }
+      ${reduce('mx', 'max')}
+      mx${b} = mx;
+      if (m${b} > NEG_BIG && mx > m${b} + 8.0) { atomicOr(&flag, 1u); }
+      if (m${b} <= NEG_BIG) { m${b} = mx; }  // O is still zero: nothing to rescale
+    }`,
+    )
+    .join('\n    ');
+  const rescale = rbs
+    .map(
+      (b) => `{
+        let m_new = max(m${b}, mx${b});
+        let alpha = exp2(m${b} - m_new);
+        m${b} = m_new;
+        l${b} *= alpha;
+        ${staged(b, 'o *= alpha;', true)}
+      }`,
+    )
+    .join('\n      ');
+  const probs = rbs
+    .map(
+      (b) => `{
+      var sum = 0.0;
+      for (var e = 0u; e < ${CPL}u; e++) {
+        let p = select(0.0, exp2(x${b}[e] - m${b}), x${b}[e] > NEG_BIG);
+        sum += p;
+        p_s[(${b * 16}u + rr) * ${PST}u + lr * ${CPL}u + e] = f16(p);
+      }
+      l${b} += sum;
+    }`,
+    )
+    .join('\n    ');
+  const finish = rbs
+    .map(
+      (b) => `{
+    ${reduce(`l${b}`, '+')}
+    let r = ${b * 16}u + rr;
+    let pr = wi.tile + r;
+    let row = pr / ${G}u;
+    let h = kvh * ${G}u + pr % ${G}u;
+    let m = m${b};
+    let l = l${b};
+    ${staged(b, 'if (row < wi.qo_len) { write_out(wi, row, h, unit, o, m, l); }', false)}
+  }`,
+    )
+    .join('\n  ');
 
   return `enable f16;
 enable subgroups;
@@ -131,7 +201,8 @@ ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
 ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
-var<workgroup> qk_s: array<f16, ${L.qk}>;
+var<workgroup> q_s: array<f16, ${BR * QST}>;
+var<workgroup> k_s: array<f16, ${BC * KST}>;
 var<workgroup> v_s: array<f16, ${BC * VST}>;
 var<workgroup> s_s: array<f32, ${BR * SST}>;
 var<workgroup> p_s: array<f16, ${BR * PST}>;
@@ -147,14 +218,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${loadWorkItemWgsl('work')}
   ${tileKvRangeWgsl(c, BR)}
   ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
-  let sg = lid / ${SG}u;
-  let lane = lid % ${SG}u;
-  let rr = lane / ${LPR}u;           // this lane's row inside the subgroup's 16
-  let lr = lane % ${LPR}u;           // and its part of the row
-  let r = sg * 16u + rr;             // row inside the tile
-  let pr = wi.tile + r;
-  let row = pr / ${G}u;
-  let h = kvh * ${G}u + pr % ${G}u;
+  let rr = lid / ${LPR}u;           // this lane's row inside each 16-row block
+  let lr = lid % ${LPR}u;           // and its part of the row
 
   // Q tile -> f16 in workgroup memory (RoPE applied) -> left matrices in registers.
   for (var idx = lid; idx < ${BR * qUnits}u; idx += ${WG}u) {
@@ -169,14 +234,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
       ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n      x = xy[0];\n      y = xy[1];` : 'x = load_q4(base);'}
     }
-    ${qStore('x', `qr * ${QST}u + u * 4u`)}
-    ${rope ? qStore('y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
+    ${store4('q_s', 'x', `qr * ${QST}u + u * 4u`)}
+    ${rope ? store4('q_s', 'y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
   }
   workgroupBarrier();
-  ${Array.from({ length: NQ }, (_, i) => `let q${i} = subgroupMatrixLoad<${left}, row_major>(&qk_s, sg * ${16 * QST}u + ${i * 16}u, ${QST}u);`).join('\n  ')}
-  ${Array.from({ length: NV }, (_, i) => `var o_acc${i} = ${result}();`).join('\n  ')}
-  var m_ref = NEG_BIG;
-  var l = 0.0;
+  ${rbs.map((b) => Array.from({ length: NQ }, (_, i) => `let q${b}_${i} = subgroupMatrixLoad<${left}, row_major>(&q_s, ${b * 16 * QST + i * 16}u, ${QST}u);`).join('\n  ')).join('\n  ')}
+  ${rbs.map((b) => Array.from({ length: NV }, (_, i) => `var o${b}_${i} = ${result}();`).join('\n  ')).join('\n  ')}
+  ${rbs.map((b) => `var m${b} = NEG_BIG;\n  var l${b} = 0.0;\n  var mx${b} = NEG_BIG;\n  var x${b}: array<f32, ${CPL}>;`).join('\n  ')}
 
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();
@@ -191,8 +255,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let base = k_row(j, wi.page_base, kvh) + u * 4u;
         ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_k4(base);'}
       }
-      ${kStore('x', `c * ${KST}u + u * 4u`)}
-      ${rope ? kStore('y', `c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
+      ${store4('k_s', 'x', `c * ${KST}u + u * 4u`)}
+      ${rope ? store4('k_s', 'y', `c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
     }
     for (var idx = lid; idx < ${BC * (DV / 4)}u; idx += ${WG}u) {
       let c = idx / ${DV / 4}u;
@@ -200,59 +264,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let j = t0 + c;
       var x = vec4<f32>(0.0);
       if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
-      let a = c * ${VST}u + u * 4u;
-      v_s[a] = f16(x.x); v_s[a + 1u] = f16(x.y); v_s[a + 2u] = f16(x.z); v_s[a + 3u] = f16(x.w);
+      ${store4('v_s', 'x', `c * ${VST}u + u * 4u`)}
     }
     workgroupBarrier();
-    // S = Q Kᵀ for this subgroup's 16 rows.
-    for (var nb = 0u; nb < ${BC / 16}u; nb++) {
-      var s_acc = ${result}();
-      ${Array.from({ length: NQ }, (_, i) => `s_acc = subgroupMatrixMultiplyAccumulate(q${i}, subgroupMatrixLoad<${right}, col_major>(&qk_s, nb * ${16 * KST}u + ${i * 16}u, ${KST}u), s_acc);`).join('\n      ')}
-      subgroupMatrixStore<row_major>(&s_s, sg * ${16 * SST}u + nb * 16u, s_acc, ${SST}u);
-    }
+    // S = Q Kᵀ.
+    ${Array.from({ length: BC / 16 }, (_, nb) => `{
+      ${rbs.map((b) => `var s${b} = ${result}();`).join(' ')}
+      ${Array.from({ length: NQ }, (_, i) => `{
+        let kt = subgroupMatrixLoad<${right}, col_major>(&k_s, ${nb * 16 * KST + i * 16}u, ${KST}u);
+        ${rbs.map((b) => `s${b} = subgroupMatrixMultiplyAccumulate(q${b}_${i}, kt, s${b});`).join(' ')}
+      }`).join('\n      ')}
+      ${rbs.map((b) => `subgroupMatrixStore<row_major>(&s_s, ${b * 16 * SST + nb * 16}u, s${b}, ${SST}u);`).join('\n      ')}
+    }`).join('\n    ')}
     workgroupBarrier();
-    // Logits of this lane's ${CPL} columns; the row max over the tile.
-    var x: array<f32, ${CPL}>;
-    var mx = NEG_BIG;
-    for (var e = 0u; e < ${CPL}u; e++) {
-      let col = lr * ${CPL}u + e;
-      let j = t0 + col;
-      var v = NEG_BIG;
-      if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
-        let acc = s_s[sg * ${16 * SST}u + rr * ${SST}u + col];
-        v = ${logitExpr(c)};
-      }
-      x[e] = v;
-      mx = max(mx, v);
-    }
-    ${reduce('mx', 'max')}
-    if (m_ref > NEG_BIG && mx > m_ref + 8.0) { atomicOr(&flag, 1u); }
-    if (m_ref <= NEG_BIG) { m_ref = mx; }  // O is still zero: nothing to rescale
+    ${softmax}
     if (workgroupUniformLoad(&flag) != 0u) {
-      let m_new = max(m_ref, mx);
-      let alpha = exp2(m_ref - m_new);
-      m_ref = m_new;
-      l *= alpha;
-      ${staged('o *= alpha;', true)}
+      ${rescale}
     }
-    var sum = 0.0;
-    for (var e = 0u; e < ${CPL}u; e++) {
-      let p = select(0.0, exp2(x[e] - m_ref), x[e] > NEG_BIG);
-      sum += p;
-      p_s[r * ${PST}u + lr * ${CPL}u + e] = f16(p);
-    }
-    l += sum;
+    ${probs}
     workgroupBarrier();
     // O += P V.
-    for (var kb = 0u; kb < ${BC / 16}u; kb++) {
-      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, sg * ${16 * PST}u + kb * 16u, ${PST}u);
-      ${Array.from({ length: NV }, (_, i) => `o_acc${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&v_s, kb * ${16 * VST}u + ${i * 16}u, ${VST}u), o_acc${i});`).join('\n      ')}
-    }
+    ${Array.from({ length: BC / 16 }, (_, kb) => `{
+      ${rbs.map((b) => `let p${b} = subgroupMatrixLoad<${left}, row_major>(&p_s, ${b * 16 * PST + kb * 16}u, ${PST}u);`).join('\n      ')}
+      ${Array.from({ length: NV }, (_, i) => `{
+        let vm = subgroupMatrixLoad<${right}, row_major>(&v_s, ${kb * 16 * VST + i * 16}u, ${VST}u);
+        ${rbs.map((b) => `o${b}_${i} = subgroupMatrixMultiplyAccumulate(p${b}, vm, o${b}_${i});`).join(' ')}
+      }`).join('\n      ')}
+    }`).join('\n    ')}
   }
-  ${reduce('l', '+')}
   workgroupBarrier();
-  {
-    ${staged(`if (row < wi.qo_len) { write_out(wi, row, h, unit, o, m_ref, l); }`, false)}
-  }
+  ${finish}
 }`;
 }
