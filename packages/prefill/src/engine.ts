@@ -66,7 +66,7 @@ export interface EnginePlanArgs {
   /** Tests/bench: force a tile [rows, keys] of the f32 kernel. */
   tile?: [number, number];
   /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
-  experimentalTensorCores?: { rowBlocks?: number };
+  experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' };
 }
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
@@ -205,7 +205,7 @@ export class PrefillEngine {
    * The tensor-core kernel does not pass verification on the H100 yet (BENCHMARKS.md), so it is
    * never chosen on its own and `useTensorCores: true` is refused rather than silently downgraded.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined, experimental: { rowBlocks?: number } | undefined) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' } | undefined) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores === true && !experimental) {
@@ -214,7 +214,7 @@ export class PrefillEngine {
     if (experimental && !forceTile) {
       const why = tensorCoreSupport(ctx, o);
       if (why !== undefined) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
-      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, rowBlocks: experimental.rowBlocks ?? 1 };
+      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, rowBlocks: experimental.rowBlocks ?? 1, ...(experimental.dump ? { dump: experimental.dump } : {}) };
       const L = tensorCoreLayout(config);
       if (L.smemBytes > limit) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
       const kernel = getKernel(ctx, { id: 'prefill/tensor-core', config, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });

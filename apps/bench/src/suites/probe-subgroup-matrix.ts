@@ -5,6 +5,8 @@
  * the table's `verify` column; nothing is timed. Groundwork for the prefill and MLA MMA kernels.
  */
 import type { GpuContext } from '@webinfer/core-buffers';
+import { BatchPrefillWithRaggedKVCacheWrapper } from '@webinfer/prefill';
+import { attentionRef } from '@webinfer/reference';
 import type { CaseResult, SuiteOptions } from '../types';
 
 interface Spelling {
@@ -48,6 +50,66 @@ fn main() {
   var acc = subgroup_matrix_result<f32, 16, 16>();
   acc = subgroupMatrixMultiplyAccumulate(ma, mb, acc);
   ${s.store};
+}`;
+}
+
+/** A layout case: offsets and strides (elements) of A, B and C in workgroup memory. */
+interface WorkgroupLayout {
+  name: string;
+  oa: number;
+  sa: number;
+  ob: number;
+  sb: number;
+  oc: number;
+  sc: number;
+  /** Also round-trip C through a result-matrix load before the final store. */
+  reloadResult?: boolean;
+  /** Workgroup size (a multiple of the subgroup size; only subgroup 0's matrices are used). */
+  wg?: number;
+}
+
+const LAYOUTS: WorkgroupLayout[] = [
+  { name: 'workgroup mem, offset 0, stride 16', oa: 0, sa: 16, ob: 0, sb: 16, oc: 0, sc: 16 },
+  { name: 'workgroup mem, offsets 8, stride 24', oa: 8, sa: 24, ob: 8, sb: 24, oc: 8, sc: 24 },
+  { name: 'workgroup mem, attention strides 136/32', oa: 16, sa: 136, ob: 32, sb: 136, oc: 16, sc: 32 },
+  { name: 'workgroup mem, result reload', oa: 0, sa: 16, ob: 0, sb: 16, oc: 0, sc: 32, reloadResult: true },
+  { name: 'workgroup mem, 64 threads', oa: 0, sa: 16, ob: 0, sb: 16, oc: 0, sc: 16, wg: 64 },
+];
+
+function workgroupWgsl(l: WorkgroupLayout): string {
+  const wg = l.wg ?? 32;
+  return `enable f16;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+var<workgroup> a_s: array<f16, ${l.oa + 16 * l.sa}>;
+var<workgroup> b_s: array<f16, ${l.ob + 16 * l.sb}>;
+var<workgroup> c_s: array<f32, ${l.oc + 16 * l.sc}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  for (var i = lid; i < 256u; i += ${wg}u) {
+    a_s[${l.oa}u + (i / 16u) * ${l.sa}u + i % 16u] = a[i];
+    b_s[${l.ob}u + (i / 16u) * ${l.sb}u + i % 16u] = b[i];
+  }
+  workgroupBarrier();
+  let ma = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a_s, ${l.oa}u, ${l.sa}u);
+  let mb = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&b_s, ${l.ob}u, ${l.sb}u);
+  var acc = subgroup_matrix_result<f32, 16, 16>();
+  acc = subgroupMatrixMultiplyAccumulate(ma, mb, acc);
+  subgroupMatrixStore<row_major>(&c_s, ${l.oc}u, acc, ${l.sc}u);
+  workgroupBarrier();
+  ${
+    l.reloadResult
+      ? `let back = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&c_s, ${l.oc}u, ${l.sc}u);
+  workgroupBarrier();
+  subgroupMatrixStore<row_major>(&c_s, ${l.oc}u, back, ${l.sc}u);
+  workgroupBarrier();`
+      : ''
+  }
+  for (var i = lid; i < 256u; i += ${wg}u) {
+    c[i] = c_s[${l.oc}u + (i / 16u) * ${l.sc}u + i % 16u];
+  }
 }`;
 }
 
@@ -108,7 +170,175 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
       c.destroy();
     }
   }
+  for (const l of LAYOUTS) {
+    opts.progress(`probe ${l.name}`);
+    results.push({ ...base, name: l.name, verified: await runProbe(ctx, workgroupWgsl(l), a, b, want) });
+  }
   a.destroy();
   b.destroy();
+  {
+    // S = Q Kᵀ exactly as the prefill kernel computes it: Q 16x64 and K 32x64 in padded workgroup
+    // rows, four k-blocks accumulated, two 16-column blocks stored to a 16x32 tile.
+    const qv = Float32Array.from({ length: 16 * 64 }, (_, i) => ((i * 7) % 17 - 8) / 16);
+    const kv = Float32Array.from({ length: 32 * 64 }, (_, i) => ((i * 5) % 13 - 6) / 16);
+    const sWant = new Float32Array(16 * 32);
+    for (let m = 0; m < 16; m++) for (let n = 0; n < 32; n++) {
+      let acc = 0;
+      for (let d = 0; d < 64; d++) acc += qv[m * 64 + d] * kv[n * 64 + d];
+      sWant[m * 32 + n] = acc;
+    }
+    const qt = ctx.tensor(qv, [qv.length], 'f16');
+    const kt = ctx.tensor(kv, [kv.length], 'f16');
+    const variants = [
+      ['S = Q Kᵀ like the kernel (Q fragments before the loop)', qkWgsl(true)],
+      ['S = Q Kᵀ, Q loaded inside the loop', qkWgsl(false)],
+      ['S = Q Kᵀ with enable subgroups + a shuffle', qkWgsl(true).replace('enable f16;', 'enable f16;\nenable subgroups;').replace('  workgroupBarrier();\n  for (var i = lid; i < 512u', '  workgroupBarrier();\n  let z = subgroupShuffleXor(s_s[lid], 1u) * 0.0;\n  for (var i = lid; i < 512u').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + z;')],
+      ['S = Q Kᵀ after a 36-byte workgroup struct', qkWgsl(true).replace('var<workgroup> q_s', 'struct W { a: array<u32, 9> }\nvar<workgroup> w0: W;\nvar<workgroup> q_s').replace('workgroupBarrier();', 'if (lid == 0u) { w0.a[0] = 1u; }\n  workgroupBarrier();')],
+      ['S = Q Kᵀ with the kernel\'s other tiles declared (v_s, p_s)', qkWgsl(true).replace('var<workgroup> s_s', 'var<workgroup> v_s: array<f16, 2304>;\nvar<workgroup> s_s').replace('@compute', 'var<workgroup> p_s: array<f16, 640>;\n@compute').replace('  workgroupBarrier();\n  let q0', '  v_s[lid] = f16(1.0); p_s[lid] = f16(2.0);\n  workgroupBarrier();\n  let q0').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(v_s[i] + p_s[i]);')],
+      ['S = Q Kᵀ with Q and K written as f16(x) from u32 words', qkWgsl(true).replace('@group(0) @binding(0) var<storage, read> a: array<f16>;\n@group(0) @binding(1) var<storage, read> b: array<f16>;', '@group(0) @binding(0) var<storage, read> a: array<u32>;\n@group(0) @binding(1) var<storage, read> b: array<u32>;').replace('q_s[(i / 64u) * 72u + i % 64u] = a[i];', 'q_s[(i / 64u) * 72u + i % 64u] = f16(unpack2x16float(a[i / 2u])[i % 2u]);').replace('k_s[(i / 64u) * 72u + i % 64u] = b[i];', 'k_s[(i / 64u) * 72u + i % 64u] = f16(unpack2x16float(b[i / 2u])[i % 2u]);')],
+      ['S = Q Kᵀ inside a runtime-bounded loop', qkWgsl(false).replace('  for (var nb = 0u; nb < 2u; nb++) {', '  for (var t = 0u; t < arrayLength(&a) / 1024u; t++) {\n  workgroupBarrier();\n  for (var nb = 0u; nb < 2u; nb++) {').replace('    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }', '    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }\n  }')],
+      ['S = Q Kᵀ with 128 threads (4 subgroups, all on the same rows)', qkWgsl(true).replace('@workgroup_size(32u)', '@workgroup_size(128u)').replaceAll('i += 32u', 'i += 128u')],
+    ] as const;
+    for (const [name, code] of variants) {
+      opts.progress(`probe ${name}`);
+      results.push({ ...base, name, verified: await runProbe(ctx, code, qt, kt, sWant) });
+    }
+    qt.destroy();
+    kt.destroy();
+  }
+  for (const what of ['S', 'S2', 'Q', 'K'] as const) {
+    opts.progress(`probe prefill tensor-core ${what} dump`);
+    results.push({ ...base, name: `prefill tensor-core: raw ${what} of the first tile`, verified: await prefillDump(ctx, what) });
+  }
+  for (const [qo, kv, causal] of [[16, 16, false], [16, 32, false], [16, 64, false], [32, 64, true]] as const) {
+    opts.progress(`probe prefill tensor-core ${qo}x${kv}`);
+    results.push({ ...base, name: `prefill tensor-core qo ${qo} kv ${kv} causal ${causal}`, verified: await prefillPattern(ctx, qo, kv, causal) });
+  }
   return results;
+}
+
+function qkWgsl(hoist: boolean): string {
+  const frag = (i: number) => `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&q_s, ${i * 16}u, 72u)`;
+  return `enable f16;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+var<workgroup> q_s: array<f16, ${16 * 72}>;
+var<workgroup> k_s: array<f16, ${32 * 72}>;
+var<workgroup> s_s: array<f32, ${16 * 32}>;
+@compute @workgroup_size(32u)
+fn main(@builtin(local_invocation_index) lid: u32) {
+  for (var i = lid; i < ${16 * 64}u; i += 32u) { q_s[(i / 64u) * 72u + i % 64u] = a[i]; }
+  for (var i = lid; i < ${32 * 64}u; i += 32u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }
+  workgroupBarrier();
+  ${hoist ? [0, 1, 2, 3].map((i) => `let q${i} = ${frag(i)};`).join('\n  ') : ''}
+  for (var nb = 0u; nb < 2u; nb++) {
+    var s = subgroup_matrix_result<f32, 16, 16>();
+    ${[0, 1, 2, 3]
+      .map((i) => `s = subgroupMatrixMultiplyAccumulate(${hoist ? `q${i}` : frag(i)}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&k_s, nb * ${16 * 72}u + ${i * 16}u, 72u), s);`)
+      .join('\n    ')}
+    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);
+  }
+  workgroupBarrier();
+  for (var i = lid; i < 512u; i += 32u) { c[i] = s_s[i]; }
+}`;
+}
+
+/** The kernel's raw S (first 16 rows x 32 keys) against Q Kᵀ on the host. */
+async function prefillDump(ctx: GpuContext, what: 'S' | 'S2' | 'Q' | 'K'): Promise<string> {
+  const [qo, kv, D] = [16, 32, 64];
+  const val = (i: number, s: number) => (((i * s) % 17) - 8) / 16;
+  const qh = Float32Array.from({ length: qo * D }, (_, i) => val(i, 7));
+  const kh = Float32Array.from({ length: kv * D }, (_, i) => val(i, 5));
+  const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'));
+  try {
+    await ctx.checkErrors(() => w.plan({ qoIndptr: [0, qo], kvIndptr: [0, kv], numQoHeads: 1, numKvHeads: 1, headDimQk: D, oDataType: 'f32', debugExperimentalTensorCores: { dump: what } }));
+    const out = ctx.full([qo, 1, D], 'f32', Number.NaN);
+    await ctx.checkErrors(() => w.run(ctx.tensor(qh, [qo, 1, D], 'f16'), ctx.tensor(kh, [kv, 1, D], 'f16'), ctx.tensor(kh, [kv, 1, D], 'f16'), { out }));
+    const got = (await out.toArray()) as Float32Array;
+    const bad: string[] = [];
+    for (let m = 0; m < qo; m++) {
+      for (let n = 0; n < (what.startsWith('S') ? kv : D); n++) {
+        let s = 0;
+        if (what.startsWith('S')) for (let d = 0; d < D; d++) s += qh[m * D + d] * kh[n * D + d];
+        else s = (what === 'Q' ? qh : kh)[m * D + n];
+        if (!(Math.abs(got[m * D + n] - s) < 1e-3) && bad.length < 6) bad.push(`(${m},${n}) ${got[m * D + n].toFixed(3)}/${s.toFixed(3)}`);
+      }
+    }
+    return bad.length ? `WRONG got/want: ${bad.join(' ')}` : `ok: ${what} matches`;
+  } catch (e) {
+    return `error: ${String(e).slice(0, 300)}`;
+  } finally {
+    w.destroy();
+  }
+}
+
+/** Runs the experimental tensor-core prefill on a small problem and describes where it is wrong. */
+async function prefillPattern(ctx: GpuContext, qo: number, kv: number, causal: boolean): Promise<string> {
+  const [H, D] = [1, 64];
+  const val = (i: number, s: number) => (((i * s) % 17) - 8) / 16;
+  const qh = Float32Array.from({ length: qo * H * D }, (_, i) => val(i, 7));
+  const kh = Float32Array.from({ length: kv * H * D }, (_, i) => val(i, 5));
+  const vh = Float32Array.from({ length: kv * H * D }, (_, i) => val(i, 3));
+  const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'));
+  try {
+    await ctx.checkErrors(() => w.plan({ qoIndptr: [0, qo], kvIndptr: [0, kv], numQoHeads: H, numKvHeads: H, headDimQk: D, causal, debugExperimentalTensorCores: {} }));
+    const [o, lse] = await ctx.checkErrors(() => w.runReturnLse(ctx.tensor(qh, [qo, H, D], 'f16'), ctx.tensor(kh, [kv, H, D], 'f16'), ctx.tensor(vh, [kv, H, D], 'f16')));
+    const og = (await o.toArray()) as Float32Array;
+    const lg = (await lse.toArray()) as Float32Array;
+    const want = attentionRef({ q: qh, k: kh, v: vh, qoLen: qo, kvLen: kv, numQoHeads: H, numKvHeads: H, headDimQk: D, causal });
+    const badRows: number[] = [];
+    const lseErr: string[] = [];
+    for (let r = 0; r < qo; r++) {
+      let bad = false;
+      for (let d = 0; d < D; d++) if (Math.abs(og[r * D + d] - want.o[r * D + d]) > 3e-3) bad = true;
+      if (bad) badRows.push(r);
+      if (r < 4) lseErr.push(`${lg[r].toFixed(4)}/${want.lse[r].toFixed(4)}`);
+    }
+    const r0 = Array.from({ length: 6 }, (_, d) => `${og[d].toFixed(3)}/${want.o[d].toFixed(3)}`).join(' ');
+    return `bad rows ${badRows.length}/${qo} [${badRows.slice(0, 8).join(',')}]; lse got/want rows 0-3: ${lseErr.join(' ')}; o row 0 d0-5: ${r0}`;
+  } catch (e) {
+    return `error: ${String(e).slice(0, 300)}`;
+  } finally {
+    w.destroy();
+  }
+}
+
+/** Compiles and runs a probe kernel (bindings a, b, c) and compares c with `want`. */
+async function runProbe(ctx: GpuContext, code: string, a: { buffer: GPUBuffer }, b: { buffer: GPUBuffer }, want: Float32Array): Promise<string> {
+  const module = ctx.device.createShaderModule({ code, label: 'probe' });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === 'error').map((m) => m.message.split('\n')[0]);
+  if (errors.length > 0) return `does not compile: ${errors[0].slice(0, 200)}`;
+  const c = ctx.full([want.length], 'f32', Number.NaN);
+  try {
+    await ctx.checkErrors(async () => {
+      const pipeline = await ctx.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const group = ctx.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [a, b, c].map((t, binding) => ({ binding, resource: { buffer: t.buffer } })),
+      });
+      const enc = ctx.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      ctx.submit([enc.finish()]);
+    });
+    const got = (await c.toArray()) as Float32Array;
+    let maxErr = 0;
+    let firstBad = -1;
+    for (let i = 0; i < want.length; i++) {
+      const e = Math.abs(got[i] - want[i]);
+      if (!(e < 1e-3) && firstBad < 0) firstBad = i;
+      maxErr = Math.max(maxErr, Number.isNaN(e) ? Number.POSITIVE_INFINITY : e);
+    }
+    return firstBad < 0 ? `ok: max abs err ${maxErr.toExponential(2)}` : `WRONG: first bad element ${firstBad} got ${got[firstBad]} want ${want[firstBad]}; max err ${maxErr.toExponential(2)}`;
+  } catch (e) {
+    return `runs with errors: ${String(e).slice(0, 200)}`;
+  } finally {
+    c.destroy();
+  }
 }

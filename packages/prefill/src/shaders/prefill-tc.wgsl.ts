@@ -3,8 +3,8 @@
  * A workgroup is one subgroup (matrix offsets must be workgroup-uniform in WGSL, so several
  * subgroups cannot each address their own rows); it owns RB blocks of 16 packed query rows.
  *
- *   Q      the tile's Q (RoPE applied, f16) is staged once in workgroup memory and kept as left
- *          matrices in registers; its memory is then reused for K tiles
+ *   Q      the tile's Q (RoPE applied, f16) is staged once in workgroup memory; its left matrices
+ *          are read from there for every K tile
  *   S      S = Q Kᵀ per 16x16 block (K read column-major from the K tile), stored to memory
  *   soft   lanes take 16 / (subgroup size) rows' worth of S: mask, logit transform, row max
  *   P V    P (f16) times V accumulates into f32 result matrices that stay in registers
@@ -31,6 +31,8 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroupSize: number;
   /** Blocks of 16 query rows per workgroup (default 1). */
   rowBlocks?: number;
+  /** Probe only: write the first tile's raw S, Q or K tile (f32 output, 32 columns) to o and stop. */
+  dump?: 'S' | 'S2' | 'Q' | 'K';
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -83,6 +85,13 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
   const rbs = Array.from({ length: RB }, (_, b) => b);
+  // All f16 tiles live in one array at 128-byte aligned offsets.
+  const up = (x: number) => Math.ceil(x / 64) * 64;
+  const Q_OFF = 0;
+  const K_OFF = up(BR * QST);
+  const V_OFF = K_OFF + up(BC * KST);
+  const P_OFF = V_OFF + up(BC * VST);
+  const T_TOTAL = P_OFF + up(BR * PST);
   const reduce = (v: string, op: 'max' | '+') => {
     const lines: string[] = [];
     for (let m = 1; m < LPR; m *= 2) {
@@ -166,7 +175,7 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
       for (var e = 0u; e < ${CPL}u; e++) {
         let p = select(0.0, exp2(x${b}[e] - m${b}), x${b}[e] > NEG_BIG);
         sum += p;
-        p_s[(${b * 16}u + rr) * ${PST}u + lr * ${CPL}u + e] = f16(p);
+        t_s[${P_OFF}u + (${b * 16}u + rr) * ${PST}u + lr * ${CPL}u + e] = f16(p);
       }
       l${b} += sum;
     }`,
@@ -182,14 +191,28 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     let h = kvh * ${G}u + pr % ${G}u;
     let m = m${b};
     let l = l${b};
-    ${staged(b, 'if (row < wi.qo_len) { write_out(wi, row, h, unit, o, m, l); }', false)}
+    ${staged(b, 'if (live && row < wi.qo_len) { write_out(wi, row, h, unit, o, m, l); }', false)}
   }`,
     )
     .join('\n  ');
 
+  // The matrix tiles come first, each a multiple of 16 bytes: subgroup-matrix loads and stores
+  // need 16-byte aligned memory, and a workgroup struct declared earlier (the work item) shifted
+  // them off that alignment on the H100 (wrong products, no error).
+  const sCode = Array.from({ length: BC / 16 }, (_, nb) => `{
+      ${rbs.map((b) => `var s${b} = ${result}();`).join(' ')}
+      ${Array.from({ length: NQ }, (_, i) => `{
+        let kt = subgroupMatrixLoad<${right}, col_major>(&t_s, ${K_OFF + nb * 16 * KST + i * 16}u, ${KST}u);
+        ${rbs.map((b) => `s${b} = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<${left}, row_major>(&t_s, ${Q_OFF + b * 16 * QST + i * 16}u, ${QST}u), kt, s${b});`).join(' ')}
+      }`).join('\n      ')}
+      ${rbs.map((b) => `subgroupMatrixStore<row_major>(&s_s, ${b * 16 * SST + nb * 16}u, s${b}, ${SST}u);`).join('\n      ')}
+    }`).join('\n    ');
+
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
+var<workgroup> t_s: array<f16, ${T_TOTAL}>;
+var<workgroup> s_s: array<f32, ${BR * SST}>;
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
@@ -201,11 +224,6 @@ ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
 ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
-var<workgroup> q_s: array<f16, ${BR * QST}>;
-var<workgroup> k_s: array<f16, ${BC * KST}>;
-var<workgroup> v_s: array<f16, ${BC * VST}>;
-var<workgroup> s_s: array<f32, ${BR * SST}>;
-var<workgroup> p_s: array<f16, ${BR * PST}>;
 var<workgroup> flag: atomic<u32>;
 ${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
 
@@ -214,9 +232,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let flat = wg.x + wg.y * params.groups_x;
   let work = flat / params.num_kv_heads;
   let kvh = flat % params.num_kv_heads;
-  if (work >= params.num_work) { return; }
-  ${loadWorkItemWgsl('work')}
+  // No early return: lanes must stay converged for the matrix operations, so a padding
+  // workgroup (folded dispatch) runs an empty KV range and writes nothing.
+  let live = work < params.num_work;
+  ${loadWorkItemWgsl('select(0u, work, live)')}
   ${tileKvRangeWgsl(c, BR)}
+  if (!live) { kv_hi = kv_lo; }
   ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
   let rr = lid / ${LPR}u;           // this lane's row inside each 16-row block
   let lr = lid % ${LPR}u;           // and its part of the row
@@ -234,12 +255,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
       ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n      x = xy[0];\n      y = xy[1];` : 'x = load_q4(base);'}
     }
-    ${store4('q_s', 'x', `qr * ${QST}u + u * 4u`)}
-    ${rope ? store4('q_s', 'y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
+    ${store4('t_s', 'x', `${Q_OFF}u + qr * ${QST}u + u * 4u`)}
+    ${rope ? store4('t_s', 'y', `${Q_OFF}u + qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
   }
   workgroupBarrier();
-  ${rbs.map((b) => Array.from({ length: NQ }, (_, i) => `let q${b}_${i} = subgroupMatrixLoad<${left}, row_major>(&q_s, ${b * 16 * QST + i * 16}u, ${QST}u);`).join('\n  ')).join('\n  ')}
-  ${rbs.map((b) => Array.from({ length: NV }, (_, i) => `var o${b}_${i} = ${result}();`).join('\n  ')).join('\n  ')}
+  ${c.dump ? '' : rbs.map((b) => Array.from({ length: NV }, (_, i) => `var o${b}_${i} = ${result}();`).join('\n  ')).join('\n  ')}
   ${rbs.map((b) => `var m${b} = NEG_BIG;\n  var l${b} = 0.0;\n  var mx${b} = NEG_BIG;\n  var x${b}: array<f32, ${CPL}>;`).join('\n  ')}
 
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
@@ -255,8 +275,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let base = k_row(j, wi.page_base, kvh) + u * 4u;
         ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_k4(base);'}
       }
-      ${store4('k_s', 'x', `c * ${KST}u + u * 4u`)}
-      ${rope ? store4('k_s', 'y', `c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
+      ${store4('t_s', 'x', `${K_OFF}u + c * ${KST}u + u * 4u`)}
+      ${rope ? store4('t_s', 'y', `${K_OFF}u + c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
     }
     for (var idx = lid; idx < ${BC * (DV / 4)}u; idx += ${WG}u) {
       let c = idx / ${DV / 4}u;
@@ -264,35 +284,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let j = t0 + c;
       var x = vec4<f32>(0.0);
       if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
-      ${store4('v_s', 'x', `c * ${VST}u + u * 4u`)}
+      ${store4('t_s', 'x', `${V_OFF}u + c * ${VST}u + u * 4u`)}
     }
     workgroupBarrier();
     // S = Q Kᵀ.
-    ${Array.from({ length: BC / 16 }, (_, nb) => `{
-      ${rbs.map((b) => `var s${b} = ${result}();`).join(' ')}
-      ${Array.from({ length: NQ }, (_, i) => `{
-        let kt = subgroupMatrixLoad<${right}, col_major>(&k_s, ${nb * 16 * KST + i * 16}u, ${KST}u);
-        ${rbs.map((b) => `s${b} = subgroupMatrixMultiplyAccumulate(q${b}_${i}, kt, s${b});`).join(' ')}
-      }`).join('\n      ')}
-      ${rbs.map((b) => `subgroupMatrixStore<row_major>(&s_s, ${b * 16 * SST + nb * 16}u, s${b}, ${SST}u);`).join('\n      ')}
-    }`).join('\n    ')}
+    ${sCode}
+    ${c.dump === 'S2' ? `workgroupBarrier();\n    ${sCode}` : ''}
     workgroupBarrier();
-    ${softmax}
+    ${
+      c.dump
+        ? `for (var e = 0u; e < ${c.dump.startsWith('S') ? CPL : DQ / LPR}u; e++) {
+      let col = lr * ${c.dump.startsWith('S') ? CPL : DQ / LPR}u + e;
+      o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + col] = bitcast<u32>(${
+        { S: `s_s[rr * ${SST}u + col]`, S2: `s_s[rr * ${SST}u + col]`, Q: `f32(t_s[${Q_OFF}u + rr * ${QST}u + col])`, K: `f32(t_s[${K_OFF}u + rr * ${KST}u + col])` }[c.dump]
+      });
+    }
+    return;`
+        : ''
+    }
+    ${c.dump ? '' : `${softmax}
     if (workgroupUniformLoad(&flag) != 0u) {
       ${rescale}
     }
     ${probs}
-    workgroupBarrier();
+    workgroupBarrier();`}
     // O += P V.
-    ${Array.from({ length: BC / 16 }, (_, kb) => `{
-      ${rbs.map((b) => `let p${b} = subgroupMatrixLoad<${left}, row_major>(&p_s, ${b * 16 * PST + kb * 16}u, ${PST}u);`).join('\n      ')}
+    ${c.dump ? '' : Array.from({ length: BC / 16 }, (_, kb) => `{
+      ${rbs.map((b) => `let p${b} = subgroupMatrixLoad<${left}, row_major>(&t_s, ${P_OFF + b * 16 * PST + kb * 16}u, ${PST}u);`).join('\n      ')}
       ${Array.from({ length: NV }, (_, i) => `{
-        let vm = subgroupMatrixLoad<${right}, row_major>(&v_s, ${kb * 16 * VST + i * 16}u, ${VST}u);
+        let vm = subgroupMatrixLoad<${right}, row_major>(&t_s, ${V_OFF + kb * 16 * VST + i * 16}u, ${VST}u);
         ${rbs.map((b) => `o${b}_${i} = subgroupMatrixMultiplyAccumulate(p${b}, vm, o${b}_${i});`).join(' ')}
       }`).join('\n      ')}
     }`).join('\n    ')}
   }
   workgroupBarrier();
-  ${finish}
+  ${c.dump ? '' : finish}
 }`;
 }
