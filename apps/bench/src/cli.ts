@@ -12,7 +12,7 @@ import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { renderHtml } from './report-html';
 import { profileDecode, runDecodeSuite } from './suites/decode';
-import { runPrefillSuite } from './suites/prefill';
+import { profilePrefill, runPrefillSuite } from './suites/prefill';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
 
@@ -50,6 +50,7 @@ function parseArgs(argv: string[]): Args {
 const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o: SuiteOptions) => Promise<CaseResult[]>> = {
   decode: runDecodeSuite,
   prefill: runPrefillSuite,
+  'profile-prefill': profilePrefill,
   'profile-decode': profileDecode,
   'probe-subgroup-matrix': probeSubgroupMatrix,
 };

@@ -63,8 +63,8 @@ export interface EnginePlanArgs {
   /** true is refused for now (see chooseKernel); false or undefined: the f32 path. */
   useTensorCores?: boolean;
   targetWorkgroups?: number;
-  /** Tests/bench: force a tile [rows, keys] of the f32 kernel. */
-  tile?: [number, number];
+  /** Tests/bench: force a tile [rows, keys, wide?] of the f32 kernel. */
+  tile?: [number, number, ('none' | 'kv' | 'all')?];
   /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
   experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' };
 }
@@ -205,7 +205,7 @@ export class PrefillEngine {
    * The tensor-core kernel does not pass verification on the H100 yet (BENCHMARKS.md), so it is
    * never chosen on its own and `useTensorCores: true` is refused rather than silently downgraded.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' } | undefined) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' } | undefined) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores === true && !experimental) {
@@ -221,8 +221,15 @@ export class PrefillEngine {
       return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], kernel };
     }
     const candidates = forceTile ? [forceTile] : SIMT_TILES;
-    for (const [rowsPerTile, keysPerTile] of candidates) {
-      const config: SimtPrefillConfig = { ...o, rowsPerTile, keysPerTile };
+    for (const [rowsPerTile, keysPerTile, wide] of candidates) {
+      const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;
+      const config: SimtPrefillConfig = {
+        ...o,
+        rowsPerTile,
+        keysPerTile,
+        ...(wide && wide !== 'none' ? { wide } : {}),
+        ...(subgroupSoftmax ? { subgroupSoftmax } : {}),
+      };
       const L = simtLayout(config);
       if (!L.valid || L.smemBytes > limit) continue;
       const kernel = getKernel(ctx, { id: 'prefill/simt', config, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });

@@ -56,8 +56,8 @@ export interface PrefillPlanOptions {
   useTensorCores?: boolean;
   /** webinfer extension: workgroups that keep the device busy (default 264). */
   targetWorkgroups?: number;
-  /** Tests/bench only: force the f32 kernel's tile [rows, keys]. */
-  debugTile?: [number, number];
+  /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
+  debugTile?: [number, number, ('none' | 'kv' | 'all')?];
   /** Bench only: run the tensor-core kernel, which does not pass verification yet. */
   debugExperimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' };
 }

@@ -35,8 +35,8 @@ export interface SinglePrefillOptions {
   out?: Tensor;
   /** Encode into this encoder instead of submitting. */
   encoder?: GPUCommandEncoder;
-  /** Tests/bench only: force the f32 kernel's tile [rows, keys]. */
-  debugTile?: [number, number];
+  /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
+  debugTile?: [number, number, ('none' | 'kv' | 'all')?];
 }
 
 /**

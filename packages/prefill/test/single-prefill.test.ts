@@ -114,6 +114,33 @@ describe('singlePrefillWithKVCache', () => {
     expect(rl.ok, `seed ${seed}: ${JSON.stringify(rl)}`).toBe(true);
   });
 
+  it('runs without shader-f16 and subgroups (the browser-portable path) to the same result', async () => {
+    const plain = await createContext({ disableFeatures: ['shader-f16', 'subgroups'] });
+    try {
+      const r = rng(testSeed());
+      const [qo, kv, hq, hkv, d] = [37, 90, 8, 2, 64];
+      const qh = exactRandn(r, qo * hq * d, 'f16');
+      const kh = exactRandn(r, kv * hkv * d, 'f16');
+      const vh = exactRandn(r, kv * hkv * d, 'f16');
+      const run = async (c: GpuContext) => {
+        const o = singlePrefillWithKVCache(c.tensor(qh, [qo, hq, d], 'f16'), c.tensor(kh, [kv, hkv, d], 'f16'), c.tensor(vh, [kv, hkv, d], 'f16'), {
+          causal: true,
+          posEncodingMode: 'ROPE_LLAMA',
+          windowLeft: 40,
+          out: c.full([qo, hq, d], 'f16', Number.NaN),
+        });
+        return o.toArray();
+      };
+      const want = expectedBatch([{ q: qh, k: kh, v: vh, qoLen: qo, kvLen: kv }], { numQoHeads: hq, numKvHeads: hkv, headDimQk: d, headDimVo: d }, { causal: true, posEncodingMode: 'ROPE_LLAMA', windowLeft: 40 });
+      for (const c of [plain, ctx]) {
+        const res = compareClose(await run(c), want.o, { rtol: 4e-3, atol: 4e-3 });
+        expect(res.ok, JSON.stringify(res)).toBe(true);
+      }
+    } finally {
+      plain.dispose();
+    }
+  });
+
   it('custom mask equal to causal gives the same output as causal', async () => {
     const r = rng(testSeed());
     const [qo, kv, h, d] = [21, 50, 2, 64];

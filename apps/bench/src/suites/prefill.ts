@@ -16,6 +16,8 @@ interface PrefillCase {
   /** true: tensor cores, false: f32 path. */
   tc: boolean;
   rowBlocks?: number;
+  /** f32 path tile [rows, keys, wide] (profiling). */
+  tile?: [number, number, 'none' | 'kv' | 'all'];
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -46,6 +48,27 @@ function causalPairs(qo: number, kv: number): number {
   return n;
 }
 
+/** f32-path tile experiments on the causal 4096 case (bench --suite profile-prefill). */
+export async function profilePrefill(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  const tiles: [number, number, 'none' | 'kv' | 'all'][] = [
+    [64, 32, 'none'],
+    [64, 16, 'none'],
+    [64, 16, 'kv'],
+    [32, 32, 'kv'],
+    [32, 16, 'kv'],
+    [32, 16, 'all'],
+    [32, 32, 'none'],
+  ];
+  const results: CaseResult[] = [];
+  for (const [i, tile] of tiles.entries()) {
+    const k = { ...c('single', 1, opts.quick ? 256 : 4096, opts.quick ? 256 : 4096, false), tile };
+    k.name = `${k.name} tile ${tile.join('x')}`;
+    opts.progress(`profile-prefill ${i + 1}/${tiles.length}: ${k.name}`);
+    results.push(await runCase(ctx, k, opts));
+  }
+  return results;
+}
+
 export async function runPrefillSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const cases = prefillCases(opts.quick, ctx.hasSubgroupMatrixF16).filter((k) => !opts.filter || k.name.includes(opts.filter));
   const results: CaseResult[] = [];
@@ -68,7 +91,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, ...(k.tc ? { debugExperimentalTensorCores: { rowBlocks: k.rowBlocks } } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, ...(k.tc ? { debugExperimentalTensorCores: { rowBlocks: k.rowBlocks } } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

@@ -38,6 +38,18 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
   rowsPerTile: number;
   /** Keys per K/V tile (8, 16 or 32). */
   keysPerTile: number;
+  /**
+   * Tiles held as f32 in workgroup memory ('kv': K and V, 'all': Q too) instead of their 16-bit
+   * input format: more memory, but no f16->f32 conversion on every read (conversions run at a
+   * fraction of the FMA rate on NVIDIA). Same numerics: widening is exact.
+   */
+  wide?: 'none' | 'kv' | 'all';
+  /**
+   * Softmax inside the S phase: the 8 threads that hold a row's logits (consecutive lanes) combine
+   * their max and sum with subgroup shuffles, so no thread walks a row alone. Needs subgroups of
+   * at least 8 lanes; otherwise one thread per row does it after a barrier.
+   */
+  subgroupSoftmax?: boolean;
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -48,8 +60,8 @@ export function simtLayout(c: SimtPrefillConfig) {
   const BC = c.keysPerTile;
   const DQ4 = c.headDimQk / 4;
   const DV4 = c.headDimVo / 4;
-  const tq = tileDtype(c.qDtype);
-  const tkv = tileDtype(c.kvDtype);
+  const tq = c.wide === 'all' ? 'f32' : tileDtype(c.qDtype);
+  const tkv = c.wide === 'all' || c.wide === 'kv' ? 'f32' : tileDtype(c.kvDtype);
   const QS = DQ4 + 1; // rows padded by one unit against bank conflicts
   const KS = DQ4 + 1;
   const VS = DV4;
@@ -75,14 +87,14 @@ export function simtLayout(c: SimtPrefillConfig) {
   return { BR, BC, DQ4, DV4, tq, tkv, QS, KS, VS, PS, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
 }
 
-/** Tile sizes to try, largest first. */
-export const SIMT_TILES: readonly [number, number][] = [
-  [64, 32],
-  [64, 16],
-  [32, 32],
-  [32, 16],
-  [16, 16],
-  [16, 8],
+/** Tiles to try, in order of preference: [rows, keys, wide]. */
+export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all'])[] = [
+  [64, 32, 'none'],
+  [64, 16, 'none'],
+  [32, 32, 'none'],
+  [32, 16, 'none'],
+  [16, 16, 'none'],
+  [16, 8, 'none'],
 ];
 
 function unitType(d: 'f32' | 'f16' | 'bf16'): string {
@@ -136,6 +148,8 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
     }
   }
   const sStore: string[] = [];
+  const shfl = (v: string, op: 'max' | '+') =>
+    [1, 2, 4].map((m) => (op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`)).join(' ');
   for (let i = 0; i < RS; i++) {
     sStore.push(`{
       let r = rs + ${i * 16}u;
@@ -143,15 +157,51 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
       let row = pr / ${G}u;
       let h = kvh * ${G}u + pr % ${G}u;`);
     for (let j = 0; j < CS; j++) {
-      sStore.push(`      {
+      sStore.push(`      var x${j} = NEG_BIG;
+      {
         let j = t0 + cs + ${j * 8}u;
-        var x = NEG_BIG;
-        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x = ${logitExpr(c)}; }
-        p_s[r * ${PS}u + cs + ${j * 8}u] = x;
+        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x${j} = ${logitExpr(c)}; }
       }`);
+    }
+    if (c.subgroupSoftmax) {
+      const xs = Array.from({ length: CS }, (_, j) => `x${j}`);
+      sStore.push(`      let m_old = m_s[r];
+      var mx = max(m_old, ${xs.length > 1 ? xs.reduce((a, b) => `max(${a}, ${b})`) : xs[0]});
+      ${shfl('mx', 'max')}
+      var sum = 0.0;
+${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} - mx), x${j} > NEG_BIG); sum += p; p_s[r * ${PS}u + cs + ${j * 8}u] = p; }`).join('\n')}
+      ${shfl('sum', '+')}
+      if (cs == 0u) {
+        let alpha = exp2(m_old - mx);
+        a_s[r] = alpha;
+        m_s[r] = mx;
+        l_s[r] = l_s[r] * alpha + sum;
+      }`);
+    } else {
+      for (let j = 0; j < CS; j++) sStore.push(`      p_s[r * ${PS}u + cs + ${j * 8}u] = x${j};`);
     }
     sStore.push('    }');
   }
+  const softmaxPass = c.subgroupSoftmax
+    ? ''
+    : `workgroupBarrier();
+    if (lid < ${BR}u) {
+      let base = lid * ${PS}u;
+      let m_old = m_s[lid];
+      var mx = m_old;
+      for (var t = 0u; t < ${BC}u; t++) { mx = max(mx, p_s[base + t]); }
+      var sum = 0.0;
+      for (var t = 0u; t < ${BC}u; t++) {
+        let s = p_s[base + t];
+        let p = select(0.0, exp2(s - mx), s > NEG_BIG);
+        p_s[base + t] = p;
+        sum += p;
+      }
+      let alpha = exp2(m_old - mx);
+      m_s[lid] = mx;
+      l_s[lid] = l_s[lid] * alpha + sum;
+      a_s[lid] = alpha;
+    }`;
 
   // O phase.
   const oDecl: string[] = [];
@@ -211,7 +261,7 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
         if (j < kv_hi) { x = load_k4(k_row(j, wi.page_base, kvh) + u * 4u); }
         k_s[c * ${KS}u + u] = pack4_${tkv}(x);`;
 
-  return `${wgslEnables({ nativeF16: c.nativeF16 })}
+  return `${wgslEnables({ nativeF16: c.nativeF16, subgroups: c.subgroupSoftmax })}
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
@@ -286,24 +336,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
       ${sStore.join('\n')}
     }
-    workgroupBarrier();
-    if (lid < ${BR}u) {
-      let base = lid * ${PS}u;
-      let m_old = m_s[lid];
-      var mx = m_old;
-      for (var t = 0u; t < ${BC}u; t++) { mx = max(mx, p_s[base + t]); }
-      var sum = 0.0;
-      for (var t = 0u; t < ${BC}u; t++) {
-        let s = p_s[base + t];
-        let p = select(0.0, exp2(s - mx), s > NEG_BIG);
-        p_s[base + t] = p;
-        sum += p;
-      }
-      let alpha = exp2(m_old - mx);
-      m_s[lid] = mx;
-      l_s[lid] = l_s[lid] * alpha + sum;
-      a_s[lid] = alpha;
-    }
+    ${softmaxPass}
     workgroupBarrier();
     ${oScale.join('\n    ')}
     for (var t = 0u; t < ${BC}u; t++) {
