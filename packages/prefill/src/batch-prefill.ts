@@ -43,6 +43,11 @@ export interface PrefillRunOptions {
   windowLeft?: number;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
+  /**
+   * f32 `[Hq]` attention-sink logits (natural log), added to each row's softmax denominator
+   * (FlashInfer passes them only to trtllm-gen; fa2 ignores them — here they are honoured).
+   */
+  sinks?: Tensor;
 }
 
 export interface BatchPrefillPagedPlanArgs extends PrefillPlanOptions {

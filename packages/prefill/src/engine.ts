@@ -86,12 +86,16 @@ export interface EngineRunArgs {
   lse?: Tensor;
   returnLse?: boolean;
   encoder?: GPUCommandEncoder;
+  /** f32 `[Hq]` per-head sink logits (natural log) added to each row's softmax denominator. */
+  sinks?: Tensor;
 }
 
 interface Plan extends EnginePlanArgs {
   rows: number;
   kernelOptions: PrefillKernelOptions;
-  kernel: CompiledKernel;
+  /** Without and with sinks. */
+  kernels: [CompiledKernel, CompiledKernel | undefined];
+  compile: (sinks: boolean) => CompiledKernel;
   path: 'tensor-core' | 'simt';
   tile: [number, number];
   numWork: number;
@@ -138,7 +142,9 @@ export class PrefillEngine {
       maskMode,
       nativeF16: ctx.hasF16,
     };
-    const { path, tile, kernel } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.experimentalTensorCores);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.experimentalTensorCores);
+    // Compiled now (errors surface at plan); the variant with sinks on first use.
+    const kernels: [CompiledKernel, CompiledKernel | undefined] = [compile(false), undefined];
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
       throw new ValueError('the custom masks hold 2^32 bits or more; plan fewer requests at a time', 'customMask');
     }
@@ -189,7 +195,8 @@ export class PrefillEngine {
       ...a,
       rows,
       kernelOptions,
-      kernel,
+      kernels,
+      compile,
       path,
       tile,
       numWork: sched.numWork,
@@ -217,8 +224,9 @@ export class PrefillEngine {
       const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, rowBlocks: experimental.rowBlocks ?? 1, ...(experimental.dump ? { dump: experimental.dump } : {}) };
       const L = tensorCoreLayout(config);
       if (L.smemBytes > limit) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
-      const kernel = getKernel(ctx, { id: 'prefill/tensor-core', config, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
-      return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], kernel };
+      const compile = (sinks: boolean) =>
+        getKernel(ctx, { id: 'prefill/tensor-core', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
+      return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
     }
     const candidates = forceTile ? [forceTile] : SIMT_TILES;
     for (const [rowsPerTile, keysPerTile, wide] of candidates) {
@@ -232,8 +240,9 @@ export class PrefillEngine {
       };
       const L = simtLayout(config);
       if (!L.valid || L.smemBytes > limit) continue;
-      const kernel = getKernel(ctx, { id: 'prefill/simt', config, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
-      return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], kernel };
+      const compile = (sinks: boolean) =>
+        getKernel(ctx, { id: 'prefill/simt', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
+      return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], compile };
     }
     throw new UnsupportedFeatureError(
       `head dims ${o.headDimQk}/${o.headDimVo} with ${o.qDtype} need more workgroup memory than the device's ${limit} bytes`,
@@ -293,6 +302,13 @@ export class PrefillEngine {
       r.lse.expect('lse', ['f32'], [p.rows, p.numQoHeads]);
       if (!r.lse.isContiguous()) throw new LayoutError('must be contiguous', 'lse');
     }
+    if (r.sinks) {
+      r.sinks.expect('sinks', ['f32'], [p.numQoHeads]);
+      if (!r.sinks.isContiguous() || r.sinks.offset !== 0) throw new LayoutError('must be a contiguous tensor at offset 0', 'sinks');
+    }
+    const withSinks = r.sinks !== undefined;
+    if (withSinks && !p.kernels[1]) p.kernels[1] = p.compile(true);
+    const kernel = p.kernels[withSinks ? 1 : 0]!;
     const kBind = r.k.tensor.binding('k');
     const vBind = r.v.tensor.binding('v');
     const qBind = q.binding('q');
@@ -337,7 +353,8 @@ export class PrefillEngine {
     const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
     const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
-    const group = this.dispatch.bindGroup(p.kernel, [
+    const sinksBind = r.sinks?.binding('sinks');
+    const group = this.dispatch.bindGroup(kernel, [
       whole(uniform),
       qBind.binding,
       kBind.binding,
@@ -347,13 +364,14 @@ export class PrefillEngine {
       whole(out.buffer),
       whole(lseBinding),
       wsBinding,
+      sinksBind ? sinksBind.binding : whole(this.planBuffer!),
     ]);
     const encoder = r.encoder ?? ctx.device.createCommandEncoder({ label: this.label });
-    if (p.numWork > 0) encodeDispatch(encoder, p.kernel, group, groups);
+    if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
     if (p.regions) {
       mergeUniform = encodeMergeStates(ctx, encoder, {
-        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: false, writeLse: true },
+        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: withSinks, writeLse: true },
         numRows: p.rows,
         numHeads: p.numQoHeads,
         headDim: p.headDimVo,
@@ -361,6 +379,7 @@ export class PrefillEngine {
         s: this.workspace.binding(p.regions.partialLse),
         indptr: this.planBuffer!,
         indptrOffset: p.slotIndptrOffset,
+        sinks: sinksBind?.binding,
         out: out.buffer,
         outOffset: out.offset,
         lse: lseBinding,

@@ -17,3 +17,9 @@ export { HEAD_DIMS_QK, HEAD_DIMS_VO, type PrefillPlanOptions } from './options';
 export { DEFAULT_TARGET_WORKGROUPS } from './engine';
 export { simtPrefillWgsl, type SimtPrefillConfig } from './shaders/prefill-simt.wgsl';
 export { tensorCorePrefillWgsl, tensorCoreSupport, type TensorCorePrefillConfig } from './shaders/prefill-tc.wgsl';
+export {
+  cudnnBatchPrefillWithKVCache,
+  trtllmBatchContextWithKVCache,
+  type CudnnBatchPrefillOptions,
+  type TrtllmBatchContextOptions,
+} from './block-table';

@@ -23,6 +23,8 @@ export interface PrefillKernelOptions {
   softCap: boolean;
   maskMode: MaskMode;
   nativeF16: boolean;
+  /** Per-head sink logits (natural log, f32 `[Hq]`) join each row's softmax denominator. */
+  sinks?: boolean;
 }
 
 export const prefillUniforms = new UniformSchema('PrefillParams', {
@@ -76,6 +78,7 @@ export const PREFILL_BINDINGS = [
   'storage',
   'storage',
   'storage',
+  'read-only-storage',
 ] as const;
 
 export function prefillBindingsWgsl(): string {
@@ -90,6 +93,7 @@ export function prefillBindingsWgsl(): string {
 @group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
 @group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+@group(0) @binding(9) var<storage, read> sinks: array<f32>;
 
 var<workgroup> item: WorkItem;
 
@@ -166,14 +170,29 @@ export function writeOutputWgsl(c: PrefillKernelOptions): string {
     per === 1
       ? 'for (var e = 0u; e < 4u; e++) { o_out[w + e] = bitcast<u32>(val[e]); }'
       : `o_out[w] = pack_${c.oDtype}(val.xy); o_out[w + 1u] = pack_${c.oDtype}(val.zw);`;
+  // A sink adds exp(sink) to the denominator (no value): rescale to the joint max first. Split
+  // rows leave it to the merge, which adds it once.
+  const sink = c.sinks
+    ? `var m2 = m;
+    var l2 = l;
+    var scale = 1.0;
+    {
+      let sk = sinks[h] * LOG2E;
+      let mj = max(m, sk);
+      scale = select(0.0, exp2(m - mj), m > NEG_BIG);
+      l2 = l * scale + exp2(sk - mj);
+      m2 = mj;
+    }`
+    : 'let m2 = m;\n    let l2 = l;\n    let scale = 1.0;';
   return `fn write_out(wi: WorkItem, row: u32, h: u32, unit: u32, o: vec4<f32>, m: f32, l: f32) {
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let grow = wi.qo_start + row;
   if (wi.chunk == ${DIRECT}u) {
-    let val = o * (inv * params.v_scale);
+    ${sink}
+    let val = o * (select(0.0, scale / l2, l2 > 0.0) * params.v_scale);
     let w = (params.o_offset + (grow * params.num_qo_heads + h) * ${Dv}u + unit * 4u) / ${per}u;
     ${store}
-    if (unit == 0u) { lse_out[params.lse_offset + grow * params.num_qo_heads + h] = lse_bits(m, l); }
+    if (unit == 0u) { lse_out[params.lse_offset + grow * params.num_qo_heads + h] = lse_bits(m2, l2); }
   } else {
     let slot = plan[params.slot_indptr_offset + grow] + wi.chunk;
     let at = params.part_o_offset + (slot * params.num_qo_heads + h) * ${Dv}u + unit * 4u;
