@@ -10,7 +10,11 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.dispose());
 
-const cumsum = (xs: number[]) => xs.reduce((acc, x) => [...acc, acc[acc.length - 1] + x], [0]);
+const cumsum = (xs: number[]) => {
+  const out = [0];
+  for (const x of xs) out.push(out[out.length - 1] + x);
+  return out;
+};
 
 describe('block-table prefill entry points', () => {
   it('trtllmBatchContextWithKVCache: HND pages, causal by default, bmm scales, sinks, split KV', async () => {
