@@ -156,6 +156,50 @@ export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a
   return uniform;
 }
 
+/** Where a split-KV plan keeps its partial states and how its rows map to them. */
+export interface SplitKVMergeArgs {
+  /** Partial outputs (f32 `[slots, heads, headDim]`) and LSEs (`[slots, heads]`) in the workspace. */
+  partialO: BufferBinding;
+  partialLse: BufferBinding;
+  /** u32 buffer holding each row's slot range (`rows + 1` entries) at `indptrOffset`. */
+  indptr: GPUBuffer;
+  indptrOffset: number;
+  numRows: number;
+  numHeads: number;
+  headDim: number;
+  outDtype: FloatDType;
+  out: Tensor;
+  /** Buffer and element offset receiving the merged LSE. */
+  lse: GPUBuffer;
+  lseOffset: number;
+  sinks?: BufferBinding;
+  vScale: number;
+}
+
+/**
+ * The second pass of split-KV attention (decode, prefill, MLA): rows split over several chunks
+ * get their partial states merged into `out` / `lse`; rows with one chunk were written by the
+ * kernel itself and are left alone. Returns the uniform buffer (destroy it after submit).
+ */
+export function encodeSplitKVMerge(ctx: GpuContext, encoder: GPUCommandEncoder, a: SplitKVMergeArgs): GPUBuffer {
+  return encodeMergeStates(ctx, encoder, {
+    config: { vDtype: 'f32', outDtype: a.outDtype, ragged: true, skipSingle: true, sinks: a.sinks !== undefined, writeLse: true },
+    numRows: a.numRows,
+    numHeads: a.numHeads,
+    headDim: a.headDim,
+    v: a.partialO,
+    s: a.partialLse,
+    indptr: a.indptr,
+    indptrOffset: a.indptrOffset,
+    sinks: a.sinks,
+    out: a.out.buffer,
+    outOffset: a.out.offset,
+    lse: a.lse,
+    lseOffset: a.lseOffset,
+    vScale: a.vScale,
+  });
+}
+
 function checkHeadDim(d: number, argument: string): void {
   if (d % 4 !== 0) throw new ShapeError(`head_dim ${d} must be a multiple of 4`, argument);
 }

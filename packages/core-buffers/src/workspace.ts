@@ -73,6 +73,15 @@ export class Workspace {
   binding(region: WorkspaceRegion): GPUBufferBinding {
     return { buffer: this.buffer, offset: region.offset, size: Math.max(16, Math.ceil(region.size / 16) * 16) };
   }
+
+  /**
+   * The whole workspace from its base, as kernels that address regions by offset bind it: no
+   * more than one binding may hold (plans never place regions beyond that).
+   */
+  kernelBinding(maxBindingSize: number): GPUBufferBinding {
+    const size = Math.min(this.capacity, maxBindingSize);
+    return { buffer: this.buffer, offset: this.base, size: Math.max(16, size - (size % 4)) };
+  }
 }
 
 const sharedWorkspaces = new WeakMap<GpuContext, Tensor>();

@@ -23,7 +23,7 @@ import {
   checkAlibiSoftCap,
   dtypeBytes,
   encodeDispatch,
-  encodeMergeStates,
+  encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
   parseKVLayout,
@@ -574,10 +574,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     };
     const uniform = this.dispatch.uniform(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
-    // The kernel addresses partial states relative to the workspace base; bind no more than the
-    // device allows (plans never place partials beyond that).
-    const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
-    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
+    // The kernel addresses partial states relative to the workspace base.
+    const wsBinding = this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize);
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
     const group = this.dispatch.bindGroup(kernel, [
       whole(uniform),
@@ -594,20 +592,19 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
     if (p.regions) {
-      mergeUniform = encodeMergeStates(ctx, encoder, {
-        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: options.sinks !== undefined, writeLse: true },
+      mergeUniform = encodeSplitKVMerge(ctx, encoder, {
+        partialO: this.workspace.binding(p.regions.partialO),
+        partialLse: this.workspace.binding(p.regions.partialLse),
+        indptr: this.planBuffer!,
+        indptrOffset: p.slotIndptrOffset,
         numRows: p.rows,
         numHeads: p.numQoHeads,
         headDim: p.headDim,
-        v: this.workspace.binding(p.regions.partialO),
-        s: this.workspace.binding(p.regions.partialLse),
-        indptr: this.planBuffer!,
-        indptrOffset: p.slotIndptrOffset,
-        sinks: options.sinks?.buffer,
-        out: out.buffer,
-        outOffset: out.offset,
+        outDtype: p.oDtype,
+        out,
         lse: lseBinding,
         lseOffset: lse ? lse.offset : 0,
+        sinks: options.sinks?.buffer,
         vScale,
       });
     }

@@ -22,7 +22,7 @@ import {
   Workspace,
   type WorkspaceRegion,
   encodeDispatch,
-  encodeMergeStates,
+  encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
   parseScale,
@@ -350,8 +350,7 @@ export class PrefillEngine {
       Boolean(r.encoder),
     );
     const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
-    const wsSize = Math.min(this.workspace.capacity, ctx.limits.maxStorageBufferBindingSize);
-    const wsBinding = { buffer: this.workspace.buffer, offset: wsBase, size: Math.max(16, wsSize - (wsSize % 4)) };
+    const wsBinding = this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize);
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
     const sinksBind = r.sinks?.binding('sinks');
     const group = this.dispatch.bindGroup(kernel, [
@@ -370,20 +369,19 @@ export class PrefillEngine {
     if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
     if (p.regions) {
-      mergeUniform = encodeMergeStates(ctx, encoder, {
-        config: { vDtype: 'f32', outDtype: p.oDtype, ragged: true, skipSingle: true, sinks: withSinks, writeLse: true },
+      mergeUniform = encodeSplitKVMerge(ctx, encoder, {
+        partialO: this.workspace.binding(p.regions.partialO),
+        partialLse: this.workspace.binding(p.regions.partialLse),
+        indptr: this.planBuffer!,
+        indptrOffset: p.slotIndptrOffset,
         numRows: p.rows,
         numHeads: p.numQoHeads,
         headDim: p.headDimVo,
-        v: this.workspace.binding(p.regions.partialO),
-        s: this.workspace.binding(p.regions.partialLse),
-        indptr: this.planBuffer!,
-        indptrOffset: p.slotIndptrOffset,
-        sinks: sinksBind?.binding,
-        out: out.buffer,
-        outOffset: out.offset,
+        outDtype: p.oDtype,
+        out,
         lse: lseBinding,
         lseOffset: lse ? lse.offset : 0,
+        sinks: sinksBind?.binding,
         vScale,
       });
     }
