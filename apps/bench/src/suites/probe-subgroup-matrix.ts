@@ -264,6 +264,7 @@ async function prefillDump(ctx: GpuContext, what: 'S' | 'S2' | 'Q' | 'K'): Promi
         if (what.startsWith('S')) for (let d = 0; d < D; d++) s += qh[m * D + d] * kh[n * D + d];
         else s = (what === 'Q' ? qh : kh)[m * D + n];
         if (!(Math.abs(got[m * D + n] - s) < 1e-3) && bad.length < 6) bad.push(`(${m},${n}) ${got[m * D + n].toFixed(3)}/${s.toFixed(3)}`);
+        if (what === 'S2' && n < 32 && !(Math.abs(got[m * D + 32 + n] - qh[m * D + n]) < 1e-6) && bad.length < 6) bad.push(`q(${m},${n}) ${got[m * D + 32 + n]}/${qh[m * D + n]}`);
       }
     }
     return bad.length ? `WRONG got/want: ${bad.join(' ')}` : `ok: ${what} matches`;

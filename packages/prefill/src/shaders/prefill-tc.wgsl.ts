@@ -32,6 +32,7 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   /** Blocks of 16 query rows per workgroup (default 1). */
   rowBlocks?: number;
   /** Probe only: write the first tile's raw S, Q or K tile (f32 output, 32 columns) to o and stop. */
+  /** S2: S in columns 0-31 and Q's first 32 columns in 32-63, from the same shader. */
   dump?: 'S' | 'S2' | 'Q' | 'K';
 }
 
@@ -289,7 +290,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     // S = Q Kᵀ.
     ${sCode}
-    ${c.dump === 'S2' ? `workgroupBarrier();\n    ${sCode}` : ''}
     workgroupBarrier();
     ${
       c.dump
@@ -298,6 +298,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + col] = bitcast<u32>(${
         { S: `s_s[rr * ${SST}u + col]`, S2: `s_s[rr * ${SST}u + col]`, Q: `f32(t_s[${Q_OFF}u + rr * ${QST}u + col])`, K: `f32(t_s[${K_OFF}u + rr * ${KST}u + col])` }[c.dump]
       });
+      ${c.dump === 'S2' ? `o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + 32u + col] = bitcast<u32>(f32(t_s[${Q_OFF}u + rr * ${QST}u + col]));` : ''}
     }
     return;`
         : ''
