@@ -4,6 +4,7 @@
 # builds everything, and runs the demo on the default GPU. Safe to run again.
 #   WEBINFER_SKIP_DEMO=1      install and build only
 #   WEBINFER_SOFTWARE_GPU=0   never install the software driver; =1 always
+#   WEBINFER_BROWSER=1        also install Debian's Chromium for the browser tests (apps/web)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -23,6 +24,10 @@ if [ "$(uname -s)" = Linux ]; then
     0) ;;
     *) has_gpu || bash scripts/install-software-gpu.sh ;;
   esac
+fi
+
+if [ "${WEBINFER_BROWSER:-0}" = 1 ]; then
+  bash scripts/install-browser.sh
 fi
 
 pnpm install --frozen-lockfile

@@ -228,7 +228,11 @@ export class PrefillEngine {
         getKernel(ctx, { id: 'prefill/tensor-core', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
       return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
     }
-    const candidates = forceTile ? [forceTile] : SIMT_TILES;
+    // SwiftShader (Chromium's software WebGPU) spends minutes compiling the 64-row kernel with RoPE
+    // and its GPU process is dropped; 32 rows compile in about a second there.
+    const info = ctx.adapterInfo;
+    const software = /swiftshader/i.test(`${info.vendor} ${info.architecture} ${info.description}`);
+    const candidates = forceTile ? [forceTile] : SIMT_TILES.filter(([rows]) => !software || rows <= 32);
     for (const [rowsPerTile, keysPerTile, wide] of candidates) {
       const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;
       const config: SimtPrefillConfig = {

@@ -1,0 +1,3 @@
+import { webinferProject } from '../../vitest.shared.ts';
+
+export default webinferProject('web');
