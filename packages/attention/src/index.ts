@@ -1,5 +1,7 @@
 /**
- * @webinfer/attention — not implemented yet. Will export: BatchAttention, BatchAttentionWithAttentionSinkWrapper.
- * See README.md for the plan; kernels land here, on top of @webinfer/core-buffers.
+ * @webinfer/attention: FlashInfer's unified BatchAttention (mixed prefill/decode batches in one
+ * launch plus a merge) and BatchAttentionWithAttentionSinkWrapper (per-head attention sinks), on
+ * the @webinfer/prefill kernels.
  */
-export const IMPLEMENTED = false;
+export { BatchAttention, type BatchAttentionOptions, type BatchAttentionPlanArgs, type BatchAttentionRunOptions } from './batch-attention';
+export { BatchAttentionWithAttentionSinkWrapper, type AttentionSinkWrapperOptions } from './attention-sink';

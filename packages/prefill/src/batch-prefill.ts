@@ -48,6 +48,10 @@ export interface PrefillRunOptions {
    * (FlashInfer passes them only to trtllm-gen; fa2 ignores them — here they are honoured).
    */
   sinks?: Tensor;
+  /** webinfer extension (BatchAttention, the sink wrapper): sm_scale for this run instead of the planned one. */
+  smScale?: number;
+  /** webinfer extension (BatchAttention): the soft cap for this run; the plan must have enabled it. */
+  logitsSoftCap?: number;
 }
 
 export interface BatchPrefillPagedPlanArgs extends PrefillPlanOptions {

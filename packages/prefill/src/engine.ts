@@ -88,6 +88,10 @@ export interface EngineRunArgs {
   encoder?: GPUCommandEncoder;
   /** f32 `[Hq]` per-head sink logits (natural log) added to each row's softmax denominator. */
   sinks?: Tensor;
+  /** Replaces the planned sm_scale for this run (BatchAttention, sink wrapper). */
+  smScale?: number;
+  /** Replaces the planned soft cap for this run; the plan must have enabled it. */
+  logitsSoftCap?: number;
 }
 
 interface Plan extends EnginePlanArgs {
@@ -316,7 +320,14 @@ export class PrefillEngine {
     const kBind = r.k.tensor.binding('k');
     const vBind = r.v.tensor.binding('v');
     const qBind = q.binding('q');
-    const sm = p.smScale * qScale * kScale;
+    if (r.smScale !== undefined && !(Number.isFinite(r.smScale) && r.smScale > 0)) throw new ValueError(`must be a finite number > 0, got ${r.smScale}`, 'smScale');
+    if (r.logitsSoftCap !== undefined) {
+      if (!(Number.isFinite(r.logitsSoftCap) && r.logitsSoftCap >= 0)) throw new ValueError(`must be a finite number >= 0, got ${r.logitsSoftCap}`, 'logitsSoftCap');
+      if ((r.logitsSoftCap > 0) !== (p.softCap > 0)) {
+        throw new PlanMismatchError(`logitsSoftCap ${r.logitsSoftCap} at run but ${p.softCap} at plan: enable or disable the cap in both`, 'logitsSoftCap');
+      }
+    }
+    const sm = (r.smScale ?? p.smScale) * qScale * kScale;
     const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads);
     const wsBase = this.workspace.base;
     const uniform = this.dispatch.uniform(
@@ -345,7 +356,7 @@ export class PrefillEngine {
         window_left: p.windowLeft,
         sm_scale: sm,
         sm_scale_log2: sm * Math.LOG2E,
-        soft_cap: p.softCap,
+        soft_cap: r.logitsSoftCap ?? p.softCap,
         v_scale: vScale,
         rope_rcp_scale: 1 / p.ropeScale,
         rope_log2_theta: Math.log2(p.ropeTheta),
