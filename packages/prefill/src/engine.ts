@@ -66,7 +66,7 @@ export interface EnginePlanArgs {
   /** Tests/bench: force a tile [rows, keys, wide?] of the f32 kernel. */
   tile?: [number, number, ('none' | 'kv' | 'all')?];
   /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
-  experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' };
+  experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
 }
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
@@ -216,7 +216,7 @@ export class PrefillEngine {
    * The tensor-core kernel does not pass verification on the H100 yet (BENCHMARKS.md), so it is
    * never chosen on its own and `useTensorCores: true` is refused rather than silently downgraded.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' } | undefined) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' } | undefined) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores === true && !experimental) {

@@ -59,7 +59,7 @@ export interface PrefillPlanOptions {
   /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
   debugTile?: [number, number, ('none' | 'kv' | 'all')?];
   /** Bench only: run the tensor-core kernel, which does not pass verification yet. */
-  debugExperimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'Q' | 'K' };
+  debugExperimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
 }
 
 export interface ParsedPrefillOptions {

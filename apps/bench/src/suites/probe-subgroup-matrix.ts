@@ -180,7 +180,7 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
     // S = Q Kᵀ exactly as the prefill kernel computes it: Q 16x64 and K 32x64 in padded workgroup
     // rows, four k-blocks accumulated, two 16-column blocks stored to a 16x32 tile.
     const qv = Float32Array.from({ length: 16 * 64 }, (_, i) => ((i * 7) % 17 - 8) / 16);
-    const kv = Float32Array.from({ length: 32 * 64 }, (_, i) => ((i * 5) % 13 - 6) / 16);
+    const kv = Float32Array.from({ length: 32 * 64 }, (_, i) => ((i * 5) % 17 - 8) / 16);
     const sWant = new Float32Array(16 * 32);
     for (let m = 0; m < 16; m++) for (let n = 0; n < 32; n++) {
       let acc = 0;
@@ -196,6 +196,8 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
       ['S = Q Kᵀ after a 36-byte workgroup struct', qkWgsl(true).replace('var<workgroup> q_s', 'struct W { a: array<u32, 9> }\nvar<workgroup> w0: W;\nvar<workgroup> q_s').replace('workgroupBarrier();', 'if (lid == 0u) { w0.a[0] = 1u; }\n  workgroupBarrier();')],
       ['S = Q Kᵀ with the kernel\'s other tiles declared (v_s, p_s)', qkWgsl(true).replace('var<workgroup> s_s', 'var<workgroup> v_s: array<f16, 2304>;\nvar<workgroup> s_s').replace('@compute', 'var<workgroup> p_s: array<f16, 640>;\n@compute').replace('  workgroupBarrier();\n  let q0', '  v_s[lid] = f16(1.0); p_s[lid] = f16(2.0);\n  workgroupBarrier();\n  let q0').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(v_s[i] + p_s[i]);')],
       ['S = Q Kᵀ with Q and K written as f16(x) from u32 words', qkWgsl(true).replace('@group(0) @binding(0) var<storage, read> a: array<f16>;\n@group(0) @binding(1) var<storage, read> b: array<f16>;', '@group(0) @binding(0) var<storage, read> a: array<u32>;\n@group(0) @binding(1) var<storage, read> b: array<u32>;').replace('q_s[(i / 64u) * 72u + i % 64u] = a[i];', 'q_s[(i / 64u) * 72u + i % 64u] = f16(unpack2x16float(a[i / 2u])[i % 2u]);').replace('k_s[(i / 64u) * 72u + i % 64u] = b[i];', 'k_s[(i / 64u) * 72u + i % 64u] = f16(unpack2x16float(b[i / 2u])[i % 2u]);')],
+      ['S = Q Kᵀ, tiles stored 4 f16 per lane (unpack2x16float)', qk4Wgsl(false)],
+      ['S = Q Kᵀ, tiles stored 4 f16 per lane (bitcast vec2<f16>)', qk4Wgsl(true)],
       ['S = Q Kᵀ inside a runtime-bounded loop', qkWgsl(false).replace('  for (var nb = 0u; nb < 2u; nb++) {', '  for (var t = 0u; t < arrayLength(&a) / 1024u; t++) {\n  workgroupBarrier();\n  for (var nb = 0u; nb < 2u; nb++) {').replace('    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }', '    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }\n  }')],
       ['S = Q Kᵀ with 128 threads (4 subgroups, all on the same rows)', qkWgsl(true).replace('@workgroup_size(32u)', '@workgroup_size(128u)').replaceAll('i += 32u', 'i += 128u')],
     ] as const;
@@ -206,7 +208,7 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
     qt.destroy();
     kt.destroy();
   }
-  for (const what of ['S', 'S2', 'Q', 'K'] as const) {
+  for (const what of ['S', 'SS', 'S2', 'Q', 'K'] as const) {
     opts.progress(`probe prefill tensor-core ${what} dump`);
     results.push({ ...base, name: `prefill tensor-core: raw ${what} of the first tile`, verified: await prefillDump(ctx, what) });
   }
@@ -215,6 +217,21 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
     results.push({ ...base, name: `prefill tensor-core qo ${qo} kv ${kv} causal ${causal}`, verified: await prefillPattern(ctx, qo, kv, causal) });
   }
   return results;
+}
+
+/** As qkWgsl, but each lane converts 4 elements from u32 words and stores them as 4 f16, as the kernel does. */
+function qk4Wgsl(nativeUnpack: boolean): string {
+  const un = nativeUnpack ? (w: string) => `vec2<f32>(bitcast<vec2<f16>>(${w}))` : (w: string) => `unpack2x16float(${w})`;
+  return qkWgsl(true)
+    .replace('@group(0) @binding(0) var<storage, read> a: array<f16>;\n@group(0) @binding(1) var<storage, read> b: array<f16>;', '@group(0) @binding(0) var<storage, read> a: array<u32>;\n@group(0) @binding(1) var<storage, read> b: array<u32>;')
+    .replace(
+      'for (var i = lid; i < 1024u; i += 32u) { q_s[(i / 64u) * 72u + i % 64u] = a[i]; }',
+      `for (var i = lid; i < 256u; i += 32u) { let r = i / 16u; let u = i % 16u; let x = vec4<f32>(${un('a[i * 2u]')}, ${un('a[i * 2u + 1u]')}); let o = r * 72u + u * 4u; q_s[o] = f16(x.x); q_s[o + 1u] = f16(x.y); q_s[o + 2u] = f16(x.z); q_s[o + 3u] = f16(x.w); }`,
+    )
+    .replace(
+      'for (var i = lid; i < 2048u; i += 32u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }',
+      `for (var i = lid; i < 512u; i += 32u) { let r = i / 16u; let u = i % 16u; let x = vec4<f32>(${un('b[i * 2u]')}, ${un('b[i * 2u + 1u]')}); let o = r * 72u + u * 4u; k_s[o] = f16(x.x); k_s[o + 1u] = f16(x.y); k_s[o + 2u] = f16(x.z); k_s[o + 3u] = f16(x.w); }`,
+    );
 }
 
 function qkWgsl(hoist: boolean): string {
@@ -246,7 +263,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }
 
 /** The kernel's raw S (first 16 rows x 32 keys) against Q Kᵀ on the host. */
-async function prefillDump(ctx: GpuContext, what: 'S' | 'S2' | 'Q' | 'K'): Promise<string> {
+async function prefillDump(ctx: GpuContext, what: 'S' | 'S2' | 'SS' | 'Q' | 'K'): Promise<string> {
   const [qo, kv, D] = [16, 32, 64];
   const val = (i: number, s: number) => (((i * s) % 17) - 8) / 16;
   const qh = Float32Array.from({ length: qo * D }, (_, i) => val(i, 7));

@@ -33,7 +33,7 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   rowBlocks?: number;
   /** Probe only: write the first tile's raw S, Q or K tile (f32 output, 32 columns) to o and stop. */
   /** S2: S in columns 0-31 and Q's first 32 columns in 32-63, from the same shader. */
-  dump?: 'S' | 'S2' | 'Q' | 'K';
+  dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K';
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -226,6 +226,7 @@ ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
 var<workgroup> flag: atomic<u32>;
+${c.dump === 'SS' ? 'fn synth(i: u32, s: u32) -> f32 { return (f32((i * s) % 17u) - 8.0) / 16.0; }' : ''}
 ${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
 
 @compute @workgroup_size(${WG})
@@ -256,6 +257,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
       ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n      x = xy[0];\n      y = xy[1];` : 'x = load_q4(base);'}
     }
+    ${c.dump === 'SS' ? `x = vec4<f32>(synth(qr * ${DQ}u + u * 4u, 7u), synth(qr * ${DQ}u + u * 4u + 1u, 7u), synth(qr * ${DQ}u + u * 4u + 2u, 7u), synth(qr * ${DQ}u + u * 4u + 3u, 7u));` : ''}
     ${store4('t_s', 'x', `${Q_OFF}u + qr * ${QST}u + u * 4u`)}
     ${rope ? store4('t_s', 'y', `${Q_OFF}u + qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
   }
@@ -276,6 +278,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let base = k_row(j, wi.page_base, kvh) + u * 4u;
         ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_k4(base);'}
       }
+      ${c.dump === 'SS' ? `x = vec4<f32>(synth(c * ${DQ}u + u * 4u, 5u), synth(c * ${DQ}u + u * 4u + 1u, 5u), synth(c * ${DQ}u + u * 4u + 2u, 5u), synth(c * ${DQ}u + u * 4u + 3u, 5u));` : ''}
       ${store4('t_s', 'x', `${K_OFF}u + c * ${KST}u + u * 4u`)}
       ${rope ? store4('t_s', 'y', `${K_OFF}u + c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
     }
@@ -296,7 +299,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         ? `for (var e = 0u; e < ${c.dump.startsWith('S') ? CPL : DQ / LPR}u; e++) {
       let col = lr * ${c.dump.startsWith('S') ? CPL : DQ / LPR}u + e;
       o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + col] = bitcast<u32>(${
-        { S: `s_s[rr * ${SST}u + col]`, S2: `s_s[rr * ${SST}u + col]`, Q: `f32(t_s[${Q_OFF}u + rr * ${QST}u + col])`, K: `f32(t_s[${K_OFF}u + rr * ${KST}u + col])` }[c.dump]
+        { S: `s_s[rr * ${SST}u + col]`, S2: `s_s[rr * ${SST}u + col]`, SS: `s_s[rr * ${SST}u + col]`, Q: `f32(t_s[${Q_OFF}u + rr * ${QST}u + col])`, K: `f32(t_s[${K_OFF}u + rr * ${KST}u + col])` }[c.dump]
       });
       ${c.dump === 'S2' ? `o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + 32u + col] = bitcast<u32>(f32(t_s[${Q_OFF}u + rr * ${QST}u + col]));` : ''}
     }
