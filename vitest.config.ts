@@ -6,5 +6,8 @@ export default defineConfig({
     projects: ['packages/*', 'apps/*'],
     // Skeleton packages have no tests yet.
     passWithNoTests: true,
+    // Two test files at a time even on 2 cores: lavapipe compiles each shader on one thread, and
+    // cold compiles dominate the GPU tests (vitest's default, cores - 1, is 1 here).
+    maxWorkers: 2,
   },
 });
