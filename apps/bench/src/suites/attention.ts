@@ -1,0 +1,120 @@
+/**
+ * Attention suite: a mixed batch (one long prefill + many decodes) through one BatchAttention run,
+ * against the prefill wrapper and the decode wrapper encoded back to back on the same inputs.
+ * --verify compares the two results with each other (both are tested against the reference).
+ */
+import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { BatchAttention } from '@webinfer/attention';
+import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
+import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
+import { compareClose } from '@webinfer/reference';
+import { gpuFill } from '../fill';
+import type { CaseResult, SuiteOptions } from '../types';
+
+export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  const [prefillLen, decodes, decodeKv] = opts.quick ? [256, 7, 128] : [8192, 127, 4096];
+  const [hq, hkv, d, page] = [32, 8, 128, 16];
+  const name = `mixed: 1 x ${prefillLen} prefill + ${decodes} decodes at kv ${decodeKv}, H=${hq}/${hkv} D=${d}`;
+  opts.progress(`attention 1/1: ${name}`);
+  const kvLens = [prefillLen, ...Array.from({ length: decodes }, () => decodeKv)];
+  const pagesOf = kvLens.map((l) => Math.ceil(l / page));
+  const kvIndptr = [0];
+  for (const p of pagesOf) kvIndptr.push(kvIndptr[kvIndptr.length - 1] + p);
+  const numPages = kvIndptr[kvIndptr.length - 1];
+  const kvIndices = Int32Array.from({ length: numPages }, (_, i) => i);
+  const rows = prefillLen + decodes;
+  const qoIndptr = [0, prefillLen, ...Array.from({ length: decodes }, (_, i) => prefillLen + i + 1)];
+  const cache = ctx.empty([numPages, 2, page, hkv, d], 'f16', 'bench/mixed-cache');
+  gpuFill(ctx, cache, 31);
+  const q = ctx.empty([rows, hq, d], 'f16', 'bench/mixed-q');
+  gpuFill(ctx, q, 32);
+  const outA = ctx.empty([rows, hq, d], 'f16');
+  const lseA = ctx.empty([rows, hq], 'f32');
+  const outB = ctx.empty([rows, hq, d], 'f16');
+  const wsA = ctx.empty([256 << 20], 'u8');
+  const wsP = ctx.empty([128 << 20], 'u8');
+  const wsD = ctx.empty([128 << 20], 'u8');
+  const tensors: Tensor[] = [cache, q, outA, lseA, outB, wsA, wsP, wsD];
+  const nan = Number.NaN;
+  try {
+    const attn = new BatchAttention(ctx, { workspaceBuffer: wsA });
+    attn.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: kvLens, numQoHeads: hq, numKvHeads: hkv, headDimQk: d, headDimVo: d, pageSize: page, causal: true, qDataType: 'f16' });
+    const prefill = new BatchPrefillWithPagedKVCacheWrapper(ctx, wsP);
+    prefill.plan({
+      qoIndptr: [0, prefillLen],
+      pagedKvIndptr: [0, pagesOf[0]],
+      pagedKvIndices: kvIndices.subarray(0, pagesOf[0]),
+      pagedKvLastPageLen: [prefillLen - (pagesOf[0] - 1) * page],
+      numQoHeads: hq,
+      numKvHeads: hkv,
+      headDimQk: d,
+      pageSize: page,
+      causal: true,
+    });
+    const decode = new BatchDecodeWithPagedKVCacheWrapper(ctx, wsD);
+    decode.plan({
+      indptr: kvIndptr.slice(1).map((x) => x - pagesOf[0]),
+      indices: kvIndices.subarray(pagesOf[0]),
+      lastPageLen: kvLens.slice(1).map((l, i) => l - (pagesOf[i + 1] - 1) * page),
+      numQoHeads: hq,
+      numKvHeads: hkv,
+      headDim: d,
+      pageSize: page,
+    });
+    const view = (t: Tensor, first: number, n: number) => ctx.fromBuffer(t.buffer, [n, hq, d], t.dtype, { offset: t.offset + first * hq * d });
+    const qP = view(q, 0, prefillLen);
+    const qD = view(q, prefillLen, decodes);
+    const oP = view(outB, 0, prefillLen);
+    const oD = view(outB, prefillLen, decodes);
+    const runA = (enc: GPUCommandEncoder) => void attn.run(q, cache, { out: outA, lse: lseA, encoder: enc });
+    const runB = (enc: GPUCommandEncoder) => {
+      prefill.run(qP, cache, { out: oP, encoder: enc });
+      decode.run(qD, cache, { out: oD, encoder: enc });
+    };
+    await ctx.checkErrors(async () => {
+      for (const run of [runA, runB]) {
+        const enc = ctx.device.createCommandEncoder();
+        run(enc);
+        ctx.submit([enc.finish()]);
+      }
+      await ctx.synchronize();
+    });
+    const timing = { warmup: opts.quick ? 1 : 3, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 10 };
+    const tA = await timeGpu(ctx, runA, timing);
+    const tB = await timeGpu(ctx, runB, timing);
+    const msA = median(tA.samples);
+    const msB = median(tB.samples);
+    let verified: string | undefined;
+    if (opts.verify) {
+      const rep = compareClose(await outA.toArray(), await outB.toArray(), { rtol: 2e-3, atol: 2e-3 });
+      verified = rep.ok ? 'ok (BatchAttention = prefill + decode wrappers)' : `FAILED ${JSON.stringify(rep.first)}`;
+    }
+    const flops = 4 * hq * d * ((prefillLen * (prefillLen + 1)) / 2 + decodes * decodeKv);
+    // Bytes that must move: every request's K and V once, q and o.
+    const bytes = kvLens.reduce((a, l) => a + l, 0) * hkv * d * 2 * 2 + 2 * rows * hq * d * 2;
+    const row = (label: string, ms: number, extra: string): CaseResult => ({
+      suite: 'attention',
+      name: `${name}: ${label}`,
+      timeMs: ms,
+      p10Ms: nan,
+      p90Ms: nan,
+      gbs: bytes / (ms * 1e-3) / 1e9,
+      tflops: flops / (ms * 1e-3) / 1e12,
+      bytes,
+      flops,
+      planCpuUs: nan,
+      runCpuUs: nan,
+      timing: tA.source,
+      verified: extra,
+    });
+    attn.destroy();
+    prefill.destroy();
+    decode.destroy();
+    return [
+      row('one BatchAttention run', msA, verified ?? 'not run'),
+      row('prefill + decode wrappers back to back', msB, `${verified ? `${verified}; ` : ''}BatchAttention time / wrappers time = ${(msA / msB).toFixed(2)}`),
+    ];
+  } finally {
+    for (const t of tensors) t.destroy();
+  }
+}
