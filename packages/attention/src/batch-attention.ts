@@ -3,8 +3,13 @@
  * on a paged KV cache. plan() takes per-request KV lengths (`kvLenArr`) instead of last-page
  * lengths and cuts every request into query tiles × KV chunks; run() is one dispatch over all of
  * them plus one merge pass for the split chunks, and always returns `[o, lse]`.
+ *
+ * Decode requests (one query row) that sit next to each other in the batch go to the decode
+ * kernel instead, encoded in the same command buffer: the prefill kernel's tiles of 64 packed rows
+ * would spend most of their FMAs on empty rows for them.
  */
 import {
+  type DType,
   type GpuContext,
   type IntArray,
   type KVLayout,
@@ -14,9 +19,14 @@ import {
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
+  parseDType,
   validateIndptr,
 } from '@webinfer/core-buffers';
+import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
+
+/** Head dims the decode kernel serves (BatchAttention routes decode rows to it). */
+const DECODE_HEAD_DIMS = [64, 128, 256];
 
 /** FlashInfer's BatchAttention owns a 384 MB float workspace. */
 const WORKSPACE_BYTES = 384 * 1024 * 1024;
@@ -78,8 +88,21 @@ export class BatchAttention {
   readonly ctx: GpuContext;
   readonly kvLayout: KVLayout;
   private readonly wrapper: BatchPrefillWithPagedKVCacheWrapper;
+  private readonly decoder: BatchDecodeWithPagedKVCacheWrapper;
   private readonly ownWorkspace: Tensor | undefined;
-  private planned = false;
+  private readonly decodeWorkspace: Tensor;
+  private planned:
+    | {
+        rows: number;
+        numQoHeads: number;
+        headDimVo: number;
+        oDtype: DType;
+        softCap: number;
+        decodes: { first: number; count: number } | undefined;
+        /** Query row of the first decode request. */
+        decodeRow: number;
+      }
+    | undefined;
 
   constructor(ctx: GpuContext, options: BatchAttentionOptions = {}) {
     ctx.assertLive();
@@ -87,6 +110,14 @@ export class BatchAttention {
     this.kvLayout = options.kvLayout ?? 'NHD';
     this.ownWorkspace = options.workspaceBuffer ? undefined : ctx.empty([Math.min(WORKSPACE_BYTES, ctx.limits.maxBufferSize)], 'u8', 'attention/workspace');
     this.wrapper = new BatchPrefillWithPagedKVCacheWrapper(ctx, options.workspaceBuffer ?? this.ownWorkspace!, { kvLayout: this.kvLayout });
+    // The decode kernel's split-KV partials get their own region, so both kernels can be in flight.
+    this.decodeWorkspace = ctx.empty([32 << 20], 'u8', 'attention/decode-workspace');
+    this.decoder = new BatchDecodeWithPagedKVCacheWrapper(ctx, this.decodeWorkspace, { kvLayout: this.kvLayout });
+  }
+
+  /** Which requests the decode kernel serves: a run of consecutive one-row requests, if any. */
+  get decodeRequests(): { first: number; count: number } | undefined {
+    return this.planned?.decodes;
   }
 
   /** How the last plan cut the work (diagnostics, tests, bench). */
@@ -110,6 +141,9 @@ export class BatchAttention {
         throw new ValueError(`request ${b}: length ${len} does not fit its ${indptr[b + 1] - indptr[b]} pages of ${args.pageSize}`, 'kvLenArr');
       }
     }
+    const decodes = decodeRun(args, B);
+    const skip = new Uint8Array(B);
+    if (decodes) skip.fill(1, decodes.first, decodes.first + decodes.count);
     this.wrapper.plan({
       qoIndptr: args.qoIndptr,
       pagedKvIndptr: indptr,
@@ -127,22 +161,65 @@ export class BatchAttention {
       qDataType: args.qDataType ?? 'bf16',
       kvDataType: args.kvDataType,
       oDataType: args.oDataType,
+      skipRequests: decodes ? skip : undefined,
     });
-    this.planned = true;
+    if (decodes) {
+      const { first, count } = decodes;
+      const base = indptr[first];
+      this.decoder.plan({
+        indptr: Array.from({ length: count + 1 }, (_, i) => indptr[first + i] - base),
+        indices: Array.from(args.kvIndices as ArrayLike<number>).slice(base, indptr[first + count]),
+        lastPageLen: lastPageLen.slice(first, first + count),
+        seqLens: Array.from(args.kvLenArr as ArrayLike<number>).slice(first, first + count),
+        numQoHeads: args.numQoHeads,
+        numKvHeads: args.numKvHeads,
+        headDim: args.headDimQk,
+        pageSize: args.pageSize,
+        smScale: args.smScale,
+        logitsSoftCap: args.logitsSoftCap,
+        qDataType: args.qDataType ?? 'bf16',
+        kvDataType: args.kvDataType,
+        oDataType: args.oDataType,
+      });
+    }
+    const qo = validateIndptr(args.qoIndptr, 'qoIndptr');
+    this.planned = {
+      rows: qo[qo.length - 1],
+      numQoHeads: args.numQoHeads,
+      headDimVo: args.headDimVo,
+      oDtype: parseDType(args.oDataType ?? args.qDataType ?? 'bf16', 'oDataType'),
+      softCap: args.logitsSoftCap ?? 0,
+      decodes,
+      decodeRow: decodes ? qo[decodes.first] : 0,
+    };
   }
 
   /** Returns `[o, lse]` (lse `[T, Hq]` f32, base 2), always. */
   run(q: Tensor, kvCache: PagedKVCacheInput, options: BatchAttentionRunOptions = {}): [Tensor, Tensor] {
-    if (!this.planned) throw new PlanMismatchError('call plan() before run()', 'plan');
-    return this.wrapper.run(q, kvCache, {
-      out: options.out,
-      lse: options.lse,
-      kScale: options.kScale,
-      vScale: options.vScale,
-      logitsSoftCap: options.logitsSoftCap,
-      encoder: options.encoder,
-      returnLse: true,
-    });
+    const p = this.planned;
+    if (!p) throw new PlanMismatchError('call plan() before run()', 'plan');
+    if (p.decodes && options.logitsSoftCap !== undefined && options.logitsSoftCap !== p.softCap) {
+      throw new PlanMismatchError(`logitsSoftCap ${options.logitsSoftCap} differs from the planned ${p.softCap}`, 'logitsSoftCap');
+    }
+    const ctx = this.ctx;
+    const out = options.out ?? ctx.empty([p.rows, p.numQoHeads, p.headDimVo], p.oDtype, 'attention/out');
+    const lse = options.lse ?? ctx.empty([p.rows, p.numQoHeads], 'f32', 'attention/lse');
+    const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'attention' });
+    const common = { kScale: options.kScale, vScale: options.vScale, encoder };
+    this.wrapper.run(q, kvCache, { ...common, out, lse, logitsSoftCap: options.logitsSoftCap, returnLse: true });
+    if (p.decodes) {
+      const { count } = p.decodes;
+      const rowsView = (t: Tensor, width: number[]) =>
+        ctx.fromBuffer(t.buffer, [count, ...width], t.dtype, { offset: t.offset + p.decodeRow * width.reduce((a, b) => a * b, 1) });
+      if (q.strides[0] !== q.shape[1] * q.shape[2] || q.strides[1] !== q.shape[2]) throw new ShapeError('q must be contiguous', 'q');
+      this.decoder.run(rowsView(q, [q.shape[1], q.shape[2]]), kvCache, {
+        ...common,
+        out: rowsView(out, [p.numQoHeads, p.headDimVo]),
+        lse: rowsView(lse, [p.numQoHeads]),
+      });
+    }
+    if (!options.encoder) ctx.submit([encoder.finish()]);
+    return [out, lse];
   }
 
   /** The seed example's call: `forward(q, k, v)` with paged K and V; returns o. */
@@ -153,6 +230,26 @@ export class BatchAttention {
   /** Releases the wrapper's buffers and the workspace it made (not a caller's). */
   destroy(): void {
     this.wrapper.destroy();
+    this.decoder.destroy();
+    this.decodeWorkspace.destroy();
     this.ownWorkspace?.destroy();
   }
+}
+
+/** The longest run of consecutive one-row requests, when the decode kernel can serve them. */
+function decodeRun(args: BatchAttentionPlanArgs, batch: number): { first: number; count: number } | undefined {
+  if (args.headDimQk !== args.headDimVo || !DECODE_HEAD_DIMS.includes(args.headDimQk)) return undefined;
+  const qo = args.qoIndptr;
+  let best: { first: number; count: number } | undefined;
+  for (let b = 0; b < batch; ) {
+    if (qo[b + 1] - qo[b] !== 1) {
+      b++;
+      continue;
+    }
+    let e = b;
+    while (e < batch && qo[e + 1] - qo[e] === 1) e++;
+    if (!best || e - b > best.count) best = { first: b, count: e - b };
+    b = e;
+  }
+  return best;
 }

@@ -49,6 +49,8 @@ interface MixedCase {
   causal: boolean;
   softCap?: number;
   vScale?: number;
+  /** Expected run of requests served by the decode kernel. */
+  decodes?: { first: number; count: number };
 }
 
 const mixed: MixedCase[] = [
@@ -56,6 +58,7 @@ const mixed: MixedCase[] = [
   { name: 'decode only, soft cap 50', qoLens: [1, 1, 1], kvLens: [17, 300, 1], page: 8, hq: 8, hkv: 1, d: 64, layout: 'HND', causal: true, softCap: 50 },
   { name: 'chunked prefill, qo > kv, group 7, vScale 2', qoLens: [34, 10], kvLens: [2, 60], page: 1, hq: 7, hkv: 1, d: 256, layout: 'NHD', causal: true, vScale: 2 },
   { name: 'not causal, group 1', qoLens: [9, 20], kvLens: [30, 45], page: 16, hq: 4, hkv: 4, d: 64, layout: 'NHD', causal: false },
+  { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 } },
 ];
 
 describe('BatchAttention', () => {
@@ -80,6 +83,8 @@ describe('BatchAttention', () => {
       logitsSoftCap: c.softCap,
       qDataType: 'f16',
     });
+    if (c.decodes) expect(attn.decodeRequests).toEqual(c.decodes);
+    if (c.name.startsWith('decode only')) expect(attn.decodeRequests).toEqual({ first: 0, count: 3 });
     const out = ctx.full([rows, c.hq, c.d], 'f16', Number.NaN);
     const [o, lse] = await ctx.checkErrors(() => attn.run(ctx.tensor(q, [rows, c.hq, c.d], 'f16'), upload(f, c.layout, c.page, c.hkv, c.d), { out, vScale: c.vScale, logitsSoftCap: c.softCap }));
     const want = expected(q, f, c.qoLens, c.kvLens, c.hq, c.hkv, c.d, { causal: c.causal, logitsSoftCap: c.softCap, vScale: c.vScale });
@@ -132,7 +137,7 @@ describe('BatchAttention', () => {
     expect(() => attn.plan({ ...base, kvLenArr: [4, 4] })).toThrow(/kvLenArr: has 2 entries/);
     expect(() => attn.plan({ ...base, headDimQk: 512, headDimVo: 512 })).toThrow(/head dims above 256/);
     attn.plan(base);
-    expect(() => attn.run(ctx.empty([1, 2, 64], 'f16'), ctx.empty([1, 2, 4, 2, 64], 'f16'), { logitsSoftCap: 30 })).toThrow(/logitsSoftCap 30 at run but 0 at plan/);
+    expect(() => attn.run(ctx.empty([1, 2, 64], 'f16'), ctx.empty([1, 2, 4, 2, 64], 'f16'), { logitsSoftCap: 30 })).toThrow(/logitsSoftCap 30 differs from the planned 0/);
     attn.destroy();
   });
 });

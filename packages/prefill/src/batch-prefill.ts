@@ -123,6 +123,7 @@ abstract class PrefillWrapperBase {
       targetWorkgroups: opts.targetWorkgroups,
       tile: opts.debugTile,
       experimentalTensorCores: opts.debugExperimentalTensorCores,
+      skip: opts.skipRequests,
     });
   }
 

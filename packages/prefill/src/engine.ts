@@ -65,6 +65,8 @@ export interface EnginePlanArgs {
   targetWorkgroups?: number;
   /** Tests/bench: force a tile [rows, keys, wide?] of the f32 kernel. */
   tile?: [number, number, ('none' | 'kv' | 'all')?];
+  /** Requests this plan leaves to another kernel: no work items, their rows are not written. */
+  skip?: Uint8Array;
   /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
   experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
 }
@@ -167,6 +169,7 @@ export class PrefillEngine {
       targetWorkgroups: a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS,
       fixedSplitSize: a.fixedSplitSize,
       disableSplitKv: a.disableSplitKv,
+      skip: a.skip,
     });
     const rows = a.qoIndptr[a.qoIndptr.length - 1];
     // Plan buffer (u32 words): work items | page indices | slot indptr.

@@ -58,6 +58,8 @@ export interface PrefillPlanOptions {
   targetWorkgroups?: number;
   /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
   debugTile?: [number, number, ('none' | 'kv' | 'all')?];
+  /** webinfer extension (BatchAttention): requests (1 = skip) whose rows another kernel writes. */
+  skipRequests?: Uint8Array;
   /** Bench only: run the tensor-core kernel, which does not pass verification yet. */
   debugExperimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
 }

@@ -22,6 +22,8 @@ export interface PrefillScheduleInput {
   targetWorkgroups: number;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
+  /** Requests to leave out (another kernel writes their rows; BatchAttention's decodes). */
+  skip?: Uint8Array;
 }
 
 export interface PrefillSchedule {
@@ -41,7 +43,7 @@ export function schedulePrefill(s: PrefillScheduleInput): PrefillSchedule {
   const B = s.kvLens.length;
   const G = s.groupSize;
   const rows = s.qoIndptr[B];
-  const tilesOf = (b: number) => Math.ceil(((s.qoIndptr[b + 1] - s.qoIndptr[b]) * G) / s.rowsPerTile);
+  const tilesOf = (b: number) => (s.skip?.[b] ? 0 : Math.ceil(((s.qoIndptr[b + 1] - s.qoIndptr[b]) * G) / s.rowsPerTile));
   let tiles = 0;
   for (let b = 0; b < B; b++) tiles += tilesOf(b);
 
