@@ -355,3 +355,17 @@ export function wgslPagedAddress(prefix: string, params = 'params'): string {
   return ${params}.${prefix}_offset + page * ${params}.${prefix}_stride_page + slot * ${params}.${prefix}_stride_slot + head * ${params}.${prefix}_stride_head;
 }`;
 }
+
+/**
+ * Geometry of a paged cache given in any of its forms (one tensor `[P, 2, ...]`, `{k, v}` or a
+ * pair), read from K: what the block-table entry points need before they plan.
+ */
+export function pagedCacheGeometry(
+  kvCache: PagedKVCacheInput,
+  layout: KVLayout,
+): { k: Tensor; numKvHeads: number; pageSize: number; headDim: number } {
+  const k = 'k' in kvCache ? kvCache.k : Array.isArray(kvCache) ? kvCache[0] : (kvCache as Tensor).select(1, 0);
+  if (k.rank !== 4) throw new ShapeError(`expected K pages of rank 4, got [${k.shape.join(', ')}]`, 'kvCache');
+  const [, a, b, headDim] = k.shape;
+  return { k, numKvHeads: layout === 'HND' ? a : b, pageSize: layout === 'HND' ? b : a, headDim };
+}

@@ -75,6 +75,21 @@ export class Workspace {
   }
 
   /**
+   * Regions for split-KV partial states (f32 outputs `[slots, heads, headDim]` and LSEs
+   * `[slots, heads]`), or undefined when nothing is split. Errors when they would reach past what
+   * one binding may hold (kernels bind the workspace once, from its base).
+   */
+  carveSplitKV(numSlots: number, numHeads: number, headDim: number, maxBindingSize: number): { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined {
+    if (numSlots === 0) return undefined;
+    const regions = this.carve({ partialO: numSlots * numHeads * headDim * 4, partialLse: numSlots * numHeads * 4 });
+    const end = regions.partialLse.offset + regions.partialLse.size - this.base;
+    if (end > maxBindingSize) {
+      throw new ValueError(`split-KV partial states need ${end} bytes, more than one binding holds; use a smaller fixedSplitSize or disableSplitKv`, 'fixedSplitSize');
+    }
+    return regions;
+  }
+
+  /**
    * The whole workspace from its base, as kernels that address regions by offset bind it: no
    * more than one binding may hold (plans never place regions beyond that).
    */

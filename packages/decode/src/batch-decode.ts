@@ -332,20 +332,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     words.set(split.slotIndptr, slotIndptrOffset);
     this.uploadPlan(words);
 
-    const regions =
-      split.numSlots > 0
-        ? this.workspace.carve({
-            partialO: split.numSlots * args.numQoHeads * args.headDim * 4,
-            partialLse: split.numSlots * args.numQoHeads * 4,
-          })
-        : undefined;
-
-    if (regions) {
-      const end = regions.partialLse.offset + regions.partialLse.size - this.workspace.base;
-      if (end > this.ctx.limits.maxStorageBufferBindingSize) {
-        throw new ValueError(`split-KV partial states need ${end} bytes, more than one binding holds; use a smaller fixedSplitSize`, 'fixedSplitSize');
-      }
-    }
+    const regions = this.workspace.carveSplitKV(split.numSlots, args.numQoHeads, args.headDim, this.ctx.limits.maxStorageBufferBindingSize);
     this.current = {
       batchSize: kvLens.length,
       rows,

@@ -10,6 +10,7 @@ import {
   ShapeError,
   type Tensor,
   ValueError,
+  pagedCacheGeometry,
   parseKVLayout,
 } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from './batch-decode';
@@ -105,10 +106,7 @@ export function trtllmBatchDecodeWithKVCache(
   const layout = parseKVLayout(options.kvLayout ?? 'HND');
   if (query.rank !== 3) throw new ShapeError(`expected [num_tokens, Hq, D], got [${query.shape.join(', ')}]`, 'query');
   checkMaxLen(seqLens, maxSeqLen, 'seqLens');
-  const kT = 'k' in kvCache ? kvCache.k : Array.isArray(kvCache) ? kvCache[0] : (kvCache as Tensor).select(1, 0);
-  const [, a, b, headDim] = kT.shape;
-  const numKvHeads = layout === 'HND' ? a : b;
-  const pageSize = layout === 'HND' ? b : a;
+  const { k: kT, numKvHeads, pageSize, headDim } = pagedCacheGeometry(kvCache, layout);
   const wrapper = new BatchDecodeWithPagedKVCacheWrapper(query.ctx, workspaceBuffer, { kvLayout: layout });
   try {
     wrapper.plan({

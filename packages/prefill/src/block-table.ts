@@ -11,6 +11,7 @@ import {
   ShapeError,
   type Tensor,
   ValueError,
+  pagedCacheGeometry,
   parseKVLayout,
   validateIndptr,
 } from '@webinfer/core-buffers';
@@ -77,10 +78,7 @@ export function trtllmBatchContextWithKVCache(
   }
   checkLens(Array.from({ length: batchSize }, (_, b) => qoIndptr[b + 1] - qoIndptr[b]), maxQLen, 'cumSeqLensQ');
   checkLens(seqLens, maxKvLen, 'seqLens');
-  const kT = 'k' in kvCache ? kvCache.k : Array.isArray(kvCache) ? kvCache[0] : (kvCache as Tensor).select(1, 0);
-  const [, a, b, headDim] = kT.shape;
-  const numKvHeads = layout === 'HND' ? a : b;
-  const pageSize = layout === 'HND' ? b : a;
+  const { k: kT, numKvHeads, pageSize, headDim } = pagedCacheGeometry(kvCache, layout);
   const wrapper = new BatchPrefillWithPagedKVCacheWrapper(query.ctx, workspaceBuffer, { kvLayout: layout });
   try {
     wrapper.plan({

@@ -185,19 +185,7 @@ export class PrefillEngine {
       bytes.set(a.mask.packed);
       this.maskBuffer = this.upload(this.maskBuffer, new Uint32Array(bytes.buffer), 'mask');
     }
-    const regions =
-      sched.numSlots > 0
-        ? this.workspace.carve({
-            partialO: sched.numSlots * a.numQoHeads * a.headDimVo * 4,
-            partialLse: sched.numSlots * a.numQoHeads * 4,
-          })
-        : undefined;
-    if (regions) {
-      const end = regions.partialLse.offset + regions.partialLse.size - this.workspace.base;
-      if (end > ctx.limits.maxStorageBufferBindingSize) {
-        throw new ValueError(`split-KV partial states need ${end} bytes, more than one binding holds; use a smaller fixedSplitSize or disableSplitKv`, 'fixedSplitSize');
-      }
-    }
+    const regions = this.workspace.carveSplitKV(sched.numSlots, a.numQoHeads, a.headDimVo, ctx.limits.maxStorageBufferBindingSize);
     this.current = {
       ...a,
       rows,
