@@ -224,7 +224,9 @@ export class BatchAttention {
 
   /** The seed example's call: `forward(q, k, v)` with paged K and V; returns o. */
   forward(q: Tensor, k: Tensor, v: Tensor): Tensor {
-    return this.run(q, { k, v })[0];
+    const [o, lse] = this.run(q, { k, v });
+    lse.destroy(); // submitted already; WebGPU frees it once the work is done
+    return o;
   }
 
   /** Releases the wrapper's buffers and the workspace it made (not a caller's). */

@@ -133,6 +133,7 @@ describe('BatchPrefillWithRaggedKVCacheWrapper', () => {
     { qoLens: [40, 7], kvLens: [70, 7], hq: 2, hkv: 1, dqk: 192, dvo: 128, causal: true, pos: 'NONE' as PosEncodingMode, softCap: 0 },
     { qoLens: [17, 30, 3], kvLens: [17, 81, 50], hq: 4, hkv: 2, dqk: 64, dvo: 64, causal: false, pos: 'ALIBI' as PosEncodingMode, softCap: 0 },
     { qoLens: [25, 9], kvLens: [60, 9], hq: 4, hkv: 4, dqk: 128, dvo: 128, causal: true, pos: 'NONE' as PosEncodingMode, softCap: 50 },
+    { qoLens: [3, 6], kvLens: [0, 11], hq: 2, hkv: 1, dqk: 64, dvo: 64, causal: false, pos: 'NONE' as PosEncodingMode, softCap: 0 }, // no KV at all: o = 0, lse = -inf
   ])('qo $qoLens kv $kvLens D $dqk/$dvo causal $causal $pos cap $softCap', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
