@@ -86,7 +86,10 @@ describe('BatchAttention', () => {
     if (c.decodes) expect(attn.decodeRequests).toEqual(c.decodes);
     if (c.name.startsWith('decode only')) expect(attn.decodeRequests).toEqual({ first: 0, count: 3 });
     const out = ctx.full([rows, c.hq, c.d], 'f16', Number.NaN);
-    const [o, lse] = await ctx.checkErrors(() => attn.run(ctx.tensor(q, [rows, c.hq, c.d], 'f16'), upload(f, c.layout, c.page, c.hkv, c.d), { out, vScale: c.vScale, logitsSoftCap: c.softCap }));
+    const lsePoisoned = ctx.full([rows, c.hq], 'f32', Number.NaN);
+    const [o, lse] = await ctx.checkErrors(() =>
+      attn.run(ctx.tensor(q, [rows, c.hq, c.d], 'f16'), upload(f, c.layout, c.page, c.hkv, c.d), { out, lse: lsePoisoned, vScale: c.vScale, logitsSoftCap: c.softCap }),
+    );
     const want = expected(q, f, c.qoLens, c.kvLens, c.hq, c.hkv, c.d, { causal: c.causal, logitsSoftCap: c.softCap, vScale: c.vScale });
     const ro = compareClose(await o.toArray(), want.o, { rtol: 2e-3, atol: 2e-3 });
     const rl = compareClose(await lse.toArray(), want.lse, { rtol: 1e-3, atol: 2e-3 });
@@ -161,7 +164,10 @@ describe('BatchAttentionWithAttentionSinkWrapper', () => {
     const w = new BatchAttentionWithAttentionSinkWrapper(ctx, workspace, { qDataType: 'f16', headDimQk: d, headDimVo: d, windowLeft: c.windowLeft, posEncodingMode: c.pos });
     w.plan({ qoIndptr: cumsum(qoLens), pagedKvIndptr: f.indptr, pagedKvIndices: f.indices, pagedKvLastPageLen: f.lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDimQk: d, pageSize: page, causal: c.causal });
     const smScale = 0.1;
-    const [o, lse] = await ctx.checkErrors(() => w.runReturnLse(ctx.tensor(q, [rows, hq, d], 'f16'), upload(f, 'NHD', page, hkv, d), ctx.tensor(sinks, [hq], 'f32'), smScale));
+    const [o, lse] = await ctx.checkErrors(() => w.runReturnLse(ctx.tensor(q, [rows, hq, d], 'f16'), upload(f, 'NHD', page, hkv, d), ctx.tensor(sinks, [hq], 'f32'), smScale, {
+        out: ctx.full([rows, hq, d], 'f16', Number.NaN),
+        lse: ctx.full([rows, hq], 'f32', Number.NaN),
+      }));
     const want = expected(q, f, qoLens, kvLens, hq, hkv, d, { causal: c.causal, windowLeft: c.windowLeft, posEncodingMode: c.pos, smScale, sinks });
     const tol = c.pos === 'ROPE_LLAMA' ? 4e-3 : 2e-3;
     const ro = compareClose(await o.toArray(), want.o, { rtol: tol, atol: tol });

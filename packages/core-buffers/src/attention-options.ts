@@ -74,3 +74,10 @@ export function checkAlibiSoftCap(posEncoding: PosEncodingMode, softCap: number)
     throw new UnsupportedFeatureError('ALiBi with a logits soft cap is not supported (FlashInfer applies sm_scale twice there)', 'logitsSoftCap');
   }
 }
+
+/** Per-request lengths within [0, max] (the block-table entry points' max_seq_len arguments). */
+export function checkLengths(lens: ArrayLike<number>, max: number, argument: string): void {
+  for (let i = 0; i < lens.length; i++) {
+    if (!(lens[i] >= 0 && lens[i] <= max)) throw new ValueError(`request ${i} has length ${lens[i]}, outside [0, ${max}]`, argument);
+  }
+}

@@ -12,5 +12,6 @@ export * from './merge-states';
 export * from './schedule';
 export * from './attention-options';
 export * from './dispatch-cache';
+export * from './growable-buffer';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';

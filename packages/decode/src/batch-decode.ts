@@ -7,6 +7,7 @@
 import {
   type CompiledKernel as CompiledKernelRef,
   DispatchCache,
+  GrowableBuffer,
   type FloatDType,
   type GpuContext,
   type IntArray,
@@ -26,6 +27,7 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  pagedAddressingValues,
   parseKVLayout,
   planSplitKV,
   resolvePagedKVCache,
@@ -206,8 +208,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   readonly useTensorCores: boolean;
   readonly useCudaGraph: boolean;
   private readonly workspace: Workspace;
-  private planBuffer: GPUBuffer | undefined;
-  private lseScratch: GPUBuffer | undefined;
+  private readonly planBuf: GrowableBuffer;
+  private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
   private readonly dispatch: DispatchCache;
   private destroyed = false;
@@ -220,6 +222,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.useCudaGraph = options.useCudaGraph ?? false;
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, 'decode/params');
+    this.planBuf = new GrowableBuffer(ctx, 'decode/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
+    this.lseScratch = new GrowableBuffer(ctx, 'decode/lse-scratch', GPUBufferUsage.STORAGE);
   }
 
   /** Number of query rows the current plan expects. */
@@ -330,7 +334,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     }
     words.set(indices, indicesOffset);
     words.set(split.slotIndptr, slotIndptrOffset);
-    this.uploadPlan(words);
+    this.planBuf.upload(words);
 
     const regions = this.workspace.carveSplitKV(split.numSlots, args.numQoHeads, args.headDim, this.ctx.limits.maxStorageBufferBindingSize);
     this.current = {
@@ -415,28 +419,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       return undefined;
     }
     return config;
-  }
-
-  private uploadPlan(words: Uint32Array): void {
-    const bytes = Math.max(16, Math.ceil(words.byteLength / 16) * 16);
-    if (!this.planBuffer || this.planBuffer.size < bytes) {
-      this.planBuffer?.destroy();
-      this.planBuffer = this.ctx.device.createBuffer({
-        label: 'decode/plan',
-        size: Math.max(bytes, 4096),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-      });
-    }
-    this.ctx.device.queue.writeBuffer(this.planBuffer, 0, words as Uint32Array<ArrayBuffer>);
-  }
-
-  private lseScratchFor(bytes: number): GPUBuffer {
-    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
-    if (!this.lseScratch || this.lseScratch.size < size) {
-      this.lseScratch?.destroy();
-      this.lseScratch = this.ctx.device.createBuffer({ label: 'decode/lse-scratch', size, usage: GPUBufferUsage.STORAGE });
-    }
-    return this.lseScratch;
   }
 
   run(q: Tensor, pagedKvCache: PagedKVCacheInput, options: BatchDecodeRunOptions & { returnLse: true }): [Tensor, Tensor];
@@ -533,14 +515,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         num_qo_heads: p.numQoHeads,
         page_size: p.pageSize,
         page_shift: Math.log2(p.pageSize) % 1 === 0 ? Math.log2(p.pageSize) : 0,
-        k_offset: kOffset,
-        k_stride_page: cache.kAddr.stridePage,
-        k_stride_slot: cache.kAddr.strideSlot,
-        k_stride_head: cache.kAddr.strideHead,
-        v_offset: vOffset,
-        v_stride_page: cache.vAddr.stridePage,
-        v_stride_slot: cache.vAddr.strideSlot,
-        v_stride_head: cache.vAddr.strideHead,
+        ...pagedAddressingValues('k', { ...cache.kAddr, offset: kOffset }),
+        ...pagedAddressingValues('v', { ...cache.vAddr, offset: vOffset }),
         q_offset: qBind.elementOffset,
         q_stride_row: q.strides[0],
         q_stride_head: q.strides[1],
@@ -560,7 +536,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         groups_x: groups[0],
     };
     const uniform = this.dispatch.uniform(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
-    const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
+    const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(p.rows * p.numQoHeads * 4);
     // The kernel addresses partial states relative to the workspace base.
     const wsBinding = this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize);
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
@@ -569,7 +545,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       qBind.binding,
       kBind.binding,
       vBind.binding,
-      whole(this.planBuffer!),
+      whole(this.planBuf.buffer!),
       options.sinks ? options.sinks.binding('sinks').binding : qBind.binding,
       whole(out.buffer),
       whole(lseBinding),
@@ -582,7 +558,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       mergeUniform = encodeSplitKVMerge(ctx, encoder, {
         partialO: this.workspace.binding(p.regions.partialO),
         partialLse: this.workspace.binding(p.regions.partialLse),
-        indptr: this.planBuffer!,
+        indptr: this.planBuf.buffer!,
         indptrOffset: p.slotIndptrOffset,
         numRows: p.rows,
         numHeads: p.numQoHeads,
@@ -611,11 +587,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.planBuffer?.destroy();
-    this.lseScratch?.destroy();
+    this.planBuf.destroy();
+    this.lseScratch.destroy();
     this.dispatch.destroy();
-    this.planBuffer = undefined;
-    this.lseScratch = undefined;
     this.current = undefined;
   }
 

@@ -8,8 +8,8 @@ import {
   type KVLayout,
   type PagedKVCacheInput,
   ShapeError,
+  checkLengths,
   type Tensor,
-  ValueError,
   pagedCacheGeometry,
   parseKVLayout,
 } from '@webinfer/core-buffers';
@@ -46,7 +46,7 @@ export function cudnnBatchDecodeWithKVCache(
   if (q.rank !== 3) throw new ShapeError(`expected [B, Hq, D], got [${q.shape.join(', ')}]`, 'q');
   if (kCache.rank !== 4) throw new ShapeError(`expected [P, Hkv, page, D], got [${kCache.shape.join(', ')}]`, 'kCache');
   const [, numKvHeads, pageSize, headDim] = kCache.shape;
-  checkMaxLen(options.actualSeqLensKv, options.maxSequenceKv, 'actualSeqLensKv');
+  checkLengths(options.actualSeqLensKv, options.maxSequenceKv, 'actualSeqLensKv');
   const wrapper = new BatchDecodeWithPagedKVCacheWrapper(q.ctx, workspaceBuffer, { kvLayout: 'HND' });
   try {
     wrapper.plan({
@@ -105,7 +105,7 @@ export function trtllmBatchDecodeWithKVCache(
 ): Tensor | [Tensor, Tensor] {
   const layout = parseKVLayout(options.kvLayout ?? 'HND');
   if (query.rank !== 3) throw new ShapeError(`expected [num_tokens, Hq, D], got [${query.shape.join(', ')}]`, 'query');
-  checkMaxLen(seqLens, maxSeqLen, 'seqLens');
+  checkLengths(seqLens, maxSeqLen, 'seqLens');
   const { k: kT, numKvHeads, pageSize, headDim } = pagedCacheGeometry(kvCache, layout);
   const wrapper = new BatchDecodeWithPagedKVCacheWrapper(query.ctx, workspaceBuffer, { kvLayout: layout });
   try {
@@ -138,8 +138,3 @@ export function trtllmBatchDecodeWithKVCache(
   }
 }
 
-function checkMaxLen(lens: IntArray, max: number, argument: string): void {
-  for (let i = 0; i < lens.length; i++) {
-    if (lens[i] > max) throw new ValueError(`request ${i} has length ${lens[i]} > the given maximum ${max}`, argument);
-  }
-}

@@ -9,6 +9,7 @@ import {
   type KVLayout,
   type PagedKVCacheInput,
   ShapeError,
+  checkLengths,
   type Tensor,
   ValueError,
   pagedCacheGeometry,
@@ -33,11 +34,6 @@ export interface TrtllmBatchContextOptions {
   encoder?: GPUCommandEncoder;
 }
 
-function checkLens(lens: IntArray, max: number, argument: string): void {
-  for (let i = 0; i < lens.length; i++) {
-    if (lens[i] < 0 || lens[i] > max) throw new ValueError(`request ${i} has length ${lens[i]}, outside [0, ${max}]`, argument);
-  }
-}
 
 /**
  * TRT-LLM-style context (prefill) attention: query `[T, Hq, D]` with rows per request from
@@ -76,8 +72,8 @@ export function trtllmBatchContextWithKVCache(
       throw new ValueError(`request ${b}: cumSeqLensKv gives ${kvIndptr[b + 1] - kvIndptr[b]} tokens but seqLens says ${seqLens[b]}`, 'cumSeqLensKv');
     }
   }
-  checkLens(Array.from({ length: batchSize }, (_, b) => qoIndptr[b + 1] - qoIndptr[b]), maxQLen, 'cumSeqLensQ');
-  checkLens(seqLens, maxKvLen, 'seqLens');
+  checkLengths(Array.from({ length: batchSize }, (_, b) => qoIndptr[b + 1] - qoIndptr[b]), maxQLen, 'cumSeqLensQ');
+  checkLengths(seqLens, maxKvLen, 'seqLens');
   const { k: kT, numKvHeads, pageSize, headDim } = pagedCacheGeometry(kvCache, layout);
   const wrapper = new BatchPrefillWithPagedKVCacheWrapper(query.ctx, workspaceBuffer, { kvLayout: layout });
   try {
@@ -153,8 +149,8 @@ export function cudnnBatchPrefillWithKVCache(
   const lensKv = Int32Array.from(options.actualSeqLensKv as ArrayLike<number>);
   const B = lensQ.length;
   if (lensKv.length !== B) throw new ShapeError(`has ${lensKv.length} entries, expected ${B} (as actualSeqLensQ)`, 'actualSeqLensKv');
-  checkLens(lensQ, options.maxTokenPerSequence, 'actualSeqLensQ');
-  checkLens(lensKv, options.maxSequenceKv, 'actualSeqLensKv');
+  checkLengths(lensQ, options.maxTokenPerSequence, 'actualSeqLensQ');
+  checkLengths(lensKv, options.maxSequenceKv, 'actualSeqLensKv');
   const qoIndptr = new Int32Array(B + 1);
   const kvIndptr = new Int32Array(B + 1);
   for (let b = 0; b < B; b++) {

@@ -10,12 +10,11 @@
 import {
   type CompiledKernel,
   DispatchCache,
-  type FloatDType,
+  GrowableBuffer,
   type GpuContext,
   LayoutError,
   type PagedAddressing,
   PlanMismatchError,
-  type PosEncodingMode,
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
@@ -25,8 +24,10 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  pagedAddressingValues,
   parseScale,
 } from '@webinfer/core-buffers';
+import type { ParsedPrefillOptions } from './options';
 import { schedulePrefill } from './schedule';
 import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms } from './shaders/prefill-common';
 import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
@@ -35,29 +36,16 @@ import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, 
 /** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, long KV is split. */
 export const DEFAULT_TARGET_WORKGROUPS = 264;
 
-export interface EnginePlanArgs {
+/** The parsed options plus the request tables (page-level for paged, one page per request for ragged). */
+export interface EnginePlanArgs extends ParsedPrefillOptions {
   qoIndptr: Int32Array;
   kvLens: Int32Array;
   /** Per request, the index of its first page in `indices`. */
   pageBase: Int32Array;
   indices: Int32Array;
   pageSize: number;
-  numQoHeads: number;
-  numKvHeads: number;
-  headDimQk: number;
-  headDimVo: number;
-  causal: boolean;
   /** Packed little-endian mask bytes and per-request byte offsets, or undefined. */
   mask: { packed: Uint8Array; byteIndptr: Int32Array } | undefined;
-  posEncoding: PosEncodingMode;
-  windowLeft: number;
-  softCap: number;
-  smScale: number;
-  ropeScale: number;
-  ropeTheta: number;
-  qDtype: FloatDType;
-  kvDtype: FloatDType;
-  oDtype: FloatDType;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
   /** true is refused for now (see chooseKernel); false or undefined: the f32 path. */
@@ -114,9 +102,9 @@ interface Plan extends EnginePlanArgs {
 export class PrefillEngine {
   private readonly workspace: Workspace;
   private readonly dispatch: DispatchCache;
-  private planBuffer: GPUBuffer | undefined;
-  private maskBuffer: GPUBuffer | undefined;
-  private lseScratch: GPUBuffer | undefined;
+  private readonly planBuf: GrowableBuffer;
+  private readonly maskBuf: GrowableBuffer;
+  private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
 
   constructor(
@@ -126,6 +114,10 @@ export class PrefillEngine {
   ) {
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, `${label}/params`);
+    const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+    this.planBuf = new GrowableBuffer(ctx, `${label}/plan`, storage, 4096);
+    this.maskBuf = new GrowableBuffer(ctx, `${label}/mask`, storage, 4096);
+    this.lseScratch = new GrowableBuffer(ctx, `${label}/lse-scratch`, GPUBufferUsage.STORAGE);
   }
 
   get plan(): Plan | undefined {
@@ -179,11 +171,11 @@ export class PrefillEngine {
     words.set(sched.work, 0);
     words.set(a.indices, indicesOffset);
     words.set(sched.slotIndptr, slotIndptrOffset);
-    this.planBuffer = this.upload(this.planBuffer, words, 'plan');
+    this.planBuf.upload(words);
     if (a.mask) {
       const bytes = new Uint8Array(Math.max(16, Math.ceil(a.mask.packed.length / 16) * 16));
       bytes.set(a.mask.packed);
-      this.maskBuffer = this.upload(this.maskBuffer, new Uint32Array(bytes.buffer), 'mask');
+      this.maskBuf.upload(new Uint32Array(bytes.buffer));
     }
     const regions = this.workspace.carveSplitKV(sched.numSlots, a.numQoHeads, a.headDimVo, ctx.limits.maxStorageBufferBindingSize);
     this.current = {
@@ -249,26 +241,6 @@ export class PrefillEngine {
     );
   }
 
-  private upload(existing: GPUBuffer | undefined, words: Uint32Array, name: string): GPUBuffer {
-    const bytes = Math.max(16, words.byteLength);
-    let buffer = existing;
-    if (!buffer || buffer.size < bytes) {
-      buffer?.destroy();
-      buffer = this.ctx.device.createBuffer({ label: `${this.label}/${name}`, size: Math.max(bytes, 4096), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    }
-    this.ctx.device.queue.writeBuffer(buffer, 0, words as Uint32Array<ArrayBuffer>);
-    return buffer;
-  }
-
-  private lseScratchFor(bytes: number): GPUBuffer {
-    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
-    if (!this.lseScratch || this.lseScratch.size < size) {
-      this.lseScratch?.destroy();
-      this.lseScratch = this.ctx.device.createBuffer({ label: `${this.label}/lse-scratch`, size, usage: GPUBufferUsage.STORAGE });
-    }
-    return this.lseScratch;
-  }
-
   run(r: EngineRunArgs): Tensor | [Tensor, Tensor] {
     const ctx = this.ctx;
     const p = this.current;
@@ -327,14 +299,8 @@ export class PrefillEngine {
         num_kv_heads: p.numKvHeads,
         num_qo_heads: p.numQoHeads,
         page_size: p.pageSize,
-        k_offset: r.k.addr.offset - r.k.tensor.offset + kBind.elementOffset,
-        k_stride_page: r.k.addr.stridePage,
-        k_stride_slot: r.k.addr.strideSlot,
-        k_stride_head: r.k.addr.strideHead,
-        v_offset: r.v.addr.offset - r.v.tensor.offset + vBind.elementOffset,
-        v_stride_page: r.v.addr.stridePage,
-        v_stride_slot: r.v.addr.strideSlot,
-        v_stride_head: r.v.addr.strideHead,
+        ...pagedAddressingValues('k', { ...r.k.addr, offset: r.k.addr.offset - r.k.tensor.offset + kBind.elementOffset }),
+        ...pagedAddressingValues('v', { ...r.v.addr, offset: r.v.addr.offset - r.v.tensor.offset + vBind.elementOffset }),
         q_offset: qBind.elementOffset,
         q_stride_row: q.strides[0],
         q_stride_head: q.strides[1],
@@ -355,7 +321,7 @@ export class PrefillEngine {
       }),
       Boolean(r.encoder),
     );
-    const lseBinding = lse ? lse.buffer : this.lseScratchFor(p.rows * p.numQoHeads * 4);
+    const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(p.rows * p.numQoHeads * 4);
     const wsBinding = this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize);
     const whole = (buffer: GPUBuffer): GPUBufferBinding => ({ buffer });
     const sinksBind = r.sinks?.binding('sinks');
@@ -364,12 +330,12 @@ export class PrefillEngine {
       qBind.binding,
       kBind.binding,
       vBind.binding,
-      whole(this.planBuffer!),
-      whole(this.maskBuffer ?? this.planBuffer!),
+      whole(this.planBuf.buffer!),
+      whole(this.maskBuf.buffer ?? this.planBuf.buffer!),
       whole(out.buffer),
       whole(lseBinding),
       wsBinding,
-      sinksBind ? sinksBind.binding : whole(this.planBuffer!),
+      sinksBind ? sinksBind.binding : whole(this.planBuf.buffer!),
     ]);
     const encoder = r.encoder ?? ctx.device.createCommandEncoder({ label: this.label });
     if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
@@ -378,7 +344,7 @@ export class PrefillEngine {
       mergeUniform = encodeSplitKVMerge(ctx, encoder, {
         partialO: this.workspace.binding(p.regions.partialO),
         partialLse: this.workspace.binding(p.regions.partialLse),
-        indptr: this.planBuffer!,
+        indptr: this.planBuf.buffer!,
         indptrOffset: p.slotIndptrOffset,
         numRows: p.rows,
         numHeads: p.numQoHeads,
@@ -399,13 +365,10 @@ export class PrefillEngine {
   }
 
   destroy(): void {
-    this.planBuffer?.destroy();
-    this.maskBuffer?.destroy();
-    this.lseScratch?.destroy();
+    this.planBuf.destroy();
+    this.maskBuf.destroy();
+    this.lseScratch.destroy();
     this.dispatch.destroy();
-    this.planBuffer = undefined;
-    this.maskBuffer = undefined;
-    this.lseScratch = undefined;
     this.current = undefined;
   }
 }

@@ -26,6 +26,8 @@ interface PagedCase {
   kvDtype?: FloatDType;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
+  qScale?: number;
+  oDtype?: 'f16' | 'f32' | 'bf16';
 }
 
 const pagedCases: PagedCase[] = [
@@ -38,6 +40,7 @@ const pagedCases: PagedCase[] = [
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64 }, // forced split
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, disableSplitKv: true },
   { qoLens: [10, 6], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'pair', causal: true, kvDtype: 'fp8_e4m3' },
+  { qoLens: [7, 19], kvLens: [33, 90], page: 8, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'one', causal: true, qScale: 0.5, oDtype: 'f32', fixedSplitSize: 32 },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
@@ -83,11 +86,15 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       kvDataType: kvDtype,
       fixedSplitSize: c.fixedSplitSize,
       disableSplitKv: c.disableSplitKv,
+      oDataType: c.oDtype,
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);
-    const out = ctx.full([rows, c.hq, c.d], 'f16', Number.NaN);
-    const [o, lse] = await ctx.checkErrors(() => wrapper.runReturnLse(ctx.tensor(qHost, [rows, c.hq, c.d], 'f16'), cache, { out }));
+    const out = ctx.full([rows, c.hq, c.d], c.oDtype ?? 'f16', Number.NaN);
+    const lsePoisoned = ctx.full([rows, c.hq], 'f32', Number.NaN);
+    const [o, lse] = await ctx.checkErrors(() =>
+      wrapper.runReturnLse(ctx.tensor(qHost, [rows, c.hq, c.d], 'f16'), cache, { out, lse: lsePoisoned, qScale: c.qScale }),
+    );
     const reqs: RequestData[] = c.qoLens.map((qo, b) => ({
       q: qHost.subarray(qoIndptr[b] * c.hq * c.d, qoIndptr[b + 1] * c.hq * c.d),
       k: f.k[b],
@@ -96,8 +103,13 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       kvLen: c.kvLens[b],
       mask: masks?.[b],
     }));
-    const want = expectedBatch(reqs, { numQoHeads: c.hq, numKvHeads: c.hkv, headDimQk: c.d, headDimVo: c.d }, { causal: c.causal, posEncodingMode: c.pos, windowLeft: c.windowLeft });
-    const tol = c.pos === 'ROPE_LLAMA' ? { rtol: 4e-3, atol: 4e-3 } : tolerance('f16', kvDtype);
+    const want = expectedBatch(reqs, { numQoHeads: c.hq, numKvHeads: c.hkv, headDimQk: c.d, headDimVo: c.d }, {
+      causal: c.causal,
+      posEncodingMode: c.pos,
+      windowLeft: c.windowLeft,
+      smScale: (c.qScale ?? 1) / Math.sqrt(c.d),
+    });
+    const tol = c.pos === 'ROPE_LLAMA' ? { rtol: 4e-3, atol: 4e-3 } : tolerance(c.oDtype ?? 'f16', kvDtype);
     const ro = compareClose(await o.toArray(), want.o, tol);
     const rl = compareClose(await lse.toArray(), want.lse, { rtol: 1e-3, atol: 2e-3 });
     expect(ro.ok, `seed ${seed}: ${JSON.stringify(ro)}`).toBe(true);

@@ -34,6 +34,9 @@ describe('block-table prefill entry points', () => {
     const [o, lse] = (await ctx.checkErrors(() =>
       trtllmBatchContextWithKVCache(ctx.tensor(qHost, [rows, hq, d], 'f16'), cache, ctx.empty([8 << 20], 'u8'), blockTables, kvLens, 32, 512, bmm1, bmm2, 3, qo, cumsum(kvLens), {
         sinks: ctx.tensor(sinks, [hq], 'f32'),
+        // Poisoned outputs: an element the kernels never write stays NaN and fails.
+        out: ctx.full([rows, hq, d], 'f16', Number.NaN),
+        lse: ctx.full([rows, hq], 'f32', Number.NaN),
         returnLse: true,
       }),
     )) as [import('@webinfer/core-buffers').Tensor, import('@webinfer/core-buffers').Tensor];
@@ -79,6 +82,7 @@ describe('block-table prefill entry points', () => {
         blockTables,
         causal: true,
         returnLse: true,
+        out: ctx.full([rows, hq, d], 'f16', Number.NaN),
       }),
     );
     const qo = cumsum(qoLens);

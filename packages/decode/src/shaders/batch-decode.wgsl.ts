@@ -113,8 +113,8 @@ export function batchDecodeWgsl(c: DecodeShaderConfig): string {
     let page = plan[params.indices_offset + wi.page_base + j / params.page_size];
     let slot = j % params.page_size;
     let c = idx${i} % ${KW4}u;
-    kw${i} = k_cache[(params.k_offset + page * params.k_stride_page + slot * params.k_stride_slot + kvh * params.k_stride_head) / ${E}u + c];
-    vw${i} = v_cache[(params.v_offset + page * params.v_stride_page + slot * params.v_stride_slot + kvh * params.v_stride_head) / ${E}u + c];
+    kw${i} = k_cache[k_elem(page, slot, kvh) / ${E}u + c];
+    vw${i} = v_cache[v_elem(page, slot, kvh) / ${E}u + c];
   }`);
     storeLines.push(`  if (ok${i}) { k_tile[r${i} * ${KS4}u + idx${i} % ${KW4}u] = kw${i}; v_tile[idx${i}] = vw${i}; }`);
   }

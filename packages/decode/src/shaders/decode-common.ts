@@ -3,7 +3,7 @@
  * the same bindings, so the wrapper binds them the same way), the work-item load and the logit
  * transform.
  */
-import { type PosEncodingMode, UniformSchema } from '@webinfer/core-buffers';
+import { type PosEncodingMode, UniformSchema, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
 
 export type { PosEncodingMode } from '@webinfer/core-buffers';
 
@@ -13,14 +13,8 @@ export const decodeUniforms = new UniformSchema('DecodeParams', {
   num_qo_heads: 'u32',
   page_size: 'u32',
   page_shift: 'u32',
-  k_offset: 'u32',
-  k_stride_page: 'u32',
-  k_stride_slot: 'u32',
-  k_stride_head: 'u32',
-  v_offset: 'u32',
-  v_stride_page: 'u32',
-  v_stride_slot: 'u32',
-  v_stride_head: 'u32',
+  ...pagedAddressingUniforms('k'),
+  ...pagedAddressingUniforms('v'),
   q_offset: 'u32',
   q_stride_row: 'u32',
   q_stride_head: 'u32',
@@ -59,7 +53,10 @@ export function decodeBindingsWgsl(kvLoadType: string): string {
 @group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
 
-var<workgroup> item: WorkItem;`;
+var<workgroup> item: WorkItem;
+
+${wgslPagedAddress('k')}
+${wgslPagedAddress('v')}`;
 }
 
 /** Reads work item `work` into `wi`, uniform across the workgroup (loop bounds need that). */

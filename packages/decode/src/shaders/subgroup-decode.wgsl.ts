@@ -148,8 +148,8 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
     let jj${u} = select(wi.start, j${u}, ok${u});
     let page${u} = plan[params.indices_offset + wi.page_base + ${c.pagePow2 ? `(jj${u} >> params.page_shift)` : `jj${u} / params.page_size`}];
     let slot${u} = ${c.pagePow2 ? `jj${u} & (params.page_size - 1u)` : `jj${u} % params.page_size`};
-    let kb${u} = (params.k_offset + page${u} * params.k_stride_page + slot${u} * params.k_stride_slot + kvh * params.k_stride_head) / ${EPT}u;
-    let vb${u} = (params.v_offset + page${u} * params.v_stride_page + slot${u} * params.v_stride_slot + kvh * params.v_stride_head) / ${EPT}u;`);
+    let kb${u} = k_elem(page${u}, slot${u}, kvh) / ${EPT}u;
+    let vb${u} = v_elem(page${u}, slot${u}, kvh) / ${EPT}u;`);
     for (const r of rs) {
       emit(`    let kw${u}_${r} = k_cache[kb${u} + ${r}u * ${TD}u + sl];
     let vw${u}_${r} = v_cache[vb${u} + ${r}u * ${TD}u + sl];`);

@@ -6,7 +6,7 @@
  * query row i of qo head kvh * G + g, so one tile of packed rows (all heads of a group) shares
  * every K/V tile it loads.
  */
-import { type FloatDType, type PosEncodingMode, UniformSchema } from '@webinfer/core-buffers';
+import { type FloatDType, type PosEncodingMode, UniformSchema, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
 
 export type MaskMode = 'none' | 'causal' | 'custom';
 
@@ -32,14 +32,8 @@ export const prefillUniforms = new UniformSchema('PrefillParams', {
   num_kv_heads: 'u32',
   num_qo_heads: 'u32',
   page_size: 'u32',
-  k_offset: 'u32',
-  k_stride_page: 'u32',
-  k_stride_slot: 'u32',
-  k_stride_head: 'u32',
-  v_offset: 'u32',
-  v_stride_page: 'u32',
-  v_stride_slot: 'u32',
-  v_stride_head: 'u32',
+  ...pagedAddressingUniforms('k'),
+  ...pagedAddressingUniforms('v'),
   q_offset: 'u32',
   q_stride_row: 'u32',
   q_stride_head: 'u32',
@@ -97,13 +91,13 @@ export function prefillBindingsWgsl(): string {
 
 var<workgroup> item: WorkItem;
 
+${wgslPagedAddress('k')}
+${wgslPagedAddress('v')}
 fn k_row(j: u32, base: u32, kvh: u32) -> u32 {
-  let page = plan[params.indices_offset + base + j / params.page_size];
-  return params.k_offset + page * params.k_stride_page + (j % params.page_size) * params.k_stride_slot + kvh * params.k_stride_head;
+  return k_elem(plan[params.indices_offset + base + j / params.page_size], j % params.page_size, kvh);
 }
 fn v_row(j: u32, base: u32, kvh: u32) -> u32 {
-  let page = plan[params.indices_offset + base + j / params.page_size];
-  return params.v_offset + page * params.v_stride_page + (j % params.page_size) * params.v_stride_slot + kvh * params.v_stride_head;
+  return v_elem(plan[params.indices_offset + base + j / params.page_size], j % params.page_size, kvh);
 }`;
 }
 
