@@ -7,7 +7,7 @@ import type { GpuContext } from './context';
 import { type CompiledKernel, bindGroup } from './kernel-cache';
 
 export class DispatchCache {
-  private lastUniform: { key: Uint32Array; buffer: GPUBuffer } | undefined;
+  private lastUniform: { key: Uint32Array; buffer: GPUBuffer; external: boolean } | undefined;
   private group: { kernel: CompiledKernel; entries: GPUBufferBinding[]; group: GPUBindGroup } | undefined;
 
   constructor(
@@ -17,17 +17,21 @@ export class DispatchCache {
 
   /**
    * A uniform buffer holding `bytes`. Identical values reuse the last buffer. New values get a
-   * fresh buffer rather than a rewrite, because work already encoded into a caller's pending
-   * encoder (`external`) still reads the old one; otherwise the old one is released.
+   * fresh buffer rather than a rewrite, because work already encoded into a caller's encoder
+   * (`external`: pending, or recorded into a graph) still reads the old one. A buffer that was
+   * only used by work submitted here is released; one a caller's encoder saw is left to the GC.
    */
   uniform(bytes: ArrayBuffer, external: boolean): GPUBuffer {
     const key = new Uint32Array(bytes);
     const last = this.lastUniform;
-    if (last && last.key.length === key.length && last.key.every((v, i) => v === key[i])) return last.buffer;
-    if (last && !external) last.buffer.destroy();
+    if (last && last.key.length === key.length && last.key.every((v, i) => v === key[i])) {
+      last.external ||= external;
+      return last.buffer;
+    }
+    if (last && !last.external) last.buffer.destroy();
     const buffer = this.ctx.device.createBuffer({ label: this.label, size: bytes.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.ctx.device.queue.writeBuffer(buffer, 0, bytes);
-    this.lastUniform = { key, buffer };
+    this.lastUniform = { key, buffer, external };
     this.group = undefined;
     return buffer;
   }
@@ -43,7 +47,7 @@ export class DispatchCache {
   }
 
   destroy(): void {
-    this.lastUniform?.buffer.destroy();
+    if (this.lastUniform && !this.lastUniform.external) this.lastUniform.buffer.destroy();
     this.lastUniform = undefined;
     this.group = undefined;
   }

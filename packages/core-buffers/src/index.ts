@@ -13,5 +13,6 @@ export * from './schedule';
 export * from './attention-options';
 export * from './dispatch-cache';
 export * from './growable-buffer';
+export * from './capture';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';

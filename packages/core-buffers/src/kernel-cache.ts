@@ -2,6 +2,7 @@
  * Pipelines are compiled once per (device, kernel id, shader config). The cache key is the
  * stable serialisation of the very config the WGSL is generated from, so it cannot drift.
  */
+import { noteBindGroupBuffers } from './capture';
 import type { GpuContext } from './context';
 
 /** How a kernel's bindings are declared, in binding order (all in group 0). */
@@ -126,7 +127,7 @@ function isGpuBuffer(b: BufferBinding): b is GPUBuffer {
 
 /** Bind group for `kernel` with `buffers` in binding order. */
 export function bindGroup(ctx: GpuContext, kernel: CompiledKernel, buffers: readonly BufferBinding[]): GPUBindGroup {
-  return ctx.device.createBindGroup({
+  const group = ctx.device.createBindGroup({
     label: kernel.id,
     layout: kernel.bindGroupLayout,
     entries: buffers.map((b, binding) => ({
@@ -134,6 +135,8 @@ export function bindGroup(ctx: GpuContext, kernel: CompiledKernel, buffers: read
       resource: isGpuBuffer(b) ? { buffer: b } : b,
     })),
   });
+  noteBindGroupBuffers(group, buffers.map((b) => (isGpuBuffer(b) ? b : b.buffer)));
+  return group;
 }
 
 /**

@@ -1,5 +1,8 @@
 /**
- * @webinfer/cuda-graph — not implemented yet. Will export: CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture/Graph.replay.
- * See README.md for the plan; kernels land here, on top of @webinfer/core-buffers.
+ * @webinfer/cuda-graph — capture once, replay every step: `capture()` records what webinfer
+ * wrappers encode and `Graph.replay()` re-issues it in one submit; graph-mode wrappers keep their
+ * dispatches valid across plans.
  */
-export const IMPLEMENTED = false;
+export { Graph, capture } from './graph';
+export { Recorder } from './recorder';
+export { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, type CUDAGraphBatchDecodeOptions } from './batch-decode';

@@ -5,10 +5,12 @@
  * kernel (and the merge of split chunks). Nothing waits for the GPU.
  */
 import {
+  CaptureToken,
   type CompiledKernel as CompiledKernelRef,
   DispatchCache,
   GrowableBuffer,
   type FloatDType,
+  IndexRangeError,
   type GpuContext,
   type IntArray,
   type KVLayout,
@@ -27,6 +29,7 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  noteCapture,
   pagedAddressingValues,
   parseKVLayout,
   planSplitKV,
@@ -49,6 +52,7 @@ import { type SubgroupDecodeConfig, elementsPerLoad, subgroupDecodeLayout, subgr
 import {
   DIRECT_SLOT,
   type DecodeShaderConfig,
+  PADDING_ROW,
   type PosEncodingMode,
   WORK_ITEM_WORDS,
   batchDecodeWgsl,
@@ -62,8 +66,19 @@ export const DEFAULT_TARGET_WORKGROUPS = 528;
 
 export interface BatchDecodeWrapperOptions {
   kvLayout?: KVLayout;
-  /** Accepted for API parity; fixed-size buffers for capture live in @webinfer/cuda-graph. */
+  /**
+   * Graph mode (FlashInfer's use_cuda_graph): the batch size is fixed by `lastPageLenBuffer`, every
+   * plan writes its page table into the three buffers below, and the dispatch sizes, uniforms and
+   * buffers no longer depend on the lengths, so work recorded with @webinfer/cuda-graph's
+   * `capture` stays valid across plans of the same shape.
+   */
   useCudaGraph?: boolean;
+  /** i32 `[B + 1]`; required with useCudaGraph. */
+  indptrBuffer?: Tensor;
+  /** i32 `[maxPages]`: the most pages one plan may use; required with useCudaGraph. */
+  indicesBuffer?: Tensor;
+  /** i32 `[B]`; its length fixes the batch size. Required with useCudaGraph. */
+  lastPageLenBuffer?: Tensor;
   /** FlashInfer runs decode through its prefill kernel here; webinfer's decode kernel already
    * serves all heads of a group together, so this changes no numerics. */
   useTensorCores?: boolean;
@@ -159,6 +174,32 @@ interface Plan {
   slotIndptrOffset: number;
   regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
   kvLens: Int32Array;
+  /** Graph mode: everything recorded dispatches depend on; a plan that changes it invalidates them. */
+  shapeKey: string;
+}
+
+/** The fixed buffers of graph mode (FlashInfer's paged_kv_*_buffer). */
+interface GraphBuffers {
+  batchSize: number;
+  indptr: Tensor;
+  indices: Tensor;
+  lastPageLen: Tensor;
+}
+
+function graphBuffers(options: BatchDecodeWrapperOptions): GraphBuffers | undefined {
+  if (!options.useCudaGraph) return undefined;
+  const { indptrBuffer: indptr, indicesBuffer: indices, lastPageLenBuffer: lastPageLen } = options;
+  if (!indptr) throw new ValueError('is required with useCudaGraph', 'indptrBuffer');
+  if (!indices) throw new ValueError('is required with useCudaGraph', 'indicesBuffer');
+  if (!lastPageLen) throw new ValueError('is required with useCudaGraph', 'lastPageLenBuffer');
+  lastPageLen.expect('lastPageLenBuffer', ['i32', 'u32'], [null]);
+  const batchSize = lastPageLen.shape[0];
+  indptr.expect('indptrBuffer', ['i32', 'u32'], [batchSize + 1]);
+  indices.expect('indicesBuffer', ['i32', 'u32'], [null]);
+  for (const [name, t] of [['indptrBuffer', indptr], ['indicesBuffer', indices], ['lastPageLenBuffer', lastPageLen]] as const) {
+    if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
+  }
+  return { batchSize, indptr, indices, lastPageLen };
 }
 
 /** Rows (query rows of all requests) with their KV ranges, shared with the block-table entry points. */
@@ -212,6 +253,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
   private readonly dispatch: DispatchCache;
+  private readonly graph: GraphBuffers | undefined;
+  /** Pages in the cache of the last run: graph-mode plans must stay inside it (replays check nothing). */
+  private boundPages: number | undefined;
+  private token = new CaptureToken('BatchDecodeWithPagedKVCacheWrapper');
   private destroyed = false;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchDecodeWrapperOptions = {}) {
@@ -220,6 +265,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.kvLayout = parseKVLayout(options.kvLayout ?? 'NHD');
     this.useTensorCores = options.useTensorCores ?? false;
     this.useCudaGraph = options.useCudaGraph ?? false;
+    this.graph = graphBuffers(options);
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, 'decode/params');
     this.planBuf = new GrowableBuffer(ctx, 'decode/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
@@ -289,6 +335,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       }
     }
 
+    if (this.graph) this.checkGraphPlan(kvLens.length, indices, maxPageId);
+
     const base = {
       headDim: args.headDim,
       groupSize: group,
@@ -304,24 +352,37 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const tile = args.debug?.tile ?? chooseTile(this.ctx, base);
     const subgroup = this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup);
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
+    const headGroups = subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1;
+    const targetWorkgroups = args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS;
     const split = planSplitKV({
       rowStart,
       rowEnd,
-      workgroupsPerChunk: args.numKvHeads * (subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1),
-      targetWorkgroups: args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS,
+      workgroupsPerChunk: args.numKvHeads * headGroups,
+      targetWorkgroups,
       tile,
       fixedSplitSize: args.fixedSplitSize,
       disableSplitKv: args.disableSplitKv,
     });
 
+    // Graph mode pads the schedule to a capacity that depends only on the shape: the automatic
+    // split makes at most rows + target / (workgroups per chunk) chunks (each row adds at most one
+    // partial chunk to total / chunkSize), and the same bound sizes the partial states.
+    const chunks = split.chunkRow.length;
+    const numWork = this.graph ? rows + Math.ceil(targetWorkgroups / (args.numKvHeads * headGroups)) : chunks;
+    if (chunks > numWork) {
+      throw new ValueError(`the split makes ${chunks} chunks, more than the ${numWork} a graph-mode schedule holds; use a larger fixedSplitSize`, 'fixedSplitSize');
+    }
+    const numSlots = this.graph ? numWork : split.numSlots;
+    const indicesCapacity = this.graph ? this.graph.indices.shape[0] : indices.length;
+
     // Plan buffer: work items | page indices | slot indptr (u32 words).
-    const numWork = split.chunkRow.length;
     const workOffset = 0;
     const indicesOffset = numWork * WORK_ITEM_WORDS;
-    const slotIndptrOffset = indicesOffset + indices.length;
+    const slotIndptrOffset = indicesOffset + indicesCapacity;
     // Length rounded to whole 16-byte rows so writeBuffer takes it without a padded copy.
     const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
-    for (let c = 0; c < numWork; c++) {
+    for (let c = chunks; c < numWork; c++) words[workOffset + c * WORK_ITEM_WORDS] = PADDING_ROW;
+    for (let c = 0; c < chunks; c++) {
       const r = split.chunkRow[c];
       const b = Math.floor(r / qLenPerReq);
       const at = workOffset + c * WORK_ITEM_WORDS;
@@ -335,9 +396,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     words.set(indices, indicesOffset);
     words.set(split.slotIndptr, slotIndptrOffset);
     this.planBuf.upload(words);
+    if (this.graph) {
+      this.graph.indptr.write(indptr);
+      this.graph.indices.write(padTo(indices, this.graph.indices.shape[0]));
+      this.graph.lastPageLen.write(lastPageLens(kvLens, indptr, args.pageSize));
+    }
 
-    const regions = this.workspace.carveSplitKV(split.numSlots, args.numQoHeads, args.headDim, this.ctx.limits.maxStorageBufferBindingSize);
-    this.current = {
+    const regions = this.workspace.carveSplitKV(numSlots, args.numQoHeads, args.headDim, this.ctx.limits.maxStorageBufferBindingSize);
+    const plan: Plan = {
       batchSize: kvLens.length,
       rows,
       numQoHeads: args.numQoHeads,
@@ -355,19 +421,40 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       ropeTheta,
       maxPageId,
       numWork,
-      numSlots: split.numSlots,
+      numSlots,
       tile,
       workgroupSize: base.workgroupSize,
       debugSkip: args.debug?.debugSkip,
       subgroup,
       kernels: [undefined, undefined],
-      headGroups: subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1,
+      headGroups,
       workOffset,
       indicesOffset,
       slotIndptrOffset,
       regions,
       kvLens,
+      shapeKey: '',
     };
+    plan.shapeKey = planShapeKey(plan);
+    // Recorded dispatches survive a re-plan only in graph mode, and only with the same shape.
+    if (!this.graph || this.current?.shapeKey !== plan.shapeKey) {
+      this.token.invalidate('the wrapper was planned again with a different shape');
+      this.token = new CaptureToken('BatchDecodeWithPagedKVCacheWrapper');
+    }
+    this.current = plan;
+  }
+
+  private checkGraphPlan(batchSize: number, indices: Int32Array, maxPageId: number): void {
+    const g = this.graph!;
+    if (batchSize !== g.batchSize) {
+      throw new ValueError(`batch size ${batchSize} differs from the fixed batch size ${g.batchSize} of the graph-mode buffers`, 'indptr');
+    }
+    if (indices.length > g.indices.shape[0]) {
+      throw new ValueError(`${indices.length} page indices do not fit indicesBuffer's ${g.indices.shape[0]}`, 'indices');
+    }
+    if (this.boundPages !== undefined && maxPageId >= this.boundPages) {
+      throw new IndexRangeError(`page id ${maxPageId} is outside the ${this.boundPages} pages of the cache the wrapper runs on`, 'indices');
+    }
   }
 
   /**
@@ -443,6 +530,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (p.maxPageId >= cache.maxNumPages) {
       throw new PlanMismatchError(`planned page id ${p.maxPageId} is outside the cache's ${cache.maxNumPages} pages`, 'indices');
     }
+    this.boundPages = cache.maxNumPages;
     const vecElems = 16 / dtypeBytes(p.kvDtype);
     for (const [name, a] of [['k', cache.kAddr], ['v', cache.vAddr]] as const) {
       if ([a.offset, a.stridePage, a.strideSlot, a.strideHead].some((x) => x % vecElems !== 0)) {
@@ -552,8 +640,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       wsBinding,
     ]);
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
+    noteCapture(options.encoder, this.token);
     encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
+    // Graph mode always merges (rows the current plan did not split have no slots and are skipped).
     if (p.regions) {
       mergeUniform = encodeSplitKVMerge(ctx, encoder, {
         partialO: this.workspace.binding(p.regions.partialO),
@@ -587,6 +677,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.token.invalidate('the wrapper was destroyed');
     this.planBuf.destroy();
     this.lseScratch.destroy();
     this.dispatch.destroy();
@@ -597,4 +688,22 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.ctx.assertLive();
     if (this.destroyed) throw new PlanMismatchError('the wrapper was destroyed', 'wrapper');
   }
+}
+
+/** Everything in a plan that recorded dispatches depend on (not the page table or lengths). */
+function planShapeKey(p: Plan): string {
+  const { kvLens: _k, maxPageId: _m, kernels: _c, shapeKey: _s, regions, ...shape } = p;
+  return JSON.stringify({ ...shape, regions: regions && [regions.partialO.offset, regions.partialLse.offset] });
+}
+
+function padTo(values: Int32Array, length: number): Int32Array {
+  if (values.length === length) return values;
+  const out = new Int32Array(length);
+  out.set(values);
+  return out;
+}
+
+/** FlashInfer's last_page_len for the planned lengths (what graph mode writes back). */
+function lastPageLens(kvLens: Int32Array, indptr: Int32Array, pageSize: number): Int32Array {
+  return kvLens.map((len, b) => (indptr[b + 1] === indptr[b] ? 0 : len - (indptr[b + 1] - indptr[b] - 1) * pageSize));
 }

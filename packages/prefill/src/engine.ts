@@ -8,6 +8,7 @@
  * run: checks tensors against the plan, encodes the kernel and (when split) the merge.
  */
 import {
+  CaptureToken,
   type CompiledKernel,
   DispatchCache,
   GrowableBuffer,
@@ -24,6 +25,7 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  noteCapture,
   pagedAddressingValues,
   parseScale,
 } from '@webinfer/core-buffers';
@@ -106,6 +108,8 @@ export class PrefillEngine {
   private readonly maskBuf: GrowableBuffer;
   private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
+  /** Any re-plan can move buffers and change uniforms, so it invalidates recorded dispatches. */
+  private token: CaptureToken;
 
   constructor(
     readonly ctx: GpuContext,
@@ -118,6 +122,7 @@ export class PrefillEngine {
     this.planBuf = new GrowableBuffer(ctx, `${label}/plan`, storage, 4096);
     this.maskBuf = new GrowableBuffer(ctx, `${label}/mask`, storage, 4096);
     this.lseScratch = new GrowableBuffer(ctx, `${label}/lse-scratch`, GPUBufferUsage.STORAGE);
+    this.token = new CaptureToken(label);
   }
 
   get plan(): Plan | undefined {
@@ -126,6 +131,8 @@ export class PrefillEngine {
 
   makePlan(a: EnginePlanArgs): void {
     const ctx = this.ctx;
+    this.token.invalidate('the wrapper was planned again');
+    this.token = new CaptureToken(this.label);
     const group = a.numQoHeads / a.numKvHeads;
     const maskMode: MaskMode = a.mask ? 'custom' : a.causal ? 'causal' : 'none';
     const kernelOptions: PrefillKernelOptions = {
@@ -338,6 +345,7 @@ export class PrefillEngine {
       sinksBind ? sinksBind.binding : whole(this.planBuf.buffer!),
     ]);
     const encoder = r.encoder ?? ctx.device.createCommandEncoder({ label: this.label });
+    noteCapture(r.encoder, this.token);
     if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
     let mergeUniform: GPUBuffer | undefined;
     if (p.regions) {
@@ -365,6 +373,7 @@ export class PrefillEngine {
   }
 
   destroy(): void {
+    this.token.invalidate('the wrapper was destroyed');
     this.planBuf.destroy();
     this.maskBuf.destroy();
     this.lseScratch.destroy();

@@ -23,7 +23,7 @@ import {
 } from '@webinfer/core-buffers';
 import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl } from './decode-common';
 
-export { DIRECT_SLOT, type PosEncodingMode, WORK_ITEM_WORDS, decodeUniforms } from './decode-common';
+export { DIRECT_SLOT, PADDING_ROW, type PosEncodingMode, WORK_ITEM_WORDS, decodeUniforms } from './decode-common';
 
 export interface DecodeShaderConfig {
   headDim: number;

@@ -38,6 +38,8 @@ export const decodeUniforms = new UniformSchema('DecodeParams', {
 export const WORK_ITEM_WORDS = 8;
 /** Slot value of a chunk whose row is not split. */
 export const DIRECT_SLOT = 0xffffffff;
+/** Row of a padding work item (graph-mode schedules have a fixed length); its workgroups exit. */
+export const PADDING_ROW = 0xffffffff;
 
 /** Work-item struct and the bindings of both decode kernels; K/V arrays of `kvLoadType`. */
 export function decodeBindingsWgsl(kvLoadType: string): string {
@@ -65,7 +67,8 @@ export function loadWorkItemWgsl(work: string): string {
     let b = params.work_offset + ${work} * ${WORK_ITEM_WORDS}u;
     item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], 0u);
   }
-  let wi = workgroupUniformLoad(&item);`;
+  let wi = workgroupUniformLoad(&item);
+  if (wi.row == ${PADDING_ROW}u) { return; }`;
 }
 
 /** Logit of a raw dot product `acc` for qo head `h` and key position `j`, in base 2. */
