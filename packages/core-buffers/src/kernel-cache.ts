@@ -151,16 +151,23 @@ export function foldWorkgroups(ctx: GpuContext, groups: number): [number, number
   return [Math.ceil(groups / y), y];
 }
 
-/** Encodes one dispatch of `kernel` in its own compute pass. */
+/** Workgroup counts read by the GPU from `buffer` at byte `offset` (three u32). */
+export interface IndirectDispatch {
+  buffer: GPUBuffer;
+  offset: number;
+}
+
+/** Encodes one dispatch of `kernel` in its own compute pass, direct or indirect. */
 export function encodeDispatch(
   encoder: GPUCommandEncoder,
   kernel: CompiledKernel,
   group: GPUBindGroup,
-  workgroups: readonly [number, number?, number?],
+  workgroups: readonly [number, number?, number?] | IndirectDispatch,
 ): void {
   const pass = encoder.beginComputePass({ label: kernel.id });
   pass.setPipeline(kernel.pipeline);
   pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+  if ('buffer' in workgroups) pass.dispatchWorkgroupsIndirect(workgroups.buffer, workgroups.offset);
+  else pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
   pass.end();
 }

@@ -8,7 +8,7 @@
 import type { GpuContext } from './context';
 import type { DType } from './dtype';
 import { ShapeError } from './errors';
-import { type BufferBinding, bindGroup, encodeDispatch, foldWorkgroups, getKernel } from './kernel-cache';
+import { type BufferBinding, type IndirectDispatch, bindGroup, encodeDispatch, foldWorkgroups, getKernel } from './kernel-cache';
 import type { Tensor } from './tensor';
 import { UniformSchema } from './uniforms';
 import { wgslAttentionCommon } from './wgsl/attention';
@@ -121,6 +121,13 @@ export interface EncodeMergeArgs {
   lse?: BufferBinding;
   lseOffset?: number;
   vScale?: number;
+  /** Dispatch size from this buffer (graph mode: 0 when a plan split nothing), else computed. */
+  indirect?: IndirectDispatch;
+}
+
+/** The workgroup counts of a merge over `numRows` rows (what an indirect merge dispatch holds). */
+export function mergeWorkgroups(ctx: GpuContext, numRows: number, numHeads: number, headDim: number): [number, number] {
+  return foldWorkgroups(ctx, Math.ceil((numRows * numHeads * (headDim / 4)) / WORKGROUP));
 }
 
 /** Encodes a merge into `encoder`. Returns the uniform buffer (destroy it after submit). */
@@ -132,7 +139,7 @@ export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a
     bindings: ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage'],
   });
   const total = a.numRows * a.numHeads * (a.headDim / 4);
-  const groups = foldWorkgroups(ctx, Math.ceil(total / WORKGROUP));
+  const groups = mergeWorkgroups(ctx, a.numRows, a.numHeads, a.headDim);
   const uniform = mergeUniforms.createBuffer(
     ctx.device,
     {
@@ -152,7 +159,7 @@ export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a
   );
   const dummy = a.s; // unused bindings point at a buffer already bound (read-only)
   const group = bindGroup(ctx, kernel, [uniform, a.v, a.s, a.indptr ?? dummy, a.sinks ?? dummy, a.out, a.lse ?? a.out]);
-  if (total > 0) encodeDispatch(encoder, kernel, group, groups);
+  if (total > 0) encodeDispatch(encoder, kernel, group, a.indirect ?? groups);
   return uniform;
 }
 
@@ -174,6 +181,7 @@ export interface SplitKVMergeArgs {
   lseOffset: number;
   sinks?: BufferBinding;
   vScale: number;
+  indirect?: IndirectDispatch;
 }
 
 /**
@@ -197,6 +205,7 @@ export function encodeSplitKVMerge(ctx: GpuContext, encoder: GPUCommandEncoder, 
     lse: a.lse,
     lseOffset: a.lseOffset,
     vScale: a.vScale,
+    indirect: a.indirect,
   });
 }
 

@@ -10,6 +10,8 @@ import type { GpuContext, KVLayout } from '@webinfer/core-buffers';
 export interface CUDAGraphBatchDecodeOptions {
   kvLayout?: KVLayout;
   useTensorCores?: boolean;
+  /** See BatchDecodeWrapperOptions.indirectDispatch. */
+  indirectDispatch?: boolean;
 }
 
 /**

@@ -70,18 +70,23 @@ function expected(layer: ReturnType<typeof makeLayer>, q: Float32Array, kvLens: 
 
 const planArgs = (t: ReturnType<typeof pageTable>) => ({ ...t, numQoHeads: HQ, numKvHeads: HKV, headDim: D, pageSize: PAGE });
 
-function graphWrapper(workspace: Tensor, kernel?: 'subgroup' | 'tile') {
+function graphWrapper(workspace: Tensor, kernel?: 'subgroup' | 'tile', indirectDispatch = false) {
   const w = new CUDAGraphBatchDecodeWithPagedKVCacheWrapper(
     ctx,
     workspace,
     ctx.empty([B + 1], 'i32'),
     ctx.empty([B * MAX_PAGES_PER_SEQ], 'i32'),
     ctx.empty([B], 'i32'),
+    { indirectDispatch },
   );
   return { w, plan: (t: ReturnType<typeof pageTable>) => w.plan({ ...planArgs(t), debug: kernel ? { kernel } : undefined }) };
 }
 
-describe.each(['subgroup', 'tile'] as const)('CUDAGraphBatchDecodeWithPagedKVCacheWrapper (%s kernel)', (kernel) => {
+describe.each([
+  ['subgroup', false],
+  ['tile', false],
+  ['subgroup', true],
+] as const)('CUDAGraphBatchDecodeWithPagedKVCacheWrapper (%s kernel, indirect dispatch %s)', (kernel, indirect) => {
   it('captures two layers once and replays them with new lengths (1-3 pages, then full)', async () => {
     const seed = testSeed();
     const r = rng(seed);
@@ -89,7 +94,7 @@ describe.each(['subgroup', 'tile'] as const)('CUDAGraphBatchDecodeWithPagedKVCac
     const qHost = layers.map(() => exact(r, B * HQ * D));
     const q = qHost.map((h) => ctx.tensor(h, [B, HQ, D], 'f16'));
     const workspace = ctx.empty([16 << 20], 'u8');
-    const { w, plan } = graphWrapper(workspace, kernel);
+    const { w, plan } = graphWrapper(workspace, kernel, indirect);
     const plain = new BatchDecodeWithPagedKVCacheWrapper(ctx, ctx.empty([16 << 20], 'u8'));
 
     const lengthsOf = (pages: number) => Array.from({ length: B }, () => (pages - 1) * PAGE + 1 + Math.floor(r() * PAGE));

@@ -29,6 +29,7 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  mergeWorkgroups,
   noteCapture,
   pagedAddressingValues,
   parseKVLayout,
@@ -79,6 +80,13 @@ export interface BatchDecodeWrapperOptions {
   indicesBuffer?: Tensor;
   /** i32 `[B]`; its length fixes the batch size. Required with useCudaGraph. */
   lastPageLenBuffer?: Tensor;
+  /**
+   * Graph mode: read dispatch sizes from a buffer plan() writes, so only the real chunks run and
+   * the merge runs only when something was split (GPU time equal to the plain wrapper's). Off by
+   * default: Dawn validates every indirect dispatch on the CPU, which triples replay cost, while
+   * the padded direct dispatch's extra workgroups exit at once (BENCHMARKS.md has both).
+   */
+  indirectDispatch?: boolean;
   /** FlashInfer runs decode through its prefill kernel here; webinfer's decode kernel already
    * serves all heads of a group together, so this changes no numerics. */
   useTensorCores?: boolean;
@@ -256,6 +264,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly graph: GraphBuffers | undefined;
   /** Pages in the cache of the last run: graph-mode plans must stay inside it (replays check nothing). */
   private boundPages: number | undefined;
+  /** Graph mode: the decode and merge dispatch sizes (u32 x3 each), written by plan(). */
+  private readonly indirect: GPUBuffer | undefined;
   private token = new CaptureToken('BatchDecodeWithPagedKVCacheWrapper');
   private destroyed = false;
 
@@ -266,6 +276,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.useTensorCores = options.useTensorCores ?? false;
     this.useCudaGraph = options.useCudaGraph ?? false;
     this.graph = graphBuffers(options);
+    this.indirect =
+      this.graph && options.indirectDispatch
+      ? ctx.device.createBuffer({ label: 'decode/indirect', size: 32, usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_DST })
+      : undefined;
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, 'decode/params');
     this.planBuf = new GrowableBuffer(ctx, 'decode/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
@@ -396,6 +410,15 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     words.set(indices, indicesOffset);
     words.set(split.slotIndptr, slotIndptrOffset);
     this.planBuf.upload(words);
+    if (this.indirect) {
+      // Dispatch only the real chunks (the padded tail would exit at once) and merge only when
+      // something was split, so a replayed step costs the GPU what the plain wrapper's does.
+      const [gx, gy] = foldWorkgroups(this.ctx, numWork * args.numKvHeads * headGroups);
+      const real = chunks * args.numKvHeads * headGroups;
+      const merge = split.numSlots > 0 ? mergeWorkgroups(this.ctx, rows, args.numQoHeads, args.headDim) : [0, 1];
+      const sizes = gy === 1 ? [real, 1, 1] : [gx, Math.ceil(real / gx), 1];
+      this.ctx.device.queue.writeBuffer(this.indirect, 0, Uint32Array.from([...sizes, merge[0], merge[1], 1, 0, 0]));
+    }
     if (this.graph) {
       this.graph.indptr.write(indptr);
       this.graph.indices.write(padTo(indices, this.graph.indices.shape[0]));
@@ -641,7 +664,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     ]);
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
     noteCapture(options.encoder, this.token);
-    encodeDispatch(encoder, kernel, group, groups);
+    encodeDispatch(encoder, kernel, group, this.indirect ? { buffer: this.indirect, offset: 0 } : groups);
     let mergeUniform: GPUBuffer | undefined;
     // Graph mode always merges (rows the current plan did not split have no slots and are skipped).
     if (p.regions) {
@@ -659,6 +682,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         lseOffset: lse ? lse.offset : 0,
         sinks: options.sinks?.buffer,
         vScale,
+        indirect: this.indirect && { buffer: this.indirect, offset: 12 },
       });
     }
     if (!options.encoder) {
@@ -680,6 +704,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.token.invalidate('the wrapper was destroyed');
     this.planBuf.destroy();
     this.lseScratch.destroy();
+    this.indirect?.destroy();
     this.dispatch.destroy();
     this.current = undefined;
   }
