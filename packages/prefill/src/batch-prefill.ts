@@ -4,12 +4,14 @@
  */
 import {
   type GpuContext,
+  IndexRangeError,
   type IntArray,
   type KVLayout,
   LayoutError,
   PlanMismatchError,
   ShapeError,
   type Tensor,
+  UnsupportedFeatureError,
   ValueError,
   blockTablesToPagedKV,
   parseKVLayout,
@@ -21,13 +23,35 @@ import {
 import { type EngineKV, PrefillEngine } from './engine';
 import { type ParsedPrefillOptions, type PrefillPlanOptions, packRequestMasks, parsePrefillOptions, parseQoIndptr } from './options';
 
+interface PrefillGraphBuffers {
+  batchSize: number;
+  qoIndptr: Tensor;
+  kvIndptr: Tensor;
+  kvIndices: Tensor;
+  kvLastPageLen: Tensor;
+}
+
 /** Page size that puts every token of a ragged request in one "page" (see engine.ts). */
 export const RAGGED_PAGE = 1 << 30;
 
 export interface BatchPrefillWrapperOptions {
   kvLayout?: KVLayout;
-  /** Accepted for API parity; fixed-size buffers for capture live in @webinfer/cuda-graph. */
+  /**
+   * Graph mode (paged wrapper; FlashInfer's use_cuda_graph): the batch size is fixed by
+   * `qoIndptrBuf`, each plan writes its tables into the buffers below and pads the schedule to a
+   * size that depends only on the shape (heads, dims, options and the total query rows), so work
+   * recorded with @webinfer/cuda-graph's `capture` replays with any KV lengths and page tables.
+   * Custom masks are not available in graph mode.
+   */
   useCudaGraph?: boolean;
+  /** i32 `[B + 1]`; required with useCudaGraph (paged). */
+  qoIndptrBuf?: Tensor;
+  /** i32 `[B + 1]`; required with useCudaGraph (paged). */
+  pagedKvIndptrBuf?: Tensor;
+  /** i32 `[maxPages]`: the most pages a plan may use; required with useCudaGraph (paged). */
+  pagedKvIndicesBuf?: Tensor;
+  /** i32 `[B]`; required with useCudaGraph (paged). */
+  pagedKvLastPageLenBuf?: Tensor;
   /** Accepted for API parity: 'auto' (default) or 'fa2'; both run webinfer's kernels. */
   backend?: string;
 }
@@ -90,6 +114,33 @@ abstract class PrefillWrapperBase {
     this.engine = new PrefillEngine(ctx, workspaceBuffer, label);
   }
 
+  /** Graph mode: the fixed buffers, validated (paged wrapper only). */
+  protected static graphBuffers(options: BatchPrefillWrapperOptions): PrefillGraphBuffers | undefined {
+    if (!options.useCudaGraph) return undefined;
+    const named = [
+      ['qoIndptrBuf', options.qoIndptrBuf],
+      ['pagedKvIndptrBuf', options.pagedKvIndptrBuf],
+      ['pagedKvIndicesBuf', options.pagedKvIndicesBuf],
+      ['pagedKvLastPageLenBuf', options.pagedKvLastPageLenBuf],
+    ] as const;
+    for (const [name, t] of named) {
+      if (!t) throw new ValueError('is required with useCudaGraph', name);
+      t.expect(name, ['i32', 'u32'], [null]);
+      if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
+    }
+    const batchSize = options.qoIndptrBuf!.shape[0] - 1;
+    if (batchSize < 1) throw new ShapeError('needs at least 2 entries', 'qoIndptrBuf');
+    options.pagedKvIndptrBuf!.expect('pagedKvIndptrBuf', null, [batchSize + 1]);
+    options.pagedKvLastPageLenBuf!.expect('pagedKvLastPageLenBuf', null, [batchSize]);
+    return {
+      batchSize,
+      qoIndptr: options.qoIndptrBuf!,
+      kvIndptr: options.pagedKvIndptrBuf!,
+      kvIndices: options.pagedKvIndicesBuf!,
+      kvLastPageLen: options.pagedKvLastPageLenBuf!,
+    };
+  }
+
   /** Which kernel the last plan chose and how it tiled the work (diagnostics, tests, bench). */
   get planInfo(): { path: 'tensor-core' | 'simt'; tile: [number, number]; numWork: number; numSlots: number } | undefined {
     const p = this.engine.plan;
@@ -104,10 +155,12 @@ abstract class PrefillWrapperBase {
     pageBase: Int32Array,
     indices: Int32Array,
     pageSize: number,
+    graphIndicesCapacity?: number,
   ): void {
     const B = kvLens.length;
     const qoLens = Array.from({ length: B }, (_, b) => qoIndptr[b + 1] - qoIndptr[b]);
     const mask = packRequestMasks(opts, qoLens, kvLens);
+    if (mask && graphIndicesCapacity !== undefined) throw new UnsupportedFeatureError('custom masks are not available in graph mode', 'customMask');
     this.engine.makePlan({
       ...parsed,
       qoIndptr,
@@ -124,6 +177,7 @@ abstract class PrefillWrapperBase {
       tile: opts.debugTile,
       experimentalTensorCores: opts.debugExperimentalTensorCores,
       skip: opts.skipRequests,
+      graphIndicesCapacity,
     });
   }
 
@@ -167,9 +221,13 @@ abstract class PrefillWrapperBase {
  */
 export class BatchPrefillWithPagedKVCacheWrapper extends PrefillWrapperBase {
   private pageSize = 0;
+  private readonly graph: PrefillGraphBuffers | undefined;
+  /** Pages of the cache of the last run: graph-mode plans must stay inside it. */
+  private boundPages: number | undefined;
 
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchPrefillWrapperOptions = {}) {
     super(ctx, workspaceBuffer, options, 'prefill/paged');
+    this.graph = PrefillWrapperBase.graphBuffers(options);
   }
 
   plan(args: BatchPrefillPagedPlanArgs): void {
@@ -197,7 +255,27 @@ export class BatchPrefillWithPagedKVCacheWrapper extends PrefillWrapperBase {
       }
     }
     const qoIndptr = parseQoIndptr(args.qoIndptr, kvLens.length);
-    this.planEngine(args, parsed, qoIndptr, kvLens, v.indptr.subarray(0, -1), v.indices, args.pageSize);
+    const g = this.graph;
+    if (g) {
+      if (kvLens.length !== g.batchSize) {
+        throw new ValueError(`batch size ${kvLens.length} differs from the fixed batch size ${g.batchSize} of the graph-mode buffers`, 'qoIndptr');
+      }
+      if (v.indices.length > g.kvIndices.shape[0]) {
+        throw new ValueError(`${v.indices.length} page indices do not fit pagedKvIndicesBuf's ${g.kvIndices.shape[0]}`, 'pagedKvIndices');
+      }
+      if (this.boundPages !== undefined && v.maxPageId >= this.boundPages) {
+        throw new IndexRangeError(`page id ${v.maxPageId} is outside the ${this.boundPages} pages of the cache the wrapper runs on`, 'pagedKvIndices');
+      }
+    }
+    this.planEngine(args, parsed, qoIndptr, kvLens, v.indptr.subarray(0, -1), v.indices, args.pageSize, g?.kvIndices.shape[0]);
+    if (g) {
+      const padded = new Int32Array(g.kvIndices.shape[0]);
+      padded.set(v.indices);
+      g.qoIndptr.write(qoIndptr);
+      g.kvIndptr.write(v.indptr);
+      g.kvIndices.write(padded);
+      g.kvLastPageLen.write(kvLens.map((len, b) => (v.indptr[b + 1] === v.indptr[b] ? 0 : len - (v.indptr[b + 1] - v.indptr[b] - 1) * args.pageSize)));
+    }
     this.pageSize = args.pageSize;
     this.parsed = { ...parsed, maxPageId: v.maxPageId, kvTokens: 0 };
   }
@@ -216,6 +294,7 @@ export class BatchPrefillWithPagedKVCacheWrapper extends PrefillWrapperBase {
     if (p.maxPageId >= cache.maxNumPages) {
       throw new PlanMismatchError(`planned page id ${p.maxPageId} is outside the cache's ${cache.maxNumPages} pages`, 'pagedKvIndices');
     }
+    this.boundPages = cache.maxNumPages;
     return this.runEngine(q, { tensor: cache.k, addr: cache.kAddr }, { tensor: cache.v, addr: cache.vAddr }, options);
   }
 
@@ -245,6 +324,10 @@ export function raggedKV(t: Tensor, layout: KVLayout, tokens: number, numKvHeads
 export class BatchPrefillWithRaggedKVCacheWrapper extends PrefillWrapperBase {
   constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchPrefillWrapperOptions = {}) {
     super(ctx, workspaceBuffer, options, 'prefill/ragged');
+    if (options.useCudaGraph) {
+      // K/V shapes follow the total KV tokens, so a recorded run could not follow a new plan.
+      throw new UnsupportedFeatureError('graph mode is available for the paged wrapper only', 'useCudaGraph');
+    }
   }
 
   plan(args: BatchPrefillRaggedPlanArgs): void {

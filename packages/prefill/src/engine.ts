@@ -31,7 +31,7 @@ import {
 } from '@webinfer/core-buffers';
 import type { ParsedPrefillOptions } from './options';
 import { schedulePrefill } from './schedule';
-import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms } from './shaders/prefill-common';
+import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, WORK_ITEM_WORDS, prefillUniforms } from './shaders/prefill-common';
 import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
 
@@ -59,6 +59,11 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   skip?: Uint8Array;
   /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
   experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
+  /**
+   * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
+   * many page indices, so dispatches recorded under one plan stay valid for the next.
+   */
+  graphIndicesCapacity?: number;
 }
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
@@ -98,6 +103,8 @@ interface Plan extends EnginePlanArgs {
   numSlots: number;
   indicesOffset: number;
   slotIndptrOffset: number;
+  /** Everything recorded dispatches depend on (graph mode keeps them valid while it holds). */
+  shapeKey: string;
   regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
 }
 
@@ -131,8 +138,6 @@ export class PrefillEngine {
 
   makePlan(a: EnginePlanArgs): void {
     const ctx = this.ctx;
-    this.token.invalidate('the wrapper was planned again');
-    this.token = new CaptureToken(this.label);
     const group = a.numQoHeads / a.numKvHeads;
     const maskMode: MaskMode = a.mask ? 'custom' : a.causal ? 'causal' : 'none';
     const kernelOptions: PrefillKernelOptions = {
@@ -171,11 +176,22 @@ export class PrefillEngine {
       skip: a.skip,
     });
     const rows = a.qoIndptr[a.qoIndptr.length - 1];
-    // Plan buffer (u32 words): work items | page indices | slot indptr.
-    const indicesOffset = sched.work.length;
-    const slotIndptrOffset = indicesOffset + a.indices.length;
+    const graph = a.graphIndicesCapacity !== undefined;
+    const cap = graph
+      ? graphCapacity(rows, a.kvLens.length, group, tile[0], a.numKvHeads, a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS)
+      : { work: sched.numWork, slots: sched.numSlots };
+    if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
+      throw new ValueError(
+        `the split makes ${sched.numWork} work items and ${sched.numSlots} partial states, more than a graph-mode schedule holds (${cap.work}, ${cap.slots}); use a larger fixedSplitSize`,
+        'fixedSplitSize',
+      );
+    }
+    // Plan buffer (u32 words): work items | page indices | slot indptr. Padding items have
+    // qo_len 0 (no real item does) and exit at once.
+    const indicesOffset = Math.max(1, cap.work) * WORK_ITEM_WORDS;
+    const slotIndptrOffset = indicesOffset + (graph ? a.graphIndicesCapacity! : a.indices.length);
     const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
-    words.set(sched.work, 0);
+    words.set(sched.work.subarray(0, sched.numWork * WORK_ITEM_WORDS), 0);
     words.set(a.indices, indicesOffset);
     words.set(sched.slotIndptr, slotIndptrOffset);
     this.planBuf.upload(words);
@@ -184,8 +200,8 @@ export class PrefillEngine {
       bytes.set(a.mask.packed);
       this.maskBuf.upload(new Uint32Array(bytes.buffer));
     }
-    const regions = this.workspace.carveSplitKV(sched.numSlots, a.numQoHeads, a.headDimVo, ctx.limits.maxStorageBufferBindingSize);
-    this.current = {
+    const regions = this.workspace.carveSplitKV(cap.slots, a.numQoHeads, a.headDimVo, ctx.limits.maxStorageBufferBindingSize);
+    const plan: Plan = {
       ...a,
       rows,
       kernelOptions,
@@ -193,12 +209,20 @@ export class PrefillEngine {
       compile,
       path,
       tile,
-      numWork: sched.numWork,
-      numSlots: sched.numSlots,
+      numWork: cap.work,
+      numSlots: cap.slots,
       indicesOffset,
       slotIndptrOffset,
       regions,
+      shapeKey: '',
     };
+    plan.shapeKey = shapeKey(plan);
+    // Recorded dispatches survive a re-plan only in graph mode, and only with the same shape.
+    if (!graph || this.current?.shapeKey !== plan.shapeKey) {
+      this.token.invalidate('the wrapper was planned again with a different shape');
+      this.token = new CaptureToken(this.label);
+    }
+    this.current = plan;
   }
 
   /**
@@ -380,4 +404,23 @@ export class PrefillEngine {
     this.dispatch.destroy();
     this.current = undefined;
   }
+}
+
+/**
+ * Work items and partial-state slots a graph-mode schedule reserves, from the shape alone.
+ * Tiles: each request wastes less than one, so at most rows*G/R + B. Splitting happens only while
+ * tiles*Hkv < target, into at most ceil(target / (tiles*Hkv)) chunks per request: items stay below
+ * tiles + target/Hkv, and slots (chunks x rows of split requests, rows <= tiles*R/G) below
+ * (tiles + target/Hkv) * R/G < 2 * target/Hkv * R/G.
+ */
+function graphCapacity(rows: number, batch: number, group: number, rowsPerTile: number, numKvHeads: number, target: number) {
+  const tiles = Math.ceil((rows * group) / rowsPerTile) + batch;
+  const x = Math.ceil(target / numKvHeads);
+  return { work: tiles + x, slots: Math.min(rows * x, Math.ceil((2 * x * rowsPerTile) / group)) };
+}
+
+/** The plan minus its request tables: what the recorded uniforms, buffers and dispatches depend on. */
+function shapeKey(p: Plan): string {
+  const { qoIndptr: _q, kvLens: _k, pageBase: _p, indices: _i, mask, skip, kernels: _c, compile: _f, shapeKey: _s, regions, ...shape } = p;
+  return JSON.stringify({ ...shape, mask: mask !== undefined, skip: skip && Array.from(skip), regions: regions && [regions.partialO.offset, regions.partialLse.offset] });
 }

@@ -107,7 +107,8 @@ export function loadWorkItemWgsl(work: string): string {
     let b = ${work} * ${WORK_ITEM_WORDS}u;
     item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u], plan[b + 8u]);
   }
-  let wi = workgroupUniformLoad(&item);`;
+  let wi = workgroupUniformLoad(&item);
+  if (wi.qo_len == 0u) { return; } // padding of a graph-mode schedule`;
 }
 
 /**
