@@ -49,6 +49,7 @@ import {
   parseScale,
   parseWindowLeft,
 } from './options';
+import { deviceScheduleUniforms, deviceScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { type SubgroupDecodeConfig, elementsPerLoad, subgroupDecodeLayout, subgroupDecodeWgsl } from './shaders/subgroup-decode.wgsl';
 import {
   DIRECT_SLOT,
@@ -123,6 +124,14 @@ export interface BatchDecodePlanArgs {
   qLenPerReq?: number;
   /** webinfer extension: workgroups that saturate the device (default 528). */
   targetWorkgroups?: number;
+  /**
+   * webinfer extension (used by @webinfer/xqa): the page table and lengths stay on the GPU. The
+   * plan fixes only the batch size and the page-table width; run() then needs
+   * `deviceSchedule: { pageTable, seqLens }` and builds the schedule in a GPU pre-pass, cutting
+   * each request into the same number of chunks. Page ids are not validated (reads stay in
+   * bounds of the cache binding, as WebGPU guarantees).
+   */
+  deviceSchedule?: { batchSize: number; pagesPerSeq: number };
   /** Benchmark/debug only: override kernel shape or drop a phase. Not for production use. */
   debug?: {
     tile?: number;
@@ -148,6 +157,8 @@ export interface BatchDecodeRunOptions {
   sinks?: Tensor;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
+  /** With a `deviceSchedule` plan: i32 `[B, pagesPerSeq]` page table and u32/i32 `[B]` (or `[B, 1]`) lengths. */
+  deviceSchedule?: { pageTable: Tensor; seqLens: Tensor };
 }
 
 interface Plan {
@@ -184,6 +195,8 @@ interface Plan {
   kvLens: Int32Array;
   /** Graph mode: everything recorded dispatches depend on; a plan that changes it invalidates them. */
   shapeKey: string;
+  /** Device-scheduled plans: chunks per row, page-table width and the window in tokens (0: none). */
+  device: { splits: number; pagesPerSeq: number; window: number; qLenPerReq: number } | undefined;
 }
 
 /** The fixed buffers of graph mode (FlashInfer's paged_kv_*_buffer). */
@@ -261,6 +274,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
   private readonly dispatch: DispatchCache;
+  private readonly scheduleDispatch: DispatchCache;
   private readonly graph: GraphBuffers | undefined;
   /** Pages in the cache of the last run: graph-mode plans must stay inside it (replays check nothing). */
   private boundPages: number | undefined;
@@ -282,6 +296,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       : undefined;
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, 'decode/params');
+    this.scheduleDispatch = new DispatchCache(ctx, 'decode/device-schedule');
     this.planBuf = new GrowableBuffer(ctx, 'decode/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
     this.lseScratch = new GrowableBuffer(ctx, 'decode/lse-scratch', GPUBufferUsage.STORAGE);
   }
@@ -324,7 +339,18 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     let indices: Int32Array;
     let kvLens: Int32Array;
     let maxPageId: number;
-    if (args.blockTables) {
+    const ds = args.deviceSchedule;
+    if (ds) {
+      for (const [name, x] of [['deviceSchedule.batchSize', ds.batchSize], ['deviceSchedule.pagesPerSeq', ds.pagesPerSeq]] as const) {
+        if (!Number.isInteger(x) || x < 1) throw new ValueError(`must be a positive integer, got ${x}`, name);
+      }
+      if (this.graph) throw new UnsupportedFeatureError('deviceSchedule plans are not available in graph mode', 'deviceSchedule');
+      // Lengths are unknown here: size everything for full page-table rows.
+      indptr = Int32Array.from({ length: ds.batchSize + 1 }, (_, b) => b * ds.pagesPerSeq);
+      indices = new Int32Array(0);
+      kvLens = new Int32Array(ds.batchSize).fill(ds.pagesPerSeq * args.pageSize);
+      maxPageId = -1;
+    } else if (args.blockTables) {
       if (!args.seqLens) throw new ValueError('blockTables needs seqLens', 'seqLens');
       const conv = blockTablesToPagedKV({ blockTables: args.blockTables, batchSize: args.seqLens.length, seqLens: args.seqLens, pageSize: args.pageSize });
       const v = validatePagedKVIndices({ ...conv, pageSize: args.pageSize });
@@ -368,15 +394,17 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
     const headGroups = subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1;
     const targetWorkgroups = args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS;
-    const split = planSplitKV({
-      rowStart,
-      rowEnd,
-      workgroupsPerChunk: args.numKvHeads * headGroups,
-      targetWorkgroups,
-      tile,
-      fixedSplitSize: args.fixedSplitSize,
-      disableSplitKv: args.disableSplitKv,
-    });
+    const split = ds
+      ? deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv)
+      : planSplitKV({
+          rowStart,
+          rowEnd,
+          workgroupsPerChunk: args.numKvHeads * headGroups,
+          targetWorkgroups,
+          tile,
+          fixedSplitSize: args.fixedSplitSize,
+          disableSplitKv: args.disableSplitKv,
+        });
 
     // Graph mode pads the schedule to a capacity that depends only on the shape: the automatic
     // split makes at most rows + target / (workgroups per chunk) chunks (each row adds at most one
@@ -387,7 +415,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       throw new ValueError(`the split makes ${chunks} chunks, more than the ${numWork} a graph-mode schedule holds; use a larger fixedSplitSize`, 'fixedSplitSize');
     }
     const numSlots = this.graph ? numWork : split.numSlots;
-    const indicesCapacity = this.graph ? this.graph.indices.shape[0] : indices.length;
+    const indicesCapacity = this.graph ? this.graph.indices.shape[0] : ds ? ds.batchSize * ds.pagesPerSeq : indices.length;
 
     // Plan buffer: work items | page indices | slot indptr (u32 words).
     const workOffset = 0;
@@ -396,7 +424,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // Length rounded to whole 16-byte rows so writeBuffer takes it without a padded copy.
     const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
     for (let c = chunks; c < numWork; c++) words[workOffset + c * WORK_ITEM_WORDS] = PADDING_ROW;
-    for (let c = 0; c < chunks; c++) {
+    for (let c = 0; c < (ds ? 0 : chunks); c++) {
       const r = split.chunkRow[c];
       const b = Math.floor(r / qLenPerReq);
       const at = workOffset + c * WORK_ITEM_WORDS;
@@ -457,6 +485,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       regions,
       kvLens,
       shapeKey: '',
+      device: ds && { splits: chunks / rows, pagesPerSeq: ds.pagesPerSeq, window: windowLeft >= 0 ? windowLeft + 1 : 0, qLenPerReq },
     };
     plan.shapeKey = planShapeKey(plan);
     // Recorded dispatches survive a re-plan only in graph mode, and only with the same shape.
@@ -662,8 +691,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       whole(lseBinding),
       wsBinding,
     ]);
+    const schedule = this.checkDeviceSchedule(p, options.deviceSchedule);
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'decode' });
     noteCapture(options.encoder, this.token);
+    if (schedule) this.encodeDeviceSchedule(encoder, p, schedule);
     encodeDispatch(encoder, kernel, group, this.indirect ? { buffer: this.indirect, offset: 0 } : groups);
     let mergeUniform: GPUBuffer | undefined;
     // Graph mode always merges (rows the current plan did not split have no slots and are skipped).
@@ -692,6 +723,42 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     return options.returnLse ? [out, lse!] : out;
   }
 
+  private checkDeviceSchedule(p: Plan, s: BatchDecodeRunOptions['deviceSchedule']): BatchDecodeRunOptions['deviceSchedule'] {
+    if (!p.device) {
+      if (s) throw new PlanMismatchError('deviceSchedule given, but the plan was not a deviceSchedule plan', 'deviceSchedule');
+      return undefined;
+    }
+    if (!s) throw new PlanMismatchError('the plan is a deviceSchedule plan: run needs deviceSchedule { pageTable, seqLens }', 'deviceSchedule');
+    s.pageTable.expect('pageTable', ['i32', 'u32'], [p.batchSize, p.device.pagesPerSeq]);
+    if (!s.pageTable.isContiguous()) throw new LayoutError('must be contiguous', 'pageTable');
+    s.seqLens.expect('seqLens', ['i32', 'u32'], s.seqLens.rank === 2 ? [p.batchSize, 1] : [p.batchSize]);
+    return s;
+  }
+
+  /** The GPU pre-pass of a deviceSchedule plan: work items from seqLens, page table into the plan buffer. */
+  private encodeDeviceSchedule(encoder: GPUCommandEncoder, p: Plan, s: NonNullable<BatchDecodeRunOptions['deviceSchedule']>): void {
+    const ctx = this.ctx;
+    const d = p.device!;
+    const kernel = getKernel(ctx, { id: 'decode/device-schedule', config: {}, wgsl: deviceScheduleWgsl, bindings: ['uniform', 'read-only-storage', 'storage'] });
+    const seq = s.seqLens.binding('seqLens');
+    const uniform = this.scheduleDispatch.uniform(
+      deviceScheduleUniforms.pack({
+        batch: p.batchSize,
+        splits: d.splits,
+        pages_per_seq: d.pagesPerSeq,
+        page_size: p.pageSize,
+        window: d.window,
+        seq_offset: seq.elementOffset,
+        seq_stride: s.seqLens.strides[0],
+        q_len: d.qLenPerReq,
+      }),
+      true,
+    );
+    const group = this.scheduleDispatch.bindGroup(kernel, [{ buffer: uniform }, seq.binding, { buffer: this.planBuf.buffer! }]);
+    encoder.copyBufferToBuffer(s.pageTable.buffer, s.pageTable.byteOffset, this.planBuf.buffer!, p.indicesOffset * 4, p.batchSize * d.pagesPerSeq * 4);
+    encodeDispatch(encoder, kernel, group, foldWorkgroups(ctx, Math.ceil(p.numWork / 64)));
+  }
+
   /** `run(..., { returnLse: true })`. */
   runReturnLse(q: Tensor, pagedKvCache: PagedKVCacheInput, options: BatchDecodeRunOptions = {}): [Tensor, Tensor] {
     return this.run(q, pagedKvCache, { ...options, returnLse: true });
@@ -706,6 +773,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.lseScratch.destroy();
     this.indirect?.destroy();
     this.dispatch.destroy();
+    this.scheduleDispatch.destroy();
     this.current = undefined;
   }
 
@@ -731,4 +799,18 @@ function padTo(values: Int32Array, length: number): Int32Array {
 /** FlashInfer's last_page_len for the planned lengths (what graph mode writes back). */
 function lastPageLens(kvLens: Int32Array, indptr: Int32Array, pageSize: number): Int32Array {
   return kvLens.map((len, b) => (indptr[b + 1] === indptr[b] ? 0 : len - (indptr[b + 1] - indptr[b] - 1) * pageSize));
+}
+
+/**
+ * A device-scheduled plan's split: the same number of chunks for every row (lengths are on the
+ * GPU), enough to give the device `target` workgroups, and no more than rows of `capacity` tokens
+ * can fill with 256-token chunks.
+ */
+function deviceSplit(rows: number, workgroupsPerChunk: number, target: number, capacity: number, disable: boolean | undefined) {
+  const busy = rows * workgroupsPerChunk;
+  const splits = disable || busy >= target ? 1 : Math.max(1, Math.min(Math.ceil(target / busy), Math.floor(capacity / 256)));
+  const chunkRow = Int32Array.from({ length: rows * splits }, (_, c) => Math.floor(c / splits));
+  const slotIndptr = Int32Array.from({ length: rows + 1 }, (_, r) => (splits > 1 ? r * splits : 0));
+  const zeros = new Int32Array(rows * splits);
+  return { chunkRow, chunkStart: zeros, chunkEnd: zeros, chunkSlot: zeros, slotIndptr, numSlots: splits > 1 ? rows * splits : 0, chunkSize: 0 };
 }

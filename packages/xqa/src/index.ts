@@ -1,5 +1,5 @@
 /**
- * @webinfer/xqa — not implemented yet. Will export: xqa, xqaMla.
- * See README.md for the plan; kernels land here, on top of @webinfer/core-buffers.
+ * @webinfer/xqa — XQA decode (`xqa`) on WebGPU: GQA decode over paged K/V with the page table
+ * and lengths on the GPU.
  */
-export const IMPLEMENTED = false;
+export { xqa, type XqaOptions } from './xqa';

@@ -1,0 +1,147 @@
+/**
+ * xqa: TensorRT-LLM's XQA decode entry point as FlashInfer exposes it (spec §5). The page table
+ * and sequence lengths stay on the GPU: the decode wrapper's device-scheduled plan builds the work
+ * items in a GPU pre-pass, so a call does no CPU work that depends on the lengths (and can be
+ * recorded by @webinfer/cuda-graph). One workgroup serves a whole KV head group when the group's
+ * q and o fit in registers, so each K/V row is read once for all of its query heads.
+ */
+import {
+  DTypeError,
+  type GpuContext,
+  type KVLayout,
+  ShapeError,
+  type Tensor,
+  UnsupportedFeatureError,
+  ValueError,
+  dtypeBytes,
+  parseKVLayout,
+  parseScale,
+} from '@webinfer/core-buffers';
+import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
+
+export interface XqaOptions {
+  numKvHeads: number;
+  /** 16, 32, 64 or 128 tokens. */
+  pageSize: number;
+  /** f32 `[Hkv, group]`: per-head sink logits (natural log) added to the softmax denominator. */
+  sinks?: Tensor;
+  /** Multiplies the logit scale (default 1). */
+  qScale?: number;
+  /** Multiplies the logit scale and the output (default 1). */
+  kvScale?: number;
+  /** Keep only the last W tokens (FlashInfer windowLeft = W - 1); 0 (default) keeps all. */
+  slidingWinSize?: number;
+  kvLayout?: KVLayout;
+  /** Query tokens per request; only 1 is available on WebGPU so far. */
+  qSeqLen?: number;
+  /** Speculative-decoding mask (with qSeqLen > 1); not available yet. */
+  mask?: Tensor;
+  /** Encode into this encoder (the caller submits) instead of submitting at once. */
+  encoder?: GPUCommandEncoder;
+  /** Bench only: query heads per workgroup (default: the whole group when it fits). */
+  debugHeadsPerWorkgroup?: number;
+}
+
+const PAGE_SIZES = [16, 32, 64, 128];
+
+/** Wrappers cached per workspace buffer (a call re-plans only when the shape changes). */
+const wrappers = new WeakMap<GPUBuffer, { wrapper: BatchDecodeWithPagedKVCacheWrapper; key: string }>();
+
+function wrapperFor(ctx: GpuContext, workspace: Tensor | GPUBuffer, layout: KVLayout) {
+  const buffer = 'buffer' in workspace && !('getMappedRange' in workspace) ? workspace.buffer : (workspace as GPUBuffer);
+  let entry = wrappers.get(buffer);
+  if (!entry || entry.wrapper.kvLayout !== layout || entry.wrapper.ctx !== ctx) {
+    entry?.wrapper.destroy();
+    entry = { wrapper: new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace, { kvLayout: layout }), key: '' };
+    wrappers.set(buffer, entry);
+  }
+  return entry;
+}
+
+/**
+ * Decode attention of `q` `[B, 1, Hq, D]` over paged `kCache`/`vCache` `[P, page, Hkv, D]` (NHD)
+ * or `[P, Hkv, page, D]` (HND), writing `output` `[B, 1, Hq, D]`. logits = q·k · qScale·kvScale/√D,
+ * output = softmax·V · kvScale.
+ *
+ * @example
+ * xqa(q, kCache, vCache, pageTable, seqLens, out, workspace, { numKvHeads: 8, pageSize: 16 });
+ * const o = await out.toArray();
+ */
+export function xqa(
+  q: Tensor,
+  kCache: Tensor,
+  vCache: Tensor,
+  pageTable: Tensor,
+  seqLens: Tensor,
+  output: Tensor,
+  workspace: Tensor | GPUBuffer,
+  options: XqaOptions,
+): void {
+  const ctx = q.ctx;
+  const layout = parseKVLayout(options.kvLayout ?? 'NHD');
+  const qSeqLen = options.qSeqLen ?? 1;
+  if (qSeqLen !== 1 || options.mask) {
+    throw new UnsupportedFeatureError('speculative decoding (qSeqLen > 1 with a mask) is not available yet', 'qSeqLen');
+  }
+  if (q.rank !== 4 || q.shape[1] !== 1) throw new ShapeError(`expected [batch, 1, num_qo_heads, head_dim], got [${q.shape.join(', ')}]`, 'q');
+  if (q.dtype !== 'f16' && q.dtype !== 'bf16') throw new DTypeError(`must be f16 or bf16, got ${q.dtype}`, 'q');
+  const [batch, , numQoHeads, headDim] = q.shape;
+  const { numKvHeads, pageSize } = options;
+  if (!PAGE_SIZES.includes(pageSize)) throw new ValueError(`must be one of ${PAGE_SIZES.join(', ')}, got ${pageSize}`, 'pageSize');
+  if (!Number.isInteger(numKvHeads) || numKvHeads < 1 || numQoHeads % numKvHeads !== 0) {
+    throw new ValueError(`must be a positive divisor of num_qo_heads ${numQoHeads}, got ${numKvHeads}`, 'numKvHeads');
+  }
+  const group = numQoHeads / numKvHeads;
+  const pageShape = layout === 'NHD' ? [pageSize, numKvHeads, headDim] : [numKvHeads, pageSize, headDim];
+  if (kCache.rank !== 4) throw new ShapeError(`expected a rank-4 paged cache, got [${kCache.shape.join(', ')}]`, 'kCache');
+  kCache.expect('kCache', [q.dtype, 'fp8_e4m3'], [null, ...pageShape]);
+  vCache.expect('vCache', [kCache.dtype], [...kCache.shape]);
+  if (pageTable.rank !== 2) throw new ShapeError(`expected [batch, pages_per_seq], got [${pageTable.shape.join(', ')}]`, 'pageTable');
+  pageTable.expect('pageTable', ['i32', 'u32'], [batch, null]);
+  output.expect('output', [q.dtype], [batch, 1, numQoHeads, headDim]);
+  const slidingWinSize = options.slidingWinSize ?? 0;
+  if (!Number.isInteger(slidingWinSize) || slidingWinSize < 0) throw new ValueError(`must be an integer >= 0, got ${slidingWinSize}`, 'slidingWinSize');
+  const qScale = parseScale(options.qScale, 'qScale');
+  const kvScale = parseScale(options.kvScale, 'kvScale');
+  let sinks: Tensor | undefined;
+  if (options.sinks) {
+    options.sinks.expect('sinks', ['f32'], [numKvHeads, group]);
+    sinks = options.sinks.reshape([numQoHeads]);
+  }
+
+  const entry = wrapperFor(ctx, workspace, layout);
+  // A whole KV head group per workgroup when the group's q and o fit in registers: the subgroup
+  // kernel keeps (16-byte loads per lane) x (vec4 per load) of each per head and lane.
+  const perLoad = 16 / dtypeBytes(kCache.dtype);
+  const loads = headDim / perLoad;
+  let lanes = 1;
+  while (lanes * 2 <= Math.min(loads, ctx.subgroupMinSize, 32)) lanes *= 2;
+  const perHead = (loads / lanes) * (perLoad / 4);
+  const headsPerWorkgroup = options.debugHeadsPerWorkgroup ?? (group * perHead <= 16 ? group : undefined);
+  const plan = {
+    numQoHeads,
+    numKvHeads,
+    headDim,
+    pageSize,
+    windowLeft: slidingWinSize > 0 ? slidingWinSize - 1 : -1,
+    qDataType: q.dtype,
+    kvDataType: kCache.dtype,
+    oDataType: q.dtype,
+    deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1] },
+    debug: headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : undefined,
+  };
+  const key = JSON.stringify(plan);
+  if (entry.key !== key) {
+    entry.wrapper.plan(plan);
+    entry.key = key;
+  }
+  entry.wrapper.run(q.reshape([batch, numQoHeads, headDim]), { k: kCache, v: vCache }, {
+    out: output.reshape([batch, numQoHeads, headDim]),
+    qScale,
+    kScale: kvScale,
+    vScale: kvScale,
+    sinks,
+    encoder: options.encoder,
+    deviceSchedule: { pageTable, seqLens },
+  });
+}
