@@ -10,6 +10,7 @@ export * from './paged-kv';
 export * from './append';
 export * from './merge-states';
 export * from './schedule';
+export * from './tile-schedule';
 export * from './attention-options';
 export * from './dispatch-cache';
 export * from './growable-buffer';

@@ -1,5 +1,11 @@
 /**
- * @webinfer/mla — not implemented yet. Will export: BatchMLAPagedAttentionWrapper.
- * See README.md for the plan; kernels land here, on top of @webinfer/core-buffers.
+ * @webinfer/mla — DeepSeek MLA attention over a paged compressed KV cache:
+ * `BatchMLAPagedAttentionWrapper` (plan/run).
  */
-export const IMPLEMENTED = false;
+export {
+  BatchMLAPagedAttentionWrapper,
+  DEFAULT_MLA_TARGET_WORKGROUPS,
+  type BatchMLAPlanArgs,
+  type BatchMLARunOptions,
+  type BatchMLAWrapperOptions,
+} from './batch-mla';

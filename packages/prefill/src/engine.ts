@@ -25,12 +25,13 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  graphTileCapacity,
   noteCapture,
+  scheduleTiles,
   pagedAddressingValues,
   parseScale,
 } from '@webinfer/core-buffers';
 import type { ParsedPrefillOptions } from './options';
-import { schedulePrefill } from './schedule';
 import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, WORK_ITEM_WORDS, prefillUniforms } from './shaders/prefill-common';
 import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
@@ -159,7 +160,7 @@ export class PrefillEngine {
       throw new ValueError('the custom masks hold 2^32 bits or more; plan fewer requests at a time', 'customMask');
     }
     const maskBits = a.mask ? Float64Array.from(a.mask.byteIndptr.subarray(0, -1), (x) => x * 8) : undefined;
-    const sched = schedulePrefill({
+    const sched = scheduleTiles({
       qoIndptr: a.qoIndptr,
       kvLens: a.kvLens,
       pageBase: a.pageBase,
@@ -178,7 +179,7 @@ export class PrefillEngine {
     const rows = a.qoIndptr[a.qoIndptr.length - 1];
     const graph = a.graphIndicesCapacity !== undefined;
     const cap = graph
-      ? graphCapacity(rows, a.kvLens.length, group, tile[0], a.numKvHeads, a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS)
+      ? graphTileCapacity(rows, a.kvLens.length, group, tile[0], a.numKvHeads, a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS)
       : { work: sched.numWork, slots: sched.numSlots };
     if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
       throw new ValueError(
@@ -404,19 +405,6 @@ export class PrefillEngine {
     this.dispatch.destroy();
     this.current = undefined;
   }
-}
-
-/**
- * Work items and partial-state slots a graph-mode schedule reserves, from the shape alone.
- * Tiles: each request wastes less than one, so at most rows*G/R + B. Splitting happens only while
- * tiles*Hkv < target, into at most ceil(target / (tiles*Hkv)) chunks per request: items stay below
- * tiles + target/Hkv, and slots (chunks x rows of split requests, rows <= tiles*R/G) below
- * (tiles + target/Hkv) * R/G < 2 * target/Hkv * R/G.
- */
-function graphCapacity(rows: number, batch: number, group: number, rowsPerTile: number, numKvHeads: number, target: number) {
-  const tiles = Math.ceil((rows * group) / rowsPerTile) + batch;
-  const x = Math.ceil(target / numKvHeads);
-  return { work: tiles + x, slots: Math.min(rows * x, Math.ceil((2 * x * rowsPerTile) / group)) };
 }
 
 /** The plan minus its request tables: what the recorded uniforms, buffers and dispatches depend on. */

@@ -6,7 +6,7 @@
  * query row i of qo head kvh * G + g, so one tile of packed rows (all heads of a group) shares
  * every K/V tile it loads.
  */
-import { type FloatDType, type PosEncodingMode, UniformSchema, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
+import { DIRECT, type FloatDType, type PosEncodingMode, UniformSchema, WORK_ITEM_WORDS, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
 
 export type MaskMode = 'none' | 'causal' | 'custom';
 
@@ -53,14 +53,8 @@ export const prefillUniforms = new UniformSchema('PrefillParams', {
   groups_x: 'u32',
 });
 
-/**
- * u32 words per work item in the plan buffer: qo_start (row of the request's first query in q),
- * qo_len, kv_len, page_base (into indices), tile (first packed row), kv_start, kv_end, chunk
- * (index among the request's KV chunks, or DIRECT), mask_bit (bit offset of the request's mask).
- */
-export const WORK_ITEM_WORDS = 12;
-/** Chunk value of a work item whose rows are not split: it writes the output directly. */
-export const DIRECT = 0xffffffff;
+/** The work-item record (core-buffers' tile schedule) the prefill kernels read. */
+export { DIRECT, WORK_ITEM_WORDS };
 
 export const PREFILL_BINDINGS = [
   'uniform',

@@ -1,12 +1,21 @@
 /**
- * Work items of a prefill plan: each request's packed query rows cut into tiles, each tile paired
+ * Work items of a tiled attention plan (prefill, MLA): each request's packed query rows (query
+ * tokens x the query heads sharing one KV head) cut into tiles, each tile paired
  * with a KV chunk. Long KV is split (flash-decoding style) only when the tiles alone leave the GPU
  * idle; split rows get partial-state slots that the merge pass combines. Heavy items are listed
  * first, so the causal tail does not run last on a few SMs.
  */
-import { DIRECT, WORK_ITEM_WORDS } from './shaders/prefill-common';
 
-export interface PrefillScheduleInput {
+/**
+ * u32 words per work item: qo_start (first query token of the request), qo_len, kv_len,
+ * page_base (into the plan's page indices), tile (first packed row), kv_start, kv_end, chunk
+ * (index among the request's KV chunks, or DIRECT), mask_bit (bit offset of the request's mask).
+ */
+export const WORK_ITEM_WORDS = 12;
+/** `chunk` of a work item whose rows are not split: it writes the output directly. */
+export const DIRECT = 0xffffffff;
+
+export interface TileScheduleInput {
   qoIndptr: Int32Array;
   kvLens: Int32Array;
   /** Per request: where its pages start in the plan's indices. */
@@ -26,7 +35,7 @@ export interface PrefillScheduleInput {
   skip?: Uint8Array;
 }
 
-export interface PrefillSchedule {
+export interface TileSchedule {
   /** WORK_ITEM_WORDS u32 per item. */
   work: Uint32Array;
   numWork: number;
@@ -39,7 +48,7 @@ const MIN_CHUNK = 256;
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 
-export function schedulePrefill(s: PrefillScheduleInput): PrefillSchedule {
+export function scheduleTiles(s: TileScheduleInput): TileSchedule {
   const B = s.kvLens.length;
   const G = s.groupSize;
   const rows = s.qoIndptr[B];
@@ -90,4 +99,17 @@ export function schedulePrefill(s: PrefillScheduleInput): PrefillSchedule {
   const work = new Uint32Array(Math.max(1, items.length) * WORK_ITEM_WORDS);
   for (let k = 0; k < order.length; k++) work.set(items[order[k]], k * WORK_ITEM_WORDS);
   return { work, numWork: items.length, slotIndptr, numSlots };
+}
+
+/**
+ * Work items and partial-state slots a graph-mode schedule reserves, from the shape alone.
+ * Tiles: each request wastes less than one, so at most rows*G/R + B. Splitting happens only while
+ * tiles*Hkv < target, into at most ceil(target / (tiles*Hkv)) chunks per request: items stay below
+ * tiles + target/Hkv, and slots (chunks x rows of split requests, rows <= tiles*R/G) below
+ * (tiles + target/Hkv) * R/G < 2 * target/Hkv * R/G.
+ */
+export function graphTileCapacity(rows: number, batch: number, group: number, rowsPerTile: number, numKvHeads: number, target: number) {
+  const tiles = Math.ceil((rows * group) / rowsPerTile) + batch;
+  const x = Math.ceil(target / numKvHeads);
+  return { work: tiles + x, slots: Math.min(rows * x, Math.ceil((2 * x * rowsPerTile) / group)) };
 }

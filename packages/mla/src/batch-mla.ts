@@ -1,0 +1,440 @@
+/**
+ * BatchMLAPagedAttentionWrapper: FlashInfer's DeepSeek MLA attention over a paged compressed KV
+ * cache (spec §10). plan() validates the page table and cuts each request's packed (token, head)
+ * rows into tiles, splitting long KV when the tiles leave the GPU idle; run() encodes the MLA
+ * kernel and the split-KV merge. One latent KV head serves every query head, so each page is read
+ * once per tile of 32 (token, head) rows.
+ */
+import {
+  CaptureToken,
+  type CompiledKernel,
+  DispatchCache,
+  GrowableBuffer,
+  type FloatDType,
+  type GpuContext,
+  IndexRangeError,
+  type IntArray,
+  LayoutError,
+  PlanMismatchError,
+  ShapeError,
+  type Tensor,
+  UnsupportedFeatureError,
+  ValueError,
+  WORK_ITEM_WORDS,
+  Workspace,
+  type WorkspaceRegion,
+  encodeDispatch,
+  encodeSplitKVMerge,
+  foldWorkgroups,
+  getKernel,
+  graphTileCapacity,
+  noteCapture,
+  pagedAddressingValues,
+  parseQDType,
+  scheduleTiles,
+  validateIndptr,
+} from '@webinfer/core-buffers';
+import { encodeLseToNatural } from './lse-natural';
+import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaUniforms } from './shaders/mla-simt.wgsl';
+
+/** Workgroups that keep a large GPU busy; below it, long KV is split. */
+export const DEFAULT_MLA_TARGET_WORKGROUPS = 528;
+
+export interface BatchMLAWrapperOptions {
+  /**
+   * Graph mode (FlashInfer's use_cuda_graph): the batch size is fixed by `qoIndptr`, each plan
+   * writes its tables into the four buffers and pads the schedule to a shape-only capacity, so runs
+   * recorded with @webinfer/cuda-graph's `capture` replay with any KV lengths and page tables
+   * (the total query tokens are part of the shape).
+   */
+  useCudaGraph?: boolean;
+  /** i32 `[B + 1]` (graph mode). */
+  qoIndptr?: Tensor;
+  /** i32 `[B + 1]` (graph mode). */
+  kvIndptr?: Tensor;
+  /** i32 `[maxPages]` (graph mode): the most pages a plan may use. */
+  kvIndices?: Tensor;
+  /** i32 `[B]` (graph mode). */
+  kvLenArr?: Tensor;
+  /** Accepted for API parity: 'auto' (default) or 'fa2'. */
+  backend?: string;
+}
+
+export interface BatchMLAPlanArgs {
+  qoIndptr: IntArray;
+  /** Page-level indptr `[B + 1]`. */
+  kvIndptr: IntArray;
+  kvIndices: IntArray;
+  /** KV length of each request in tokens. */
+  kvLenArr: IntArray;
+  numHeads: number;
+  /** Compressed KV width: 512 for DeepSeek (128 and 256 also run). */
+  headDimCkv: number;
+  /** RoPE part width: 64, or 0 (NoPE MLA). */
+  headDimKpe: number;
+  pageSize: number;
+  causal: boolean;
+  /** Required: FlashInfer has no default (DeepSeek passes 1/sqrt(128 + 64)). */
+  smScale: number;
+  qDataType?: string;
+  kvDataType?: string;
+  fixedSplitSize?: number;
+  disableSplitKv?: boolean;
+  /** webinfer extension: workgroups that saturate the device. */
+  targetWorkgroups?: number;
+}
+
+export interface BatchMLARunOptions {
+  out?: Tensor;
+  lse?: Tensor;
+  returnLse?: boolean;
+  /** LSE in natural log instead of base 2. */
+  returnLseBaseOnE?: boolean;
+  /** webinfer extension (xqaMla): multiplies the output. */
+  vScale?: number;
+  /** Encode into this encoder (the caller submits) instead of submitting at once. */
+  encoder?: GPUCommandEncoder;
+}
+
+interface Plan {
+  batchSize: number;
+  tokens: number;
+  numHeads: number;
+  headDimCkv: number;
+  headDimKpe: number;
+  pageSize: number;
+  causal: boolean;
+  smScale: number;
+  qDtype: FloatDType;
+  kvDtype: FloatDType;
+  numWork: number;
+  numSlots: number;
+  indicesOffset: number;
+  slotIndptrOffset: number;
+  regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
+  maxPageId: number;
+  kernel: CompiledKernel;
+  shapeKey: string;
+}
+
+interface GraphBuffers {
+  batchSize: number;
+  qoIndptr: Tensor;
+  kvIndptr: Tensor;
+  kvIndices: Tensor;
+  kvLenArr: Tensor;
+}
+
+function graphBuffers(o: BatchMLAWrapperOptions): GraphBuffers | undefined {
+  if (!o.useCudaGraph) return undefined;
+  const named = [
+    ['qoIndptr', o.qoIndptr],
+    ['kvIndptr', o.kvIndptr],
+    ['kvIndices', o.kvIndices],
+    ['kvLenArr', o.kvLenArr],
+  ] as const;
+  for (const [name, t] of named) {
+    if (!t) throw new ValueError('is required with useCudaGraph', name);
+    t.expect(name, ['i32', 'u32'], [null]);
+    if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
+  }
+  const batchSize = o.qoIndptr!.shape[0] - 1;
+  if (batchSize < 1) throw new ShapeError('needs at least 2 entries', 'qoIndptr');
+  o.kvIndptr!.expect('kvIndptr', null, [batchSize + 1]);
+  o.kvLenArr!.expect('kvLenArr', null, [batchSize]);
+  return { batchSize, qoIndptr: o.qoIndptr!, kvIndptr: o.kvIndptr!, kvIndices: o.kvIndices!, kvLenArr: o.kvLenArr! };
+}
+
+/**
+ * @example
+ * const mla = new BatchMLAPagedAttentionWrapper(ctx, ctx.empty([128 << 20], 'u8'));
+ * mla.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr, numHeads: 128, headDimCkv: 512, headDimKpe: 64,
+ *   pageSize: 64, causal: false, smScale: 1 / Math.sqrt(192), qDataType: 'f16', kvDataType: 'f16' });
+ * const o = mla.run(qNope, qPe, ckvCache, kpeCache);   // o [T, 128, 512]
+ */
+export class BatchMLAPagedAttentionWrapper {
+  readonly ctx: GpuContext;
+  private readonly workspace: Workspace;
+  private readonly planBuf: GrowableBuffer;
+  private readonly lseScratch: GrowableBuffer;
+  private readonly dispatch: DispatchCache;
+  private readonly graph: GraphBuffers | undefined;
+  private current: Plan | undefined;
+  private boundPages: number | undefined;
+  private token = new CaptureToken('BatchMLAPagedAttentionWrapper');
+  private destroyed = false;
+
+  constructor(ctx: GpuContext, workspaceBuffer: Tensor | GPUBuffer, options: BatchMLAWrapperOptions = {}) {
+    ctx.assertLive();
+    if (options.backend !== undefined && !['auto', 'fa2'].includes(options.backend)) {
+      throw new ValueError(`backend '${options.backend}' is not available on WebGPU; use 'auto' or 'fa2'`, 'backend');
+    }
+    this.ctx = ctx;
+    this.graph = graphBuffers(options);
+    this.workspace = new Workspace(ctx, workspaceBuffer);
+    this.planBuf = new GrowableBuffer(ctx, 'mla/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
+    this.lseScratch = new GrowableBuffer(ctx, 'mla/lse-scratch', GPUBufferUsage.STORAGE);
+    this.dispatch = new DispatchCache(ctx, 'mla/params');
+  }
+
+  /** How the last plan split the work (diagnostics, tests, bench). */
+  get planInfo(): { numWork: number; numSlots: number } | undefined {
+    return this.current && { numWork: this.current.numWork, numSlots: this.current.numSlots };
+  }
+
+  plan(args: BatchMLAPlanArgs): void {
+    this.assertLive();
+    const H = args.numHeads;
+    if (!Number.isInteger(H) || H < 1) throw new ValueError(`must be a positive integer, got ${H}`, 'numHeads');
+    if (![128, 256, 512].includes(args.headDimCkv)) throw new UnsupportedFeatureError(`must be 128, 256 or 512, got ${args.headDimCkv}`, 'headDimCkv');
+    if (args.headDimKpe !== 0 && args.headDimKpe !== 64) throw new UnsupportedFeatureError(`must be 64 or 0, got ${args.headDimKpe}`, 'headDimKpe');
+    if (!Number.isInteger(args.pageSize) || args.pageSize < 1) throw new ValueError(`must be a positive integer, got ${args.pageSize}`, 'pageSize');
+    if (typeof args.causal !== 'boolean') throw new ValueError('is required (true or false)', 'causal');
+    if (args.smScale === undefined) throw new ValueError('is required: MLA has no default (DeepSeek uses 1/sqrt(192))', 'smScale');
+    if (!(Number.isFinite(args.smScale) && args.smScale > 0)) throw new ValueError(`must be a finite number > 0, got ${args.smScale}`, 'smScale');
+    const qDtype = parseQDType(args.qDataType, 'f16', 'qDataType');
+    const kvDtype = parseQDType(args.kvDataType, qDtype, 'kvDataType');
+
+    const kvIndptr = validateIndptr(args.kvIndptr, 'kvIndptr');
+    const B = kvIndptr.length - 1;
+    const qoIndptr = validateIndptr(args.qoIndptr, 'qoIndptr');
+    if (qoIndptr.length !== B + 1) throw new ShapeError(`has ${qoIndptr.length} entries, expected ${B + 1} (as kvIndptr)`, 'qoIndptr');
+    const indices = Int32Array.from(args.kvIndices as ArrayLike<number>);
+    if (kvIndptr[B] > indices.length) throw new IndexRangeError(`kvIndptr ends at ${kvIndptr[B]} but kvIndices has ${indices.length} entries`, 'kvIndptr');
+    const kvLens = Int32Array.from(args.kvLenArr as ArrayLike<number>);
+    if (kvLens.length !== B) throw new ShapeError(`has ${kvLens.length} entries, expected batch_size = ${B}`, 'kvLenArr');
+    for (let b = 0; b < B; b++) {
+      const cap = (kvIndptr[b + 1] - kvIndptr[b]) * args.pageSize;
+      if (!Number.isInteger(kvLens[b]) || kvLens[b] < 0 || kvLens[b] > cap) {
+        throw new ValueError(`request ${b}: length ${kvLens[b]} does not fit its ${cap / args.pageSize} pages`, 'kvLenArr');
+      }
+    }
+    let maxPageId = -1;
+    for (let i = 0; i < kvIndptr[B]; i++) {
+      if (indices[i] < 0) throw new IndexRangeError(`entry ${i} is negative (${indices[i]})`, 'kvIndices');
+      maxPageId = Math.max(maxPageId, indices[i]);
+    }
+    const g = this.graph;
+    if (g) {
+      if (B !== g.batchSize) throw new ValueError(`batch size ${B} differs from the fixed batch size ${g.batchSize} of the graph-mode buffers`, 'qoIndptr');
+      if (kvIndptr[B] > g.kvIndices.shape[0]) throw new ValueError(`${kvIndptr[B]} page indices do not fit the kvIndices buffer's ${g.kvIndices.shape[0]}`, 'kvIndices');
+      if (this.boundPages !== undefined && maxPageId >= this.boundPages) {
+        throw new IndexRangeError(`page id ${maxPageId} is outside the ${this.boundPages} pages of the cache the wrapper runs on`, 'kvIndices');
+      }
+    }
+
+    const target = args.targetWorkgroups ?? DEFAULT_MLA_TARGET_WORKGROUPS;
+    const sched = scheduleTiles({
+      qoIndptr,
+      kvLens,
+      pageBase: kvIndptr.subarray(0, B),
+      maskBits: undefined,
+      groupSize: H,
+      numKvHeads: 1,
+      rowsPerTile: MLA_ROWS,
+      keysPerTile: MLA_KEYS,
+      causal: args.causal,
+      windowLeft: -1,
+      targetWorkgroups: target,
+      fixedSplitSize: args.fixedSplitSize,
+      disableSplitKv: args.disableSplitKv,
+    });
+    const tokens = qoIndptr[B];
+    const cap = g ? graphTileCapacity(tokens, B, H, MLA_ROWS, 1, target) : { work: sched.numWork, slots: sched.numSlots };
+    if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
+      throw new ValueError(`the split makes more work than a graph-mode schedule holds (${cap.work} items, ${cap.slots} states); use a larger fixedSplitSize`, 'fixedSplitSize');
+    }
+    const indicesOffset = Math.max(1, cap.work) * WORK_ITEM_WORDS;
+    const slotIndptrOffset = indicesOffset + (g ? g.kvIndices.shape[0] : indices.length);
+    const words = new Uint32Array(Math.ceil((slotIndptrOffset + tokens + 1) / 4) * 4);
+    words.set(sched.work.subarray(0, sched.numWork * WORK_ITEM_WORDS), 0);
+    words.set(indices.subarray(0, kvIndptr[B]), indicesOffset);
+    words.set(sched.slotIndptr, slotIndptrOffset);
+    this.planBuf.upload(words);
+    if (g) {
+      const padded = new Int32Array(g.kvIndices.shape[0]);
+      padded.set(indices.subarray(0, kvIndptr[B]));
+      g.qoIndptr.write(qoIndptr);
+      g.kvIndptr.write(kvIndptr);
+      g.kvIndices.write(padded);
+      g.kvLenArr.write(kvLens);
+    }
+    const regions = this.workspace.carveSplitKV(cap.slots, H, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize);
+    const config: MlaShaderConfig = {
+      headDimCkv: args.headDimCkv,
+      headDimKpe: args.headDimKpe,
+      qDtype,
+      kvDtype,
+      oDtype: qDtype,
+      causal: args.causal,
+      nativeF16: this.ctx.hasF16,
+    };
+    const kernel = getKernel(this.ctx, { id: 'mla/simt', config, wgsl: mlaSimtWgsl, bindings: MLA_BINDINGS });
+    const plan: Plan = {
+      batchSize: B,
+      tokens,
+      numHeads: H,
+      headDimCkv: args.headDimCkv,
+      headDimKpe: args.headDimKpe,
+      pageSize: args.pageSize,
+      causal: args.causal,
+      smScale: args.smScale,
+      qDtype,
+      kvDtype,
+      numWork: cap.work,
+      numSlots: cap.slots,
+      indicesOffset,
+      slotIndptrOffset,
+      regions,
+      maxPageId,
+      kernel,
+      shapeKey: '',
+    };
+    const { maxPageId: _m, kernel: _k, shapeKey: _s, regions: r, ...shape } = plan;
+    plan.shapeKey = JSON.stringify({ ...shape, regions: r && [r.partialO.offset, r.partialLse.offset] });
+    if (!g || this.current?.shapeKey !== plan.shapeKey) {
+      this.token.invalidate('the wrapper was planned again with a different shape');
+      this.token = new CaptureToken('BatchMLAPagedAttentionWrapper');
+    }
+    this.current = plan;
+  }
+
+  run(qNope: Tensor, qPe: Tensor | undefined, ckvCache: Tensor, kpeCache: Tensor | undefined, options: BatchMLARunOptions & { returnLse: true }): [Tensor, Tensor];
+  run(qNope: Tensor, qPe: Tensor | undefined, ckvCache: Tensor, kpeCache: Tensor | undefined, options?: BatchMLARunOptions): Tensor;
+  run(qNope: Tensor, qPe: Tensor | undefined, ckvCache: Tensor, kpeCache: Tensor | undefined, options: BatchMLARunOptions = {}): Tensor | [Tensor, Tensor] {
+    this.assertLive();
+    const p = this.current;
+    if (!p) throw new PlanMismatchError('call plan() before run()', 'plan');
+    const ctx = this.ctx;
+    const { tokens: T, numHeads: H, headDimCkv: DC, headDimKpe: DP } = p;
+    qNope.expect('qNope', [p.qDtype], [T, H, DC]);
+    if (DP > 0) {
+      if (!qPe) throw new ValueError('is required when headDimKpe > 0', 'qPe');
+      qPe.expect('qPe', [p.qDtype], [T, H, DP]);
+      if (!kpeCache) throw new ValueError('is required when headDimKpe > 0', 'kpeCache');
+    }
+    if (ckvCache.rank !== 3) throw new ShapeError(`expected [num_pages, page_size, ${DC}], got [${ckvCache.shape.join(', ')}]`, 'ckvCache');
+    ckvCache.expect('ckvCache', [p.kvDtype], [null, p.pageSize, DC]);
+    const numPages = ckvCache.shape[0];
+    if (DP > 0) kpeCache!.expect('kpeCache', [p.kvDtype], [numPages, p.pageSize, DP]);
+    if (p.maxPageId >= numPages) throw new PlanMismatchError(`planned page id ${p.maxPageId} is outside the cache's ${numPages} pages`, 'kvIndices');
+    this.boundPages = numPages;
+    const vScale = options.vScale ?? 1;
+    if (!(Number.isFinite(vScale) && vScale > 0)) throw new ValueError(`must be a finite number > 0, got ${vScale}`, 'vScale');
+
+    // Vector loads of 4 elements: rows must start at multiples of 4 elements of their binding.
+    const views = [
+      ['qNope', qNope],
+      ['ckvCache', ckvCache],
+      ...(DP > 0 ? ([['qPe', qPe!], ['kpeCache', kpeCache!]] as const) : []),
+    ] as const;
+    const binds = new Map<string, { binding: GPUBufferBinding; elementOffset: number }>();
+    for (const [name, t] of views) {
+      if (t.strides[2] !== 1) throw new LayoutError('the last dimension must be contiguous', name);
+      const b = t.binding(name);
+      if ([b.elementOffset, t.strides[0], t.strides[1]].some((x) => x % 4 !== 0)) {
+        throw new LayoutError('rows must start at multiples of 4 elements (offset and strides)', name);
+      }
+      binds.set(name, b);
+    }
+    const out = options.out ?? ctx.empty([T, H, DC], p.qDtype, 'mla/out');
+    if (options.out) {
+      out.expect('out', [p.qDtype], [T, H, DC]);
+      if (!out.isContiguous() || out.offset % 4 !== 0) throw new LayoutError('must be contiguous and start at a multiple of 4 elements', 'out');
+    }
+    const wantLse = options.returnLse || options.lse !== undefined;
+    const lse = options.lse ?? (wantLse ? ctx.empty([T, H], 'f32', 'mla/lse') : undefined);
+    if (options.lse) {
+      options.lse.expect('lse', ['f32'], [T, H]);
+      if (!options.lse.isContiguous()) throw new LayoutError('must be contiguous', 'lse');
+    }
+    const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(T * H * 4);
+
+    const qn = binds.get('qNope')!;
+    const ck = binds.get('ckvCache')!;
+    const qp = binds.get('qPe') ?? qn;
+    const kp = binds.get('kpeCache') ?? ck;
+    const groups = foldWorkgroups(ctx, p.numWork);
+    const wsBase = this.workspace.base;
+    const uniform = this.dispatch.uniform(
+      mlaUniforms.pack({
+        num_work: p.numWork,
+        num_heads: H,
+        page_size: p.pageSize,
+        ...pagedAddressingValues('ckv', { offset: ck.elementOffset, stridePage: ckvCache.strides[0], strideSlot: ckvCache.strides[1], strideHead: 0 }),
+        ...pagedAddressingValues('kpe', DP > 0 ? { offset: kp.elementOffset, stridePage: kpeCache!.strides[0], strideSlot: kpeCache!.strides[1], strideHead: 0 } : { offset: 0, stridePage: 0, strideSlot: 0, strideHead: 0 }),
+        qn_offset: qn.elementOffset,
+        qn_stride_tok: qNope.strides[0],
+        qn_stride_head: qNope.strides[1],
+        qp_offset: DP > 0 ? qp.elementOffset : 0,
+        qp_stride_tok: DP > 0 ? qPe!.strides[0] : 0,
+        qp_stride_head: DP > 0 ? qPe!.strides[1] : 0,
+        o_offset: out.offset,
+        lse_offset: lse ? lse.offset : 0,
+        part_o_offset: p.regions ? (p.regions.partialO.offset - wsBase) / 4 : 0,
+        part_lse_offset: p.regions ? (p.regions.partialLse.offset - wsBase) / 4 : 0,
+        indices_offset: p.indicesOffset,
+        slot_indptr_offset: p.slotIndptrOffset,
+        sm_scale_log2: p.smScale * Math.LOG2E,
+        v_scale: vScale,
+        groups_x: groups[0],
+      }),
+      Boolean(options.encoder),
+    );
+    const group = this.dispatch.bindGroup(p.kernel, [
+      { buffer: uniform },
+      qn.binding,
+      qp.binding,
+      ck.binding,
+      kp.binding,
+      { buffer: this.planBuf.buffer! },
+      { buffer: out.buffer },
+      { buffer: lseBinding },
+      this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize),
+    ]);
+    const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'mla' });
+    noteCapture(options.encoder, this.token);
+    if (p.numWork > 0) encodeDispatch(encoder, p.kernel, group, groups);
+    const temps: GPUBuffer[] = [];
+    if (p.regions) {
+      temps.push(
+        encodeSplitKVMerge(ctx, encoder, {
+          partialO: this.workspace.binding(p.regions.partialO),
+          partialLse: this.workspace.binding(p.regions.partialLse),
+          indptr: this.planBuf.buffer!,
+          indptrOffset: p.slotIndptrOffset,
+          numRows: T,
+          numHeads: H,
+          headDim: DC,
+          outDtype: p.qDtype,
+          out,
+          lse: lseBinding,
+          lseOffset: lse ? lse.offset : 0,
+          vScale,
+        }),
+      );
+    }
+    if (lse && options.returnLseBaseOnE) temps.push(...encodeLseToNatural(ctx, encoder, lse));
+    if (!options.encoder) {
+      ctx.submit([encoder.finish()]);
+      for (const t of temps) t.destroy();
+    }
+    return options.returnLse ? [out, lse!] : out;
+  }
+
+  /** Releases the wrapper's own GPU buffers (not the workspace, which the caller owns). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.token.invalidate('the wrapper was destroyed');
+    this.planBuf.destroy();
+    this.lseScratch.destroy();
+    this.dispatch.destroy();
+    this.current = undefined;
+  }
+
+  private assertLive(): void {
+    this.ctx.assertLive();
+    if (this.destroyed) throw new PlanMismatchError('the wrapper was destroyed', 'wrapper');
+  }
+}

@@ -1,0 +1,149 @@
+import { type GpuContext, IndexRangeError, PlanMismatchError, UnsupportedFeatureError, ValueError, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
+import { compareClose, mlaRef, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchMLAPagedAttentionWrapper } from '../src';
+
+let ctx: GpuContext;
+let workspace: ReturnType<GpuContext['empty']>;
+beforeAll(async () => {
+  ctx = await createContext();
+  workspace = ctx.empty([32 << 20], 'u8');
+});
+afterAll(() => ctx?.dispose());
+
+interface Case {
+  name: string;
+  qoLens: number[];
+  kvLens: number[];
+  numHeads: number;
+  pageSize: number;
+  causal: boolean;
+  headDimKpe?: number;
+  dtype?: 'f16' | 'bf16' | 'f32';
+  /** ckv and kpe as slices of one [P, page, 576] tensor. */
+  fused?: boolean;
+  fixedSplitSize?: number;
+  lseBaseE?: boolean;
+}
+
+// The spec's MLA grid in miniature: batch 1/3/7, kv 0/17/33/96/97, qo 1..17, causal both ways,
+// page 1/16, without kpe; plus 128 heads, bf16/f32, a fused 576-wide cache and forced splits.
+const cases: Case[] = [
+  { name: 'decode B=3, 16 heads, page 16', qoLens: [1, 1, 1], kvLens: [17, 33, 96], numHeads: 16, pageSize: 16, causal: false },
+  { name: 'B=7 causal append, qo 1..17', qoLens: [1, 17, 5, 2, 9, 3, 1], kvLens: [0, 17, 33, 96, 97, 5, 40], numHeads: 16, pageSize: 16, causal: true },
+  { name: 'page 1, non-causal qo > 1', qoLens: [2, 1, 3], kvLens: [17, 1, 33], numHeads: 8, pageSize: 1, causal: false },
+  { name: 'without kpe', qoLens: [1, 4, 1], kvLens: [97, 33, 0], numHeads: 16, pageSize: 16, causal: true, headDimKpe: 0 },
+  { name: '128 heads decode, bf16', qoLens: [1, 1], kvLens: [97, 33], numHeads: 128, pageSize: 16, causal: false, dtype: 'bf16' },
+  { name: 'fused 576-wide cache, f32', qoLens: [1, 3], kvLens: [40, 96], numHeads: 16, pageSize: 16, causal: true, dtype: 'f32', fused: true },
+  { name: 'B=1 long, forced split, LSE base e', qoLens: [6], kvLens: [300], numHeads: 16, pageSize: 16, causal: true, fixedSplitSize: 64, lseBaseE: true },
+];
+
+function exact(r: () => number, n: number, dtype: 'f16' | 'bf16' | 'f32'): Float32Array {
+  return decodeArray(encodeArray(randn(r, n), dtype), dtype) as Float32Array;
+}
+
+describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
+  it.each(cases)('$name', async (c) => {
+    const seed = testSeed();
+    const r = rng(seed);
+    const dtype = c.dtype ?? 'f16';
+    const [H, DC, DP, page] = [c.numHeads, 512, c.headDimKpe ?? 64, c.pageSize];
+    const B = c.kvLens.length;
+    const pages = c.kvLens.map((l) => Math.ceil(l / page));
+    const kvIndptr = [0];
+    for (const n of pages) kvIndptr.push(kvIndptr[kvIndptr.length - 1] + n);
+    const numPages = kvIndptr[B] + 2;
+    const perm = permutation(r, numPages);
+    const kvIndices = Array.from({ length: kvIndptr[B] }, (_, i) => perm[i]);
+    const qoIndptr = [0];
+    for (const n of c.qoLens) qoIndptr.push(qoIndptr[qoIndptr.length - 1] + n);
+    const T = qoIndptr[B];
+    const ckvHost = exact(r, numPages * page * DC, dtype);
+    const kpeHost = exact(r, numPages * page * DP, dtype);
+    const qnHost = exact(r, T * H * DC, dtype);
+    const qpHost = exact(r, T * H * DP, dtype);
+    let ckv: ReturnType<GpuContext['tensor']>;
+    let kpe: ReturnType<GpuContext['tensor']> | undefined;
+    if (c.fused) {
+      const both = new Float32Array(numPages * page * (DC + DP));
+      for (let s = 0; s < numPages * page; s++) {
+        both.set(ckvHost.subarray(s * DC, (s + 1) * DC), s * (DC + DP));
+        both.set(kpeHost.subarray(s * DP, (s + 1) * DP), s * (DC + DP) + DC);
+      }
+      const t = ctx.tensor(both, [numPages, page, DC + DP], dtype);
+      ckv = t.slice(2, 0, DC);
+      kpe = t.slice(2, DC, DC + DP);
+    } else {
+      ckv = ctx.tensor(ckvHost, [numPages, page, DC], dtype);
+      kpe = DP > 0 ? ctx.tensor(kpeHost, [numPages, page, DP], dtype) : undefined;
+    }
+    const smScale = 1 / Math.sqrt(128 + 64);
+    const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
+    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: dtype, fixedSplitSize: c.fixedSplitSize });
+    if (c.fixedSplitSize) expect(w.planInfo!.numSlots).toBeGreaterThan(0);
+    const out = ctx.full([T, H, DC], dtype, Number.NaN);
+    const lse = ctx.full([T, H], 'f32', Number.NaN);
+    await ctx.checkErrors(() =>
+      w.run(ctx.tensor(qnHost, [T, H, DC], dtype), DP > 0 ? ctx.tensor(qpHost, [T, H, DP], dtype) : undefined, ckv, kpe, { out, lse, returnLse: true, returnLseBaseOnE: c.lseBaseE }),
+    );
+    const gotO = await out.toArray();
+    const gotL = await lse.toArray();
+    for (let b = 0; b < B; b++) {
+      const [q0, q1] = [qoIndptr[b], qoIndptr[b + 1]];
+      if (q1 === q0) continue;
+      const len = c.kvLens[b];
+      const rowsOf = (host: Float32Array, width: number) => {
+        const o = new Float64Array(len * width);
+        for (let j = 0; j < len; j++) {
+          const p = kvIndices[kvIndptr[b] + Math.floor(j / page)];
+          for (let d = 0; d < width; d++) o[j * width + d] = host[(p * page + (j % page)) * width + d];
+        }
+        return o;
+      };
+      const ref = mlaRef({
+        qNope: qnHost.subarray(q0 * H * DC, q1 * H * DC),
+        qPe: qpHost.subarray(q0 * H * DP, q1 * H * DP),
+        ckv: rowsOf(ckvHost, DC),
+        kpe: rowsOf(kpeHost, DP),
+        qoLen: q1 - q0,
+        kvLen: len,
+        numHeads: H,
+        headDimCkv: DC,
+        headDimKpe: DP,
+        causal: c.causal,
+        smScale,
+      });
+      const tol = dtype === 'bf16' ? 1e-2 : dtype === 'f32' ? 2e-4 : 2e-3;
+      const ro = compareClose(gotO.subarray(q0 * H * DC, q1 * H * DC), ref.o, { rtol: tol, atol: tol });
+      expect(ro.ok, `seed ${seed} request ${b}: o ${JSON.stringify(ro)}`).toBe(true);
+      const wantL = c.lseBaseE ? ref.lse.map((x) => x * Math.LN2) : ref.lse;
+      const rl = compareClose(gotL.subarray(q0 * H, q1 * H), wantL, { rtol: 1e-3, atol: 1e-3 });
+      expect(rl.ok, `seed ${seed} request ${b}: lse ${JSON.stringify(rl)}`).toBe(true);
+    }
+    w.destroy();
+  });
+});
+
+describe('BatchMLAPagedAttentionWrapper errors', () => {
+  it('names the argument at fault before any GPU work', () => {
+    const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
+    const base = { qoIndptr: [0, 1], kvIndptr: [0, 2], kvIndices: [0, 1], kvLenArr: [20], numHeads: 16, headDimCkv: 512, headDimKpe: 64, pageSize: 16, causal: false, smScale: 0.1 };
+    expect(() => w.plan({ ...base, smScale: undefined as unknown as number })).toThrow(/smScale: is required/);
+    expect(() => w.plan({ ...base, headDimCkv: 320 })).toThrow(UnsupportedFeatureError);
+    expect(() => w.plan({ ...base, kvLenArr: [40] })).toThrow(/kvLenArr/);
+    expect(() => w.plan({ ...base, kvIndices: [0, -1] })).toThrow(IndexRangeError);
+    expect(() => w.plan({ ...base, qoIndptr: [0, 1, 2] })).toThrow(/qoIndptr/);
+    expect(() => w.run(ctx.zeros([1, 16, 512], 'f16'), undefined, ctx.zeros([2, 16, 512], 'f16'), undefined)).toThrow(PlanMismatchError);
+    w.plan(base);
+    const qn = ctx.zeros([1, 16, 512], 'f16');
+    const qp = ctx.zeros([1, 16, 64], 'f16');
+    const ckv = ctx.zeros([2, 16, 512], 'f16');
+    const kpe = ctx.zeros([2, 16, 64], 'f16');
+    expect(() => w.run(qn, undefined, ckv, kpe)).toThrow(/qPe: is required/);
+    expect(() => w.run(qn, qp, ctx.zeros([2, 8, 512], 'f16'), kpe)).toThrow(/ckvCache/);
+    expect(() => w.run(qn, qp, ctx.zeros([1, 16, 512], 'f16'), ctx.zeros([1, 16, 64], 'f16'))).toThrow(/page id 1/);
+    expect(() => w.run(ctx.zeros([1, 16, 512], 'bf16'), qp, ckv, kpe)).toThrow(/qNope/);
+    expect(() => w.run(qn, qp, ckv, kpe, { vScale: -1 })).toThrow(ValueError);
+    w.destroy();
+  });
+});
