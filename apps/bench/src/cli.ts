@@ -2,7 +2,7 @@
  * webinfer bench: runs kernel suites on the default GPU, after measuring the device's ceilings in
  * the same process, and reports time, GB/s, TFLOP/s and the fraction of the roofline.
  *
- *   webinfer-bench [--suite decode|prefill|attention|graph|all] [--quick] [--verify] [--json out.json] [--md out.md]
+ *   webinfer-bench [--suite decode|prefill|attention|graph|mla|xqa|all] [--quick] [--verify] [--json out.json] [--md out.md]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { renderHtml } from './report-html';
 import { profileDecode, runDecodeSuite } from './suites/decode';
 import { runAttentionSuite } from './suites/attention';
 import { runGraphSuite } from './suites/graph';
+import { runMlaSuite, runXqaSuite } from './suites/mla-xqa';
 import { profilePrefill, runPrefillSuite } from './suites/prefill';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
@@ -42,7 +43,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--filter') args.filter = argv[++i];
     else if (a === '--peer') args.peer = argv[++i];
     else if (a === '--help' || a === '-h') {
-      console.log('usage: webinfer-bench [--suite decode|prefill|attention|graph|all] [--quick] [--verify] [--json out.json] [--md out.md] [--html out.html] [--filter substring] [--peer torch]');
+      console.log('usage: webinfer-bench [--suite decode|prefill|attention|graph|mla|xqa|all] [--quick] [--verify] [--json out.json] [--md out.md] [--html out.html] [--filter substring] [--peer torch]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -55,6 +56,8 @@ const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o:
   'profile-prefill': profilePrefill,
   attention: runAttentionSuite,
   graph: runGraphSuite,
+  mla: runMlaSuite,
+  xqa: runXqaSuite,
   'profile-decode': profileDecode,
   'probe-subgroup-matrix': probeSubgroupMatrix,
 };
