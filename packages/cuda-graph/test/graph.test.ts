@@ -209,6 +209,17 @@ describe('capture of plain wrappers', () => {
     prefill.destroy();
   });
 
+  it('records no merge for a batch that fills the GPU on its own', async () => {
+    const r = rng(testSeed());
+    const layer = makeLayer(r);
+    const { w } = graphWrapper(ctx.empty([4 << 20], 'u8'));
+    w.plan({ ...planArgs(pageTable(r, [300, 40, 60, 80])), targetWorkgroups: 1 });
+    const graph = capture(ctx, (rec) => w.run(ctx.tensor(exact(r, B * HQ * D), [B, HQ, D], 'f16'), layer.cache, { encoder: rec }));
+    expect(graph.dispatchCount).toBe(1);
+    await ctx.checkErrors(() => graph.replay());
+    w.destroy();
+  });
+
   it('replays into a caller encoder and rejects what a recorder cannot hold', async () => {
     const graph = capture(ctx, (rec) => {
       expect(() => rec.finish()).toThrow(/not submitted/);

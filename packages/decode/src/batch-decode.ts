@@ -409,12 +409,16 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // Graph mode pads the schedule to a capacity that depends only on the shape: the automatic
     // split makes at most rows + target / (workgroups per chunk) chunks (each row adds at most one
     // partial chunk to total / chunkSize), and the same bound sizes the partial states.
+    // A batch that fills the GPU on its own is never split (without fixedSplitSize): then graph
+    // mode needs no padding and records no merge.
     const chunks = split.chunkRow.length;
-    const numWork = this.graph ? rows + Math.ceil(targetWorkgroups / (args.numKvHeads * headGroups)) : chunks;
+    const wpc = args.numKvHeads * headGroups;
+    const maySplit = !args.disableSplitKv && (Boolean(args.fixedSplitSize) || rows * wpc < targetWorkgroups);
+    const numWork = this.graph ? (maySplit ? rows + Math.ceil(targetWorkgroups / wpc) : rows) : chunks;
     if (chunks > numWork) {
       throw new ValueError(`the split makes ${chunks} chunks, more than the ${numWork} a graph-mode schedule holds; use a larger fixedSplitSize`, 'fixedSplitSize');
     }
-    const numSlots = this.graph ? numWork : split.numSlots;
+    const numSlots = this.graph ? (maySplit ? numWork : 0) : split.numSlots;
     const indicesCapacity = this.graph ? this.graph.indices.shape[0] : ds ? ds.batchSize * ds.pagesPerSeq : indices.length;
 
     // Plan buffer: work items | page indices | slot indptr (u32 words).
@@ -697,7 +701,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (schedule) this.encodeDeviceSchedule(encoder, p, schedule);
     encodeDispatch(encoder, kernel, group, this.indirect ? { buffer: this.indirect, offset: 0 } : groups);
     let mergeUniform: GPUBuffer | undefined;
-    // Graph mode always merges (rows the current plan did not split have no slots and are skipped).
+    // Graph mode merges whenever a plan of its shape may split (rows a plan did not split have no
+    // slots and are skipped).
     if (p.regions) {
       mergeUniform = encodeSplitKVMerge(ctx, encoder, {
         partialO: this.workspace.binding(p.regions.partialO),

@@ -35,7 +35,8 @@ import {
   validateIndptr,
 } from '@webinfer/core-buffers';
 import { encodeLseToNatural } from './lse-natural';
-import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaUniforms } from './shaders/mla-simt.wgsl';
+import { mlaScheduleUniforms, mlaScheduleWgsl } from './shaders/device-schedule.wgsl';
+import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaSmemBytes, mlaUniforms } from './shaders/mla-simt.wgsl';
 
 /** Workgroups that keep a large GPU busy; below it, long KV is split. */
 export const DEFAULT_MLA_TARGET_WORKGROUPS = 528;
@@ -82,6 +83,13 @@ export interface BatchMLAPlanArgs {
   disableSplitKv?: boolean;
   /** webinfer extension: workgroups that saturate the device. */
   targetWorkgroups?: number;
+  /**
+   * webinfer extension (xqaMla): decode with the page table and lengths on the GPU. The plan fixes
+   * the batch size and page-table width (qoIndptr, kvIndptr, kvIndices and kvLenArr are then not
+   * read); run() needs `deviceSchedule: { pageTable, seqLens }` and a GPU pre-pass writes the
+   * schedule. Page ids are not validated (reads stay inside the cache binding).
+   */
+  deviceSchedule?: { batchSize: number; pagesPerSeq: number };
 }
 
 export interface BatchMLARunOptions {
@@ -94,6 +102,8 @@ export interface BatchMLARunOptions {
   vScale?: number;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
+  /** With a deviceSchedule plan: i32 `[B, pagesPerSeq]` page table, u32/i32 `[B]` or `[B, 1]` lengths. */
+  deviceSchedule?: { pageTable: Tensor; seqLens: Tensor };
 }
 
 interface Plan {
@@ -115,6 +125,7 @@ interface Plan {
   maxPageId: number;
   kernel: CompiledKernel;
   shapeKey: string;
+  device: { splits: number; tiles: number; pagesPerSeq: number } | undefined;
 }
 
 interface GraphBuffers {
@@ -158,6 +169,7 @@ export class BatchMLAPagedAttentionWrapper {
   private readonly planBuf: GrowableBuffer;
   private readonly lseScratch: GrowableBuffer;
   private readonly dispatch: DispatchCache;
+  private readonly scheduleDispatch: DispatchCache;
   private readonly graph: GraphBuffers | undefined;
   private current: Plan | undefined;
   private boundPages: number | undefined;
@@ -175,6 +187,7 @@ export class BatchMLAPagedAttentionWrapper {
     this.planBuf = new GrowableBuffer(ctx, 'mla/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
     this.lseScratch = new GrowableBuffer(ctx, 'mla/lse-scratch', GPUBufferUsage.STORAGE);
     this.dispatch = new DispatchCache(ctx, 'mla/params');
+    this.scheduleDispatch = new DispatchCache(ctx, 'mla/device-schedule');
   }
 
   /** How the last plan split the work (diagnostics, tests, bench). */
@@ -194,6 +207,10 @@ export class BatchMLAPagedAttentionWrapper {
     if (!(Number.isFinite(args.smScale) && args.smScale > 0)) throw new ValueError(`must be a finite number > 0, got ${args.smScale}`, 'smScale');
     const qDtype = parseQDType(args.qDataType, 'f16', 'qDataType');
     const kvDtype = parseQDType(args.kvDataType, qDtype, 'kvDataType');
+    if (args.deviceSchedule) {
+      this.planDevice(args, qDtype, kvDtype);
+      return;
+    }
 
     const kvIndptr = validateIndptr(args.kvIndptr, 'kvIndptr');
     const B = kvIndptr.length - 1;
@@ -260,16 +277,7 @@ export class BatchMLAPagedAttentionWrapper {
       g.kvLenArr.write(kvLens);
     }
     const regions = this.workspace.carveSplitKV(cap.slots, H, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize);
-    const config: MlaShaderConfig = {
-      headDimCkv: args.headDimCkv,
-      headDimKpe: args.headDimKpe,
-      qDtype,
-      kvDtype,
-      oDtype: qDtype,
-      causal: args.causal,
-      nativeF16: this.ctx.hasF16,
-    };
-    const kernel = getKernel(this.ctx, { id: 'mla/simt', config, wgsl: mlaSimtWgsl, bindings: MLA_BINDINGS });
+    const kernel = this.kernelFor(args, qDtype, kvDtype);
     const plan: Plan = {
       batchSize: B,
       tokens,
@@ -289,14 +297,104 @@ export class BatchMLAPagedAttentionWrapper {
       maxPageId,
       kernel,
       shapeKey: '',
+      device: undefined,
     };
+    this.commit(plan, g !== undefined);
+  }
+
+  private kernelFor(args: BatchMLAPlanArgs, qDtype: FloatDType, kvDtype: FloatDType): CompiledKernel {
+    const config: MlaShaderConfig = {
+      headDimCkv: args.headDimCkv,
+      headDimKpe: args.headDimKpe,
+      qDtype,
+      kvDtype,
+      oDtype: qDtype,
+      causal: args.causal,
+      nativeF16: this.ctx.hasF16,
+      vStageVec4: mlaSmemBytes(1024) <= this.ctx.limits.maxComputeWorkgroupStorageSize ? 1024 : 512,
+    };
+    return getKernel(this.ctx, { id: 'mla/simt', config, wgsl: mlaSimtWgsl, bindings: MLA_BINDINGS });
+  }
+
+  /** Makes `plan` current; recorded dispatches survive only graph-mode plans of the same shape. */
+  private commit(plan: Plan, graph: boolean): void {
     const { maxPageId: _m, kernel: _k, shapeKey: _s, regions: r, ...shape } = plan;
     plan.shapeKey = JSON.stringify({ ...shape, regions: r && [r.partialO.offset, r.partialLse.offset] });
-    if (!g || this.current?.shapeKey !== plan.shapeKey) {
+    if (!graph || this.current?.shapeKey !== plan.shapeKey) {
       this.token.invalidate('the wrapper was planned again with a different shape');
       this.token = new CaptureToken('BatchMLAPagedAttentionWrapper');
     }
     this.current = plan;
+  }
+
+  /** A deviceSchedule plan: one token per request, every request cut into the same number of chunks. */
+  private planDevice(args: BatchMLAPlanArgs, qDtype: FloatDType, kvDtype: FloatDType): void {
+    const ds = args.deviceSchedule!;
+    for (const [name, x] of [['deviceSchedule.batchSize', ds.batchSize], ['deviceSchedule.pagesPerSeq', ds.pagesPerSeq]] as const) {
+      if (!Number.isInteger(x) || x < 1) throw new ValueError(`must be a positive integer, got ${x}`, name);
+    }
+    if (this.graph) throw new UnsupportedFeatureError('deviceSchedule plans are not available in graph mode', 'deviceSchedule');
+    const B = ds.batchSize;
+    const tiles = Math.ceil(args.numHeads / MLA_ROWS);
+    const target = args.targetWorkgroups ?? DEFAULT_MLA_TARGET_WORKGROUPS;
+    const busy = B * tiles;
+    const splits = args.disableSplitKv || busy >= target ? 1 : Math.max(1, Math.min(Math.ceil(target / busy), Math.floor((ds.pagesPerSeq * args.pageSize) / 256)));
+    const numWork = B * tiles * splits;
+    const numSlots = splits > 1 ? B * splits : 0;
+    const indicesOffset = numWork * WORK_ITEM_WORDS;
+    const slotIndptrOffset = indicesOffset + B * ds.pagesPerSeq;
+    const words = new Uint32Array(Math.ceil((slotIndptrOffset + B + 1) / 4) * 4);
+    for (let b = 0; b <= B; b++) words[slotIndptrOffset + b] = splits > 1 ? b * splits : 0;
+    this.planBuf.upload(words);
+    const plan: Plan = {
+      batchSize: B,
+      tokens: B,
+      numHeads: args.numHeads,
+      headDimCkv: args.headDimCkv,
+      headDimKpe: args.headDimKpe,
+      pageSize: args.pageSize,
+      causal: args.causal,
+      smScale: args.smScale,
+      qDtype,
+      kvDtype,
+      numWork,
+      numSlots,
+      indicesOffset,
+      slotIndptrOffset,
+      regions: this.workspace.carveSplitKV(numSlots, args.numHeads, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize),
+      maxPageId: -1,
+      kernel: this.kernelFor(args, qDtype, kvDtype),
+      shapeKey: '',
+      device: { splits, tiles, pagesPerSeq: ds.pagesPerSeq },
+    };
+    this.commit(plan, false);
+  }
+
+  /** The GPU pre-pass of a deviceSchedule plan: work items from seqLens, page table into the plan buffer. */
+  private encodeDeviceSchedule(encoder: GPUCommandEncoder, p: Plan, s: NonNullable<BatchMLARunOptions['deviceSchedule']>): void {
+    const d = p.device!;
+    s.pageTable.expect('pageTable', ['i32', 'u32'], [p.batchSize, d.pagesPerSeq]);
+    if (!s.pageTable.isContiguous()) throw new LayoutError('must be contiguous', 'pageTable');
+    s.seqLens.expect('seqLens', ['i32', 'u32'], s.seqLens.rank === 2 ? [p.batchSize, 1] : [p.batchSize]);
+    const ctx = this.ctx;
+    const kernel = getKernel(ctx, { id: 'mla/device-schedule', config: {}, wgsl: mlaScheduleWgsl, bindings: ['uniform', 'read-only-storage', 'storage'] });
+    const seq = s.seqLens.binding('seqLens');
+    const uniform = this.scheduleDispatch.uniform(
+      mlaScheduleUniforms.pack({
+        batch: p.batchSize,
+        tiles: d.tiles,
+        splits: d.splits,
+        pages_per_seq: d.pagesPerSeq,
+        page_size: p.pageSize,
+        rows_per_tile: MLA_ROWS,
+        seq_offset: seq.elementOffset,
+        seq_stride: s.seqLens.strides[0],
+      }),
+      true,
+    );
+    const group = this.scheduleDispatch.bindGroup(kernel, [{ buffer: uniform }, seq.binding, { buffer: this.planBuf.buffer! }]);
+    encoder.copyBufferToBuffer(s.pageTable.buffer, s.pageTable.byteOffset, this.planBuf.buffer!, p.indicesOffset * 4, p.batchSize * d.pagesPerSeq * 4);
+    encodeDispatch(encoder, kernel, group, foldWorkgroups(ctx, Math.ceil(p.numWork / 64)));
   }
 
   run(qNope: Tensor, qPe: Tensor | undefined, ckvCache: Tensor, kpeCache: Tensor | undefined, options: BatchMLARunOptions & { returnLse: true }): [Tensor, Tensor];
@@ -392,8 +490,11 @@ export class BatchMLAPagedAttentionWrapper {
       { buffer: lseBinding },
       this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize),
     ]);
+    if (p.device && !options.deviceSchedule) throw new PlanMismatchError('the plan is a deviceSchedule plan: run needs deviceSchedule { pageTable, seqLens }', 'deviceSchedule');
+    if (!p.device && options.deviceSchedule) throw new PlanMismatchError('deviceSchedule given, but the plan was not a deviceSchedule plan', 'deviceSchedule');
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'mla' });
     noteCapture(options.encoder, this.token);
+    if (p.device) this.encodeDeviceSchedule(encoder, p, options.deviceSchedule!);
     if (p.numWork > 0) encodeDispatch(encoder, p.kernel, group, groups);
     const temps: GPUBuffer[] = [];
     if (p.regions) {
@@ -430,6 +531,7 @@ export class BatchMLAPagedAttentionWrapper {
     this.planBuf.destroy();
     this.lseScratch.destroy();
     this.dispatch.destroy();
+    this.scheduleDispatch.destroy();
     this.current = undefined;
   }
 

@@ -2,8 +2,8 @@
  * xqa: TensorRT-LLM's XQA decode entry point as FlashInfer exposes it (spec §5). The page table
  * and sequence lengths stay on the GPU: the decode wrapper's device-scheduled plan builds the work
  * items in a GPU pre-pass, so a call does no CPU work that depends on the lengths (and can be
- * recorded by @webinfer/cuda-graph). One workgroup serves a whole KV head group when the group's
- * q and o fit in registers, so each K/V row is read once for all of its query heads.
+ * recorded by @webinfer/cuda-graph). Each workgroup serves several query heads of one KV head
+ * (the decode kernel's choice), so a K/V row is read once per group of heads.
  */
 import {
   DTypeError,
@@ -13,7 +13,6 @@ import {
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
-  dtypeBytes,
   parseKVLayout,
   parseScale,
 } from '@webinfer/core-buffers';
@@ -38,7 +37,7 @@ export interface XqaOptions {
   mask?: Tensor;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
-  /** Bench only: query heads per workgroup (default: the whole group when it fits). */
+  /** Bench only: query heads per workgroup (default: the decode kernel's choice). */
   debugHeadsPerWorkgroup?: number;
 }
 
@@ -110,14 +109,11 @@ export function xqa(
   }
 
   const entry = wrapperFor(ctx, workspace, layout);
-  // A whole KV head group per workgroup when the group's q and o fit in registers: the subgroup
-  // kernel keeps (16-byte loads per lane) x (vec4 per load) of each per head and lane.
-  const perLoad = 16 / dtypeBytes(kCache.dtype);
-  const loads = headDim / perLoad;
-  let lanes = 1;
-  while (lanes * 2 <= Math.min(loads, ctx.subgroupMinSize, 32)) lanes *= 2;
-  const perHead = (loads / lanes) * (perLoad / 4);
-  const headsPerWorkgroup = options.debugHeadsPerWorkgroup ?? (group * perHead <= 16 ? group : undefined);
+  // The decode kernel's own choice of heads per workgroup: serving a whole group of 8 from one
+  // workgroup (each K/V row read once) measured slower on the H200 (1342 vs 1562 GB/s at B=128,
+  // kv 2048, 64/8 heads): the kernel is bound by per-head shuffles, not by reads (L2 serves the
+  // second read). BENCHMARKS.md has both.
+  const headsPerWorkgroup = options.debugHeadsPerWorkgroup;
   const plan = {
     numQoHeads,
     numKvHeads,

@@ -24,8 +24,10 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
   const kvIndices = Int32Array.from({ length: numPages }, (_, i) => i);
   const rows = prefillLen + decodes;
   const qoIndptr = [0, prefillLen, ...Array.from({ length: decodes }, (_, i) => prefillLen + i + 1)];
-  const cache = ctx.empty([numPages, 2, page, hkv, d], 'f16', 'bench/mixed-cache');
-  gpuFill(ctx, cache, 31);
+  // K and V as two tensors: together they pass one binding's 2 GiB.
+  const cache = { k: ctx.empty([numPages, page, hkv, d], 'f16', 'bench/mixed-k'), v: ctx.empty([numPages, page, hkv, d], 'f16', 'bench/mixed-v') };
+  gpuFill(ctx, cache.k, 31);
+  gpuFill(ctx, cache.v, 33);
   const q = ctx.empty([rows, hq, d], 'f16', 'bench/mixed-q');
   gpuFill(ctx, q, 32);
   const outA = ctx.empty([rows, hq, d], 'f16');
@@ -34,7 +36,7 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
   const wsA = ctx.empty([256 << 20], 'u8');
   const wsP = ctx.empty([128 << 20], 'u8');
   const wsD = ctx.empty([128 << 20], 'u8');
-  const tensors: Tensor[] = [cache, q, outA, lseA, outB, wsA, wsP, wsD];
+  const tensors: Tensor[] = [cache.k, cache.v, q, outA, lseA, outB, wsA, wsP, wsD];
   const nan = Number.NaN;
   try {
     const attn = new BatchAttention(ctx, { workspaceBuffer: wsA });

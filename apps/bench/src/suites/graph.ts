@@ -90,6 +90,18 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
       graph.replay();
     });
     const replayUs = await cpuMicros(ctx, iters, () => graph.replay());
+    // Encoding alone (what grows with the layer count; finish and submit are once per step).
+    const encodeOnly: number[] = [];
+    for (let i = 0; i < iters; i++) {
+      const enc = ctx.device.createCommandEncoder();
+      const t0 = performance.now();
+      graph.replay(enc);
+      encodeOnly.push((performance.now() - t0) * 1e3);
+      ctx.submit([enc.finish()]);
+      if (i % 8 === 7) await ctx.synchronize();
+    }
+    await ctx.synchronize();
+    const encodeUs = median(encodeOnly);
     const indirectStepUs = await cpuMicros(ctx, iters, () => {
       indirectWrapper.plan(planArgs);
       graphIndirect.replay();
@@ -133,7 +145,7 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
       };
     };
     const summary = (step: number, replay: number, t: typeof tPlain) =>
-      `step CPU ${plainStepUs.toFixed(0)} µs plain vs ${step.toFixed(0)} µs graph (replay alone ${replay.toFixed(0)} µs = ${(replay / layers).toFixed(2)} µs/layer); GPU graph/plain = ${(median(t.samples) / median(tPlain.samples)).toFixed(3)}`;
+      `step CPU ${plainStepUs.toFixed(0)} µs plain vs ${step.toFixed(0)} µs graph (replay with submit ${replay.toFixed(0)} µs = ${(replay / layers).toFixed(2)} µs/layer; encoding alone ${(encodeUs / layers).toFixed(2)} µs/layer); GPU graph/plain = ${(median(t.samples) / median(tPlain.samples)).toFixed(3)}`;
     plain.destroy();
     graphWrapper.destroy();
     indirectWrapper.destroy();

@@ -41,10 +41,13 @@ function result(suite: string, name: string, samples: number[], source: 'timesta
 }
 
 export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  const shapes = opts.quick ? [[2, 256, 16, 16]] : [[64, 4096, 128, 64], [8, 8192, 128, 64], [128, 1024, 16, 64]];
+  // [batch, kvLen, heads, page, targetWorkgroups (undefined: the default split)]
+  const shapes: [number, number, number, number, number?][] = opts.quick
+    ? [[2, 256, 16, 16]]
+    : [[64, 4096, 128, 64], [64, 4096, 128, 64, 1], [8, 8192, 128, 64], [128, 1024, 16, 64]];
   const results: CaseResult[] = [];
-  for (const [batch, kvLen, H, page] of shapes) {
-    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)`;
+  for (const [batch, kvLen, H, page, target] of shapes) {
+    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target ? ', no split' : ''}`;
     if (opts.filter && !name.includes(opts.filter)) continue;
     opts.progress(`mla: ${name}`);
     const [DC, DP] = [512, 64];
@@ -69,7 +72,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
     try {
       const w = new BatchMLAPagedAttentionWrapper(ctx, ws);
       const smScale = 1 / Math.sqrt(192);
-      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16' });
+      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16', targetWorkgroups: target });
       const encode = (enc: GPUCommandEncoder) => void w.run(qn, qp, ckv, kpe, { out, lse, encoder: enc });
       await ctx.checkErrors(async () => {
         const enc = ctx.device.createCommandEncoder();
@@ -113,7 +116,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
 
 export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const shapes = opts.quick ? [[4, 256, 16, 2]] : [[128, 2048, 64, 8], [64, 4096, 32, 8]];
-  const variants: [string, number | undefined][] = opts.quick ? [['default', undefined]] : [['default', undefined], ['4 heads per workgroup', 4]];
+  const variants: [string, number | undefined][] = opts.quick ? [['default', undefined]] : [['default', undefined], ['whole group per workgroup', -1]];
   const results: CaseResult[] = [];
   for (const [batch, kvLen, hq, hkv] of shapes) {
     for (const [label, hpw] of variants) {
@@ -138,7 +141,7 @@ export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
       const tensors: Tensor[] = [kCache, vCache, q, table, lens, out, ws];
       try {
         const encode = (enc: GPUCommandEncoder) =>
-          xqa(q, kCache, vCache, table, lens, out, ws, { numKvHeads: hkv, pageSize: page, encoder: enc, debugHeadsPerWorkgroup: hpw });
+          xqa(q, kCache, vCache, table, lens, out, ws, { numKvHeads: hkv, pageSize: page, encoder: enc, debugHeadsPerWorkgroup: hpw === -1 ? hq / hkv : hpw });
         await ctx.checkErrors(async () => {
           const enc = ctx.device.createCommandEncoder();
           encode(enc);

@@ -47,7 +47,7 @@ export const mlaUniforms = new UniformSchema('MlaParams', {
 });
 
 export interface MlaShaderConfig {
-  /** ckv width (V width too): 128, 256 or 512 (stages hold 4096 floats). */
+  /** ckv width (V width too): 128, 256 or 512. */
   headDimCkv: number;
   /** kpe width: a multiple of 64, or 0. */
   headDimKpe: number;
@@ -56,6 +56,13 @@ export interface MlaShaderConfig {
   oDtype: FloatDType;
   causal: boolean;
   nativeF16: boolean;
+  /** vec4 in the V stage: 1024 (8 keys of 512) where workgroup memory allows, else 512. */
+  vStageVec4: 512 | 1024;
+}
+
+/** Workgroup memory of the kernel in bytes. */
+export function mlaSmemBytes(vStageVec4: number): number {
+  return 16 * (KC * MLA_ROWS) / 4 + 4 * KC * MLA_KEYS + 16 * vStageVec4 + 4 * MLA_KEYS * MLA_ROWS + 4 * 5 * 32 + 64;
 }
 
 export const MLA_ROWS = 32;
@@ -78,10 +85,37 @@ export const MLA_BINDINGS = [
 export function mlaSimtWgsl(c: MlaShaderConfig): string {
   const DC = c.headDimCkv;
   const DP = c.headDimKpe;
-  const VK = 4096 / DC; // keys per V stage (the stage holds 1024 vec4)
+  const VK = (c.vStageVec4 * 4) / DC; // keys per V stage
   const nopeChunks = DC / KC;
   const chunks = nopeChunks + DP / KC;
   const U = DC / 128; // vec4 of O per row per invocation
+  const VLOADS = c.vStageVec4 / 256; // V stage vec4 per invocation
+  // Q and K of chunk \`ch\` into registers pq, pk (zeros outside the valid rows and keys).
+  const fetchQK = (chunk: string) => {
+    const ch = `(${chunk})`;
+    return `for (var v = 0u; v < 2u; v++) {
+      let d = ld_d + 32u * v;
+      pq[v] = vec4<f32>(0.0);
+      pk[v] = vec4<f32>(0.0);
+      if (${ch} < ${nopeChunks}u) {
+        if (ld_valid) { pq[v] = load_qn(qn_base + ${ch} * ${KC}u + d); }
+        if (key_ok) { pk[v] = load_ckv(my_ckv + ${ch} * ${KC}u + d); }
+      } else {
+        if (ld_valid) { pq[v] = load_qp(qp_base + (${ch} - ${nopeChunks}u) * ${KC}u + d); }
+        if (key_ok) { pk[v] = load_kpe(my_kpe + (${ch} - ${nopeChunks}u) * ${KC}u + d); }
+      }
+    }`;
+  };
+  // V rows of key group \`kb\` into registers pv.
+  const fetchV = (group: string) => {
+    const kb = `(${group})`;
+    return `for (var v = 0u; v < ${VLOADS}u; v++) {
+      let idx = lid + 256u * v;
+      let k = idx / ${DC / 4}u;
+      pv[v] = vec4<f32>(0.0);
+      if (t0 + ${kb} * ${VK}u + k < kv_hi) { pv[v] = load_ckv(ckv_row[${kb} * ${VK}u + k] + (idx % ${DC / 4}u) * 4u); }
+    }`;
+  };
   const oPer = elementsPerWord(c.oDtype);
   const store =
     oPer === 1
@@ -113,9 +147,11 @@ ${wgslPagedAddress('ckv')}
 ${wgslPagedAddress('kpe')}
 
 var<workgroup> item: WorkItem;
-// S phase: Q chunk [${KC} dims][${MLA_ROWS} rows] as vec4 of 4 rows, then K chunk [${KC}][${MLA_KEYS} keys];
+// S phase: Q chunk [${KC} dims][${MLA_ROWS} rows] as vec4 of 4 rows and K chunk [${KC}][${MLA_KEYS} keys];
 // PV phase: V [${VK} keys][${DC} dims].
-var<workgroup> stage: array<vec4<f32>, 1024>;
+var<workgroup> qs: array<vec4<f32>, ${(KC * MLA_ROWS) / 4}>;
+var<workgroup> ks: array<f32, ${KC * MLA_KEYS}>;
+var<workgroup> vs: array<vec4<f32>, ${c.vStageVec4}>;
 var<workgroup> ps: array<vec4<f32>, ${(MLA_KEYS * MLA_ROWS) / 4}>;
 var<workgroup> m_s: array<f32, ${MLA_ROWS}>;
 var<workgroup> l_s: array<f32, ${MLA_ROWS}>;
@@ -172,32 +208,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ckv_row[lid] = rows.x;
       kpe_row[lid] = rows.y;
     }
+    workgroupBarrier();
+    // S phase. Global loads of the next 64-dim chunk are issued before the current one is
+    // multiplied, so their latency hides behind the FMAs.
+    let key_ok = t0 + ld_r < kv_hi;
+    let my_ckv = ckv_row[ld_r];
+    let my_kpe = kpe_row[ld_r];
+    var pq: array<vec4<f32>, 2>;
+    var pk: array<vec4<f32>, 2>;
+    ${fetchQK('0u')}
     var acc = vec4<f32>(0.0);
     for (var ch = 0u; ch < ${chunks}u; ch++) {
       workgroupBarrier();
-      let key_ok = t0 + ld_r < kv_hi;
       for (var v = 0u; v < 2u; v++) {
         let d = ld_d + 32u * v;
-        var qv = vec4<f32>(0.0);
-        var kv = vec4<f32>(0.0);
-        if (ch < ${nopeChunks}u) {
-          if (ld_valid) { qv = load_qn(qn_base + ch * ${KC}u + d); }
-          if (key_ok) { kv = load_ckv(ckv_row[ld_r] + ch * ${KC}u + d); }
-        } else {
-          if (ld_valid) { qv = load_qp(qp_base + (ch - ${nopeChunks}u) * ${KC}u + d); }
-          if (key_ok) { kv = load_kpe(kpe_row[ld_r] + (ch - ${nopeChunks}u) * ${KC}u + d); }
-        }
         for (var e = 0u; e < 4u; e++) {
-          stage[(d + e) * 8u + ld_r / 4u][ld_r % 4u] = qv[e];
-          stage[512u + (d + e) * 8u + ld_r / 4u][ld_r % 4u] = kv[e];
+          qs[(d + e) * 8u + ld_r / 4u][ld_r % 4u] = pq[v][e];
+          ks[(d + e) * ${MLA_KEYS}u + ld_r] = pk[v][e];
         }
       }
       workgroupBarrier();
+      if (ch + 1u < ${chunks}u) {
+        ${fetchQK('ch + 1u')}
+      }
       for (var d = 0u; d < ${KC}u; d++) {
-        let kd = stage[512u + d * 8u + lane / 4u][lane % 4u];
-        acc += stage[d * 8u + g] * kd;
+        acc += qs[d * 8u + g] * ks[d * ${MLA_KEYS}u + lane];
       }
     }
+    // The first V keys load while the softmax runs.
+    var pv: array<vec4<f32>, ${VLOADS}>;
+    ${fetchV('0u')}
     // Logits of rows 4g.. at key t0 + lane, base 2; masked ones NEG_BIG.
     let j = t0 + lane;
     var s = acc * params.sm_scale_log2;
@@ -233,20 +273,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     for (var kb = 0u; kb < ${MLA_KEYS / VK}u; kb++) {
       workgroupBarrier();
-      for (var v = 0u; v < 4u; v++) {
-        // ${VK} keys x ${DC / 4} vec4 = 1024 vec4, four per invocation.
-        let idx = lid + 256u * v;
-        let k = idx / ${DC / 4}u;
-        let jj = t0 + kb * ${VK}u + k;
-        var val = vec4<f32>(0.0);
-        if (jj < kv_hi) { val = load_ckv(ckv_row[kb * ${VK}u + k] + (idx % ${DC / 4}u) * 4u); }
-        stage[idx] = val;
-      }
+      for (var v = 0u; v < ${VLOADS}u; v++) { vs[lid + 256u * v] = pv[v]; }
       workgroupBarrier();
+      if (kb + 1u < ${MLA_KEYS / VK}u) {
+        ${fetchV('kb + 1u')}
+      }
       for (var k = 0u; k < ${VK}u; k++) {
         let p = ps[(kb * ${VK}u + k) * 8u + g];
         for (var u = 0u; u < ${U}u; u++) {
-          let vv = stage[k * ${DC / 4}u + lane + 32u * u];
+          let vv = vs[k * ${DC / 4}u + lane + 32u * u];
           o[0][u] += p.x * vv;
           o[1][u] += p.y * vv;
           o[2][u] += p.z * vv;
