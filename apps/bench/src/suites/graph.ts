@@ -6,7 +6,7 @@
  * Reported: GPU time of the step both ways, CPU time per layer (plan share included), and for
  * the graph the replay alone. --verify compares the replayed outputs with the plain ones.
  */
-import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { type GpuContext, type Tensor, bindGroup, getKernel, median, timeGpu } from '@webinfer/core-buffers';
 import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture } from '@webinfer/cuda-graph';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { compareClose } from '@webinfer/reference';
@@ -23,6 +23,39 @@ async function cpuMicros(ctx: GpuContext, n: number, fn: () => void): Promise<nu
     if (i % 8 === 7) await ctx.synchronize();
   }
   await ctx.synchronize();
+  return median(samples);
+}
+
+/**
+ * Dawn's own CPU floor per dispatch on this host: setBindGroup + dispatchWorkgroups of a trivial
+ * kernel with as many bindings as the decode kernel (9), in one pass. A replay cannot go below it.
+ */
+async function dawnDispatchFloorUs(ctx: GpuContext): Promise<number> {
+  const reads = Array.from({ length: 8 }, (_, i) => `@group(0) @binding(${i + 1}) var<storage, read> b${i}: array<u32>;`).join('\n');
+  const kernel = getKernel(ctx, {
+    id: 'bench/dispatch-floor',
+    config: {},
+    wgsl: () => `@group(0) @binding(0) var<storage, read_write> a: array<u32>;\n${reads}\n@compute @workgroup_size(64) fn main() { a[0] = b0[0] + b1[0] + b2[0] + b3[0] + b4[0] + b5[0] + b6[0] + b7[0]; }`,
+    bindings: ['storage', ...Array<'read-only-storage'>(8).fill('read-only-storage')],
+  });
+  const buffers = Array.from({ length: 9 }, () => ctx.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }));
+  const group = bindGroup(ctx, kernel, buffers);
+  const samples: number[] = [];
+  for (let rep = 0; rep < 20; rep++) {
+    const enc = ctx.device.createCommandEncoder();
+    const t0 = performance.now();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(kernel.pipeline);
+    for (let i = 0; i < 256; i++) {
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+    }
+    pass.end();
+    samples.push(((performance.now() - t0) * 1e3) / 256);
+    ctx.submit([enc.finish()]);
+    await ctx.synchronize();
+  }
+  for (const b of buffers) b.destroy();
   return median(samples);
 }
 
@@ -91,17 +124,22 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
     });
     const replayUs = await cpuMicros(ctx, iters, () => graph.replay());
     // Encoding alone (what grows with the layer count; finish and submit are once per step).
-    const encodeOnly: number[] = [];
-    for (let i = 0; i < iters; i++) {
-      const enc = ctx.device.createCommandEncoder();
-      const t0 = performance.now();
-      graph.replay(enc);
-      encodeOnly.push((performance.now() - t0) * 1e3);
-      ctx.submit([enc.finish()]);
-      if (i % 8 === 7) await ctx.synchronize();
-    }
-    await ctx.synchronize();
-    const encodeUs = median(encodeOnly);
+    const encodeOnlyUs = async (g: typeof graph) => {
+      const samples: number[] = [];
+      for (let i = 0; i < iters; i++) {
+        const enc = ctx.device.createCommandEncoder();
+        const t0 = performance.now();
+        g.replay(enc);
+        samples.push((performance.now() - t0) * 1e3);
+        ctx.submit([enc.finish()]);
+        if (i % 8 === 7) await ctx.synchronize();
+      }
+      await ctx.synchronize();
+      return median(samples);
+    };
+    const encodeUs = await encodeOnlyUs(graph);
+    const encodeIndirectUs = await encodeOnlyUs(graphIndirect);
+    const floorUs = await dawnDispatchFloorUs(ctx);
     const indirectStepUs = await cpuMicros(ctx, iters, () => {
       indirectWrapper.plan(planArgs);
       graphIndirect.replay();
@@ -144,8 +182,8 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
         verified: extra,
       };
     };
-    const summary = (step: number, replay: number, t: typeof tPlain) =>
-      `step CPU ${plainStepUs.toFixed(0)} µs plain vs ${step.toFixed(0)} µs graph (replay with submit ${replay.toFixed(0)} µs = ${(replay / layers).toFixed(2)} µs/layer; encoding alone ${(encodeUs / layers).toFixed(2)} µs/layer); GPU graph/plain = ${(median(t.samples) / median(tPlain.samples)).toFixed(3)}`;
+    const summary = (step: number, replay: number, t: typeof tPlain, encodeUs: number) =>
+      `step CPU ${plainStepUs.toFixed(0)} µs plain vs ${step.toFixed(0)} µs graph (replay with submit ${replay.toFixed(0)} µs = ${(replay / layers).toFixed(2)} µs/layer; encoding alone ${(encodeUs / layers).toFixed(2)} µs/layer; Dawn's floor on this host ${floorUs.toFixed(2)} µs per dispatch); GPU graph/plain = ${(median(t.samples) / median(tPlain.samples)).toFixed(3)}`;
     plain.destroy();
     graphWrapper.destroy();
     indirectWrapper.destroy();
@@ -153,8 +191,8 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
     graphIndirect.destroy();
     return [
       row('plain wrapper, plan + run per layer', tPlain, plainStepUs, verified ?? 'not run'),
-      row('graph replay (padded dispatch), plan + replay', tGraph, graphStepUs, `${verified ? `${verified}; ` : ''}${summary(graphStepUs, replayUs, tGraph)}`),
-      row('graph replay (indirect dispatch), plan + replay', tIndirect, indirectStepUs, summary(indirectStepUs, indirectReplayUs, tIndirect)),
+      row('graph replay (padded dispatch), plan + replay', tGraph, graphStepUs, `${verified ? `${verified}; ` : ''}${summary(graphStepUs, replayUs, tGraph, encodeUs)}`),
+      row('graph replay (indirect dispatch), plan + replay', tIndirect, indirectStepUs, summary(indirectStepUs, indirectReplayUs, tIndirect, encodeIndirectUs)),
     ];
   } finally {
     for (const t of tensors) t.destroy();
