@@ -103,7 +103,10 @@ function encodePass(enc: GPUCommandEncoder, p: PassProgram): void {
       pipeline = p.pipelines[i];
       pass.setPipeline(pipeline);
     }
-    for (const g of p.groups[i]) pass.setBindGroup(g.index, g.group, g.offsets);
+    for (const g of p.groups[i]) {
+      if (g.offsets) pass.setBindGroup(g.index, g.group, g.offsets);
+      else pass.setBindGroup(g.index, g.group);
+    }
     const size = p.sizes[i];
     if (Array.isArray(size)) pass.dispatchWorkgroups(size[0], size[1], size[2]);
     else pass.dispatchWorkgroupsIndirect(size.buffer, size.offset);

@@ -28,7 +28,8 @@ async function cpuMicros(ctx: GpuContext, n: number, fn: () => void): Promise<nu
 
 /**
  * Dawn's own CPU floor per dispatch on this host: setBindGroup + dispatchWorkgroups of a trivial
- * kernel with as many bindings as the decode kernel (9), in one pass. A replay cannot go below it.
+ * kernel with as many bindings as the decode kernel (9), a different bind group each time, in one
+ * pass. A replay cannot go below it.
  */
 async function dawnDispatchFloorUs(ctx: GpuContext): Promise<number> {
   const reads = Array.from({ length: 8 }, (_, i) => `@group(0) @binding(${i + 1}) var<storage, read> b${i}: array<u32>;`).join('\n');
@@ -38,8 +39,9 @@ async function dawnDispatchFloorUs(ctx: GpuContext): Promise<number> {
     wgsl: () => `@group(0) @binding(0) var<storage, read_write> a: array<u32>;\n${reads}\n@compute @workgroup_size(64) fn main() { a[0] = b0[0] + b1[0] + b2[0] + b3[0] + b4[0] + b5[0] + b6[0] + b7[0]; }`,
     bindings: ['storage', ...Array<'read-only-storage'>(8).fill('read-only-storage')],
   });
-  const buffers = Array.from({ length: 9 }, () => ctx.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }));
-  const group = bindGroup(ctx, kernel, buffers);
+  // 32 bind groups over distinct buffers in rotation, as a replay sets a new group per layer.
+  const buffers = Array.from({ length: 9 * 32 }, () => ctx.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }));
+  const groups = Array.from({ length: 32 }, (_, l) => bindGroup(ctx, kernel, buffers.slice(9 * l, 9 * l + 9)));
   const samples: number[] = [];
   for (let rep = 0; rep < 20; rep++) {
     const enc = ctx.device.createCommandEncoder();
@@ -47,7 +49,7 @@ async function dawnDispatchFloorUs(ctx: GpuContext): Promise<number> {
     const pass = enc.beginComputePass();
     pass.setPipeline(kernel.pipeline);
     for (let i = 0; i < 256; i++) {
-      pass.setBindGroup(0, group);
+      pass.setBindGroup(0, groups[i % 32]);
       pass.dispatchWorkgroups(1);
     }
     pass.end();
