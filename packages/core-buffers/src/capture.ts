@@ -1,3 +1,6 @@
+import { LayoutError, ShapeError, ValueError } from './errors';
+import type { Tensor } from './tensor';
+
 /**
  * What the graph recorder (@webinfer/cuda-graph) needs from every wrapper, kept here so families
  * do not depend on it:
@@ -88,4 +91,35 @@ export function isDestroyed(buffer: GPUBuffer): boolean {
 /** Grows by one each time a watched buffer is destroyed. */
 export function destroyCount(): number {
   return destroyEpoch;
+}
+
+/** One fixed index buffer of a graph-mode wrapper and its extent in terms of the batch size. */
+export interface GraphIndexBuffer {
+  name: string;
+  tensor: Tensor | undefined;
+  extent: 'batch' | 'batch+1' | 'any';
+}
+
+/**
+ * Validates the fixed index buffers a graph-mode wrapper is built with (FlashInfer's
+ * `*_buffer` arguments): each present, a contiguous 1-D i32/u32 tensor, and all agreeing on one
+ * batch size, which is returned (taken from the first buffer whose extent depends on it).
+ */
+export function checkGraphIndexBuffers(buffers: readonly GraphIndexBuffer[]): number {
+  let batch: number | undefined;
+  for (const b of buffers) {
+    if (!b.tensor) throw new ValueError('is required with useCudaGraph', b.name);
+    b.tensor.expect(b.name, ['i32', 'u32'], [null]);
+    if (!b.tensor.isContiguous()) throw new LayoutError('must be contiguous', b.name);
+    if (b.extent === 'any') continue;
+    const n = b.tensor.shape[0] - (b.extent === 'batch+1' ? 1 : 0);
+    if (batch === undefined) {
+      if (n < 1) throw new ShapeError(`needs at least ${b.extent === 'batch+1' ? 2 : 1} entries`, b.name);
+      batch = n;
+    } else if (n !== batch) {
+      throw new ShapeError(`has ${b.tensor.shape[0]} entries, expected ${b.extent === 'batch+1' ? 'batch_size + 1' : 'batch_size'} = ${b.extent === 'batch+1' ? batch + 1 : batch}`, b.name);
+    }
+  }
+  if (batch === undefined) throw new ValueError('no buffer fixes the batch size', buffers[0]?.name);
+  return batch;
 }

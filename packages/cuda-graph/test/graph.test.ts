@@ -135,7 +135,7 @@ describe('graph-mode errors', () => {
     long.indptr[4] = B * MAX_PAGES_PER_SEQ + 1;
     long.indices = Array.from({ length: B * MAX_PAGES_PER_SEQ + 1 }, (_, i) => i % NUM_PAGES);
     expect(() => w.plan(planArgs(long))).toThrow(/indices: .*do not fit/);
-    expect(() => new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace, { useCudaGraph: true })).toThrow(/indptrBuffer: is required/);
+    expect(() => new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace, { useCudaGraph: true })).toThrow(/is required with useCudaGraph/);
     expect(
       () => new CUDAGraphBatchDecodeWithPagedKVCacheWrapper(ctx, workspace, ctx.empty([B], 'i32'), ctx.empty([8], 'i32'), ctx.empty([B], 'i32')),
     ).toThrow(ShapeError);

@@ -24,6 +24,7 @@ import {
   type WorkspaceRegion,
   blockTablesToPagedKV,
   checkAlibiSoftCap,
+  checkGraphIndexBuffers,
   dtypeBytes,
   encodeDispatch,
   encodeSplitKVMerge,
@@ -209,18 +210,12 @@ interface GraphBuffers {
 
 function graphBuffers(options: BatchDecodeWrapperOptions): GraphBuffers | undefined {
   if (!options.useCudaGraph) return undefined;
-  const { indptrBuffer: indptr, indicesBuffer: indices, lastPageLenBuffer: lastPageLen } = options;
-  if (!indptr) throw new ValueError('is required with useCudaGraph', 'indptrBuffer');
-  if (!indices) throw new ValueError('is required with useCudaGraph', 'indicesBuffer');
-  if (!lastPageLen) throw new ValueError('is required with useCudaGraph', 'lastPageLenBuffer');
-  lastPageLen.expect('lastPageLenBuffer', ['i32', 'u32'], [null]);
-  const batchSize = lastPageLen.shape[0];
-  indptr.expect('indptrBuffer', ['i32', 'u32'], [batchSize + 1]);
-  indices.expect('indicesBuffer', ['i32', 'u32'], [null]);
-  for (const [name, t] of [['indptrBuffer', indptr], ['indicesBuffer', indices], ['lastPageLenBuffer', lastPageLen]] as const) {
-    if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
-  }
-  return { batchSize, indptr, indices, lastPageLen };
+  const batchSize = checkGraphIndexBuffers([
+    { name: 'lastPageLenBuffer', tensor: options.lastPageLenBuffer, extent: 'batch' },
+    { name: 'indptrBuffer', tensor: options.indptrBuffer, extent: 'batch+1' },
+    { name: 'indicesBuffer', tensor: options.indicesBuffer, extent: 'any' },
+  ]);
+  return { batchSize, indptr: options.indptrBuffer!, indices: options.indicesBuffer!, lastPageLen: options.lastPageLenBuffer! };
 }
 
 /** Rows (query rows of all requests) with their KV ranges, shared with the block-table entry points. */

@@ -23,6 +23,7 @@ import {
   WORK_ITEM_WORDS,
   Workspace,
   type WorkspaceRegion,
+  checkGraphIndexBuffers,
   encodeDispatch,
   encodeSplitKVMerge,
   foldWorkgroups,
@@ -138,21 +139,12 @@ interface GraphBuffers {
 
 function graphBuffers(o: BatchMLAWrapperOptions): GraphBuffers | undefined {
   if (!o.useCudaGraph) return undefined;
-  const named = [
-    ['qoIndptr', o.qoIndptr],
-    ['kvIndptr', o.kvIndptr],
-    ['kvIndices', o.kvIndices],
-    ['kvLenArr', o.kvLenArr],
-  ] as const;
-  for (const [name, t] of named) {
-    if (!t) throw new ValueError('is required with useCudaGraph', name);
-    t.expect(name, ['i32', 'u32'], [null]);
-    if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
-  }
-  const batchSize = o.qoIndptr!.shape[0] - 1;
-  if (batchSize < 1) throw new ShapeError('needs at least 2 entries', 'qoIndptr');
-  o.kvIndptr!.expect('kvIndptr', null, [batchSize + 1]);
-  o.kvLenArr!.expect('kvLenArr', null, [batchSize]);
+  const batchSize = checkGraphIndexBuffers([
+    { name: 'qoIndptr', tensor: o.qoIndptr, extent: 'batch+1' },
+    { name: 'kvIndptr', tensor: o.kvIndptr, extent: 'batch+1' },
+    { name: 'kvIndices', tensor: o.kvIndices, extent: 'any' },
+    { name: 'kvLenArr', tensor: o.kvLenArr, extent: 'batch' },
+  ]);
   return { batchSize, qoIndptr: o.qoIndptr!, kvIndptr: o.kvIndptr!, kvIndices: o.kvIndices!, kvLenArr: o.kvLenArr! };
 }
 

@@ -14,6 +14,7 @@ import {
   UnsupportedFeatureError,
   ValueError,
   blockTablesToPagedKV,
+  checkGraphIndexBuffers,
   parseKVLayout,
   resolvePagedKVCache,
   validateIndptr,
@@ -117,21 +118,12 @@ abstract class PrefillWrapperBase {
   /** Graph mode: the fixed buffers, validated (paged wrapper only). */
   protected static graphBuffers(options: BatchPrefillWrapperOptions): PrefillGraphBuffers | undefined {
     if (!options.useCudaGraph) return undefined;
-    const named = [
-      ['qoIndptrBuf', options.qoIndptrBuf],
-      ['pagedKvIndptrBuf', options.pagedKvIndptrBuf],
-      ['pagedKvIndicesBuf', options.pagedKvIndicesBuf],
-      ['pagedKvLastPageLenBuf', options.pagedKvLastPageLenBuf],
-    ] as const;
-    for (const [name, t] of named) {
-      if (!t) throw new ValueError('is required with useCudaGraph', name);
-      t.expect(name, ['i32', 'u32'], [null]);
-      if (!t.isContiguous()) throw new LayoutError('must be contiguous', name);
-    }
-    const batchSize = options.qoIndptrBuf!.shape[0] - 1;
-    if (batchSize < 1) throw new ShapeError('needs at least 2 entries', 'qoIndptrBuf');
-    options.pagedKvIndptrBuf!.expect('pagedKvIndptrBuf', null, [batchSize + 1]);
-    options.pagedKvLastPageLenBuf!.expect('pagedKvLastPageLenBuf', null, [batchSize]);
+    const batchSize = checkGraphIndexBuffers([
+      { name: 'qoIndptrBuf', tensor: options.qoIndptrBuf, extent: 'batch+1' },
+      { name: 'pagedKvIndptrBuf', tensor: options.pagedKvIndptrBuf, extent: 'batch+1' },
+      { name: 'pagedKvIndicesBuf', tensor: options.pagedKvIndicesBuf, extent: 'any' },
+      { name: 'pagedKvLastPageLenBuf', tensor: options.pagedKvLastPageLenBuf, extent: 'batch' },
+    ]);
     return {
       batchSize,
       qoIndptr: options.qoIndptrBuf!,

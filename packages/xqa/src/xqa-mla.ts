@@ -4,8 +4,9 @@
  * qScale·kvScale (no 1/√D), output × kvScale. The page table and lengths stay on the GPU; the MLA
  * kernel of @webinfer/mla runs on a schedule a GPU pre-pass builds from them.
  */
-import { DTypeError, type GpuContext, ShapeError, type Tensor, UnsupportedFeatureError, ValueError, parseScale } from '@webinfer/core-buffers';
+import { DTypeError, ShapeError, type Tensor, UnsupportedFeatureError, ValueError, parseScale } from '@webinfer/core-buffers';
 import { BatchMLAPagedAttentionWrapper } from '@webinfer/mla';
+import { WrapperCache } from './wrapper-cache';
 
 export interface XqaMlaOptions {
   /** 16, 32, 64 or 128 tokens. */
@@ -21,18 +22,7 @@ export interface XqaMlaOptions {
 const PAGE_SIZES = [16, 32, 64, 128];
 const [HEADS, DK, DV] = [128, 576, 512];
 
-const wrappers = new WeakMap<GPUBuffer, { wrapper: BatchMLAPagedAttentionWrapper; key: string }>();
-
-function wrapperFor(ctx: GpuContext, workspace: Tensor | GPUBuffer) {
-  const buffer = 'getMappedRange' in workspace ? (workspace as GPUBuffer) : (workspace as Tensor).buffer;
-  let entry = wrappers.get(buffer);
-  if (!entry || entry.wrapper.ctx !== ctx) {
-    entry?.wrapper.destroy();
-    entry = { wrapper: new BatchMLAPagedAttentionWrapper(ctx, workspace), key: '' };
-    wrappers.set(buffer, entry);
-  }
-  return entry;
-}
+const wrappers = new WrapperCache((ctx, ws) => new BatchMLAPagedAttentionWrapper(ctx, ws));
 
 function sameView(a: Tensor, b: Tensor): boolean {
   return a === b || (a.buffer === b.buffer && a.offset === b.offset && a.strides.every((s, i) => s === b.strides[i]) && a.shape.every((s, i) => s === b.shape[i]));
@@ -73,7 +63,6 @@ export function xqaMla(
 
   const q3 = q.reshape([batch, HEADS, DK]);
   const rows = kCache.reshape([kCache.shape[0], pageSize, DK]);
-  const entry = wrapperFor(ctx, workspace);
   const plan = {
     qoIndptr: [],
     kvIndptr: [],
@@ -89,12 +78,8 @@ export function xqaMla(
     kvDataType: kCache.dtype,
     deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1] },
   };
-  const key = JSON.stringify(plan);
-  if (entry.key !== key) {
-    entry.wrapper.plan(plan);
-    entry.key = key;
-  }
-  entry.wrapper.run(q3.slice(2, 0, DV), q3.slice(2, DV, DK), rows.slice(2, 0, DV), rows.slice(2, DV, DK), {
+  const wrapper = wrappers.get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
+  wrapper.run(q3.slice(2, 0, DV), q3.slice(2, DV, DK), rows.slice(2, 0, DV), rows.slice(2, DV, DK), {
     out: output.reshape([batch, HEADS, DV]),
     vScale: kvScale,
     encoder: options.encoder,

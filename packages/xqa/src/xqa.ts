@@ -7,7 +7,6 @@
  */
 import {
   DTypeError,
-  type GpuContext,
   type KVLayout,
   ShapeError,
   type Tensor,
@@ -17,6 +16,7 @@ import {
   parseScale,
 } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
+import { WrapperCache } from './wrapper-cache';
 
 export interface XqaOptions {
   numKvHeads: number;
@@ -43,19 +43,8 @@ export interface XqaOptions {
 
 const PAGE_SIZES = [16, 32, 64, 128];
 
-/** Wrappers cached per workspace buffer (a call re-plans only when the shape changes). */
-const wrappers = new WeakMap<GPUBuffer, { wrapper: BatchDecodeWithPagedKVCacheWrapper; key: string }>();
-
-function wrapperFor(ctx: GpuContext, workspace: Tensor | GPUBuffer, layout: KVLayout) {
-  const buffer = 'buffer' in workspace && !('getMappedRange' in workspace) ? workspace.buffer : (workspace as GPUBuffer);
-  let entry = wrappers.get(buffer);
-  if (!entry || entry.wrapper.kvLayout !== layout || entry.wrapper.ctx !== ctx) {
-    entry?.wrapper.destroy();
-    entry = { wrapper: new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace, { kvLayout: layout }), key: '' };
-    wrappers.set(buffer, entry);
-  }
-  return entry;
-}
+const wrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'NHD' }));
+const hndWrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'HND' }));
 
 /**
  * Decode attention of `q` `[B, 1, Hq, D]` over paged `kCache`/`vCache` `[P, page, Hkv, D]` (NHD)
@@ -108,7 +97,6 @@ export function xqa(
     sinks = options.sinks.reshape([numQoHeads]);
   }
 
-  const entry = wrapperFor(ctx, workspace, layout);
   // The decode kernel's own choice of heads per workgroup: serving a whole group of 8 from one
   // workgroup (each K/V row read once) measured slower on the H200 (1342 vs 1562 GB/s at B=128,
   // kv 2048, 64/8 heads): the kernel is bound by per-head shuffles, not by reads (L2 serves the
@@ -126,12 +114,8 @@ export function xqa(
     deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1] },
     debug: headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : undefined,
   };
-  const key = JSON.stringify(plan);
-  if (entry.key !== key) {
-    entry.wrapper.plan(plan);
-    entry.key = key;
-  }
-  entry.wrapper.run(q.reshape([batch, numQoHeads, headDim]), { k: kCache, v: vCache }, {
+  const wrapper = (layout === 'NHD' ? wrappers : hndWrappers).get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
+  wrapper.run(q.reshape([batch, numQoHeads, headDim]), { k: kCache, v: vCache }, {
     out: output.reshape([batch, numQoHeads, headDim]),
     qScale,
     kScale: kvScale,
