@@ -101,6 +101,11 @@ export interface BatchMLARunOptions {
   returnLseBaseOnE?: boolean;
   /** webinfer extension (xqaMla): multiplies the output. */
   vScale?: number;
+  /**
+   * webinfer extension (xqaMla): V rows from this `[P, page, headDimCkv]` view instead of the ckv
+   * rows (same dtype, same pages).
+   */
+  vCache?: Tensor;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
   /** With a deviceSchedule plan: i32 `[B, pagesPerSeq]` page table, u32/i32 `[B]` or `[B, 1]` lengths. */
@@ -440,6 +445,15 @@ export class BatchMLAPagedAttentionWrapper {
     }
     const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(T * H * 4);
 
+    let vv = binds.get('ckvCache')!;
+    let vStrides = [ckvCache.strides[0], ckvCache.strides[1]];
+    if (options.vCache) {
+      options.vCache.expect('vCache', [p.kvDtype], [numPages, p.pageSize, DC]);
+      if (options.vCache.strides[2] !== 1) throw new LayoutError('the last dimension must be contiguous', 'vCache');
+      vv = options.vCache.binding('vCache');
+      vStrides = [options.vCache.strides[0], options.vCache.strides[1]];
+      if ([vv.elementOffset, ...vStrides].some((x) => x % 4 !== 0)) throw new LayoutError('rows must start at multiples of 4 elements (offset and strides)', 'vCache');
+    }
     const qn = binds.get('qNope')!;
     const ck = binds.get('ckvCache')!;
     const qp = binds.get('qPe') ?? qn;
@@ -453,6 +467,7 @@ export class BatchMLAPagedAttentionWrapper {
         page_size: p.pageSize,
         ...pagedAddressingValues('ckv', { offset: ck.elementOffset, stridePage: ckvCache.strides[0], strideSlot: ckvCache.strides[1], strideHead: 0 }),
         ...pagedAddressingValues('kpe', DP > 0 ? { offset: kp.elementOffset, stridePage: kpeCache!.strides[0], strideSlot: kpeCache!.strides[1], strideHead: 0 } : { offset: 0, stridePage: 0, strideSlot: 0, strideHead: 0 }),
+        ...pagedAddressingValues('val', { offset: vv.elementOffset, stridePage: vStrides[0], strideSlot: vStrides[1], strideHead: 0 }),
         qn_offset: qn.elementOffset,
         qn_stride_tok: qNope.strides[0],
         qn_stride_head: qNope.strides[1],
@@ -481,6 +496,7 @@ export class BatchMLAPagedAttentionWrapper {
       { buffer: out.buffer },
       { buffer: lseBinding },
       this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize),
+      vv.binding,
     ]);
     if (p.device && !options.deviceSchedule) throw new PlanMismatchError('the plan is a deviceSchedule plan: run needs deviceSchedule { pageTable, seqLens }', 'deviceSchedule');
     if (!p.device && options.deviceSchedule) throw new PlanMismatchError('deviceSchedule given, but the plan was not a deviceSchedule plan', 'deviceSchedule');

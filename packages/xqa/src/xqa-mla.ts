@@ -1,10 +1,10 @@
 /**
  * xqaMla: XQA's MLA decode entry point (spec §5): q `[B, 1, 128, 576]`, one latent head in caches
- * `[P, page, 1, 576]` whose 576 dims are the keys and first 512 the values; logit scale
+ * `[P, page, 1, 576]` (K: all 576 dims; V: the first 512 of the V cache); logit scale
  * qScale·kvScale (no 1/√D), output × kvScale. The page table and lengths stay on the GPU; the MLA
  * kernel of @webinfer/mla runs on a schedule a GPU pre-pass builds from them.
  */
-import { DTypeError, ShapeError, type Tensor, UnsupportedFeatureError, ValueError, parseScale } from '@webinfer/core-buffers';
+import { DTypeError, ShapeError, type Tensor, ValueError, parseScale } from '@webinfer/core-buffers';
 import { BatchMLAPagedAttentionWrapper } from '@webinfer/mla';
 import { WrapperCache } from './wrapper-cache';
 
@@ -23,10 +23,6 @@ const PAGE_SIZES = [16, 32, 64, 128];
 const [HEADS, DK, DV] = [128, 576, 512];
 
 const wrappers = new WrapperCache((ctx, ws) => new BatchMLAPagedAttentionWrapper(ctx, ws));
-
-function sameView(a: Tensor, b: Tensor): boolean {
-  return a === b || (a.buffer === b.buffer && a.offset === b.offset && a.strides.every((s, i) => s === b.strides[i]) && a.shape.every((s, i) => s === b.shape[i]));
-}
 
 /**
  * @example
@@ -52,9 +48,7 @@ export function xqaMla(
   if (!PAGE_SIZES.includes(pageSize)) throw new ValueError(`must be one of ${PAGE_SIZES.join(', ')}, got ${pageSize}`, 'pageSize');
   if (kCache.rank !== 4) throw new ShapeError(`expected [num_pages, page_size, 1, ${DK}], got [${kCache.shape.join(', ')}]`, 'kCache');
   kCache.expect('kCache', [q.dtype], [null, pageSize, 1, DK]);
-  if (!sameView(kCache, vCache)) {
-    throw new UnsupportedFeatureError('K and V must be the same cache tensor (V is the first 512 dims of each 576-wide row)', 'vCache');
-  }
+  vCache.expect('vCache', [kCache.dtype], [...kCache.shape]);
   if (pageTable.rank !== 2) throw new ShapeError(`expected [batch, pages_per_seq], got [${pageTable.shape.join(', ')}]`, 'pageTable');
   pageTable.expect('pageTable', ['i32', 'u32'], [batch, null]);
   output.expect('output', [q.dtype], [batch, 1, HEADS, DV]);
@@ -63,6 +57,7 @@ export function xqaMla(
 
   const q3 = q.reshape([batch, HEADS, DK]);
   const rows = kCache.reshape([kCache.shape[0], pageSize, DK]);
+  const vRows = vCache.reshape([vCache.shape[0], pageSize, DK]);
   const plan = {
     qoIndptr: [],
     kvIndptr: [],
@@ -82,6 +77,7 @@ export function xqaMla(
   wrapper.run(q3.slice(2, 0, DV), q3.slice(2, DV, DK), rows.slice(2, 0, DV), rows.slice(2, DV, DK), {
     out: output.reshape([batch, HEADS, DV]),
     vScale: kvScale,
+    vCache: vRows.slice(2, 0, DV),
     encoder: options.encoder,
     deviceSchedule: { pageTable, seqLens },
   });

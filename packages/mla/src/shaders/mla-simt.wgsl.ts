@@ -29,6 +29,7 @@ export const mlaUniforms = new UniformSchema('MlaParams', {
   page_size: 'u32',
   ...pagedAddressingUniforms('ckv'),
   ...pagedAddressingUniforms('kpe'),
+  ...pagedAddressingUniforms('val'),
   qn_offset: 'u32',
   qn_stride_tok: 'u32',
   qn_stride_head: 'u32',
@@ -80,6 +81,7 @@ export const MLA_BINDINGS = [
   'storage',
   'storage',
   'storage',
+  'read-only-storage',
 ] as const;
 
 export function mlaSimtWgsl(c: MlaShaderConfig): string {
@@ -113,7 +115,7 @@ export function mlaSimtWgsl(c: MlaShaderConfig): string {
       let idx = lid + 256u * v;
       let k = idx / ${DC / 4}u;
       pv[v] = vec4<f32>(0.0);
-      if (t0 + ${kb} * ${VK}u + k < kv_hi) { pv[v] = load_ckv(ckv_row[${kb} * ${VK}u + k] + (idx % ${DC / 4}u) * 4u); }
+      if (t0 + ${kb} * ${VK}u + k < kv_hi) { pv[v] = load_val(val_row[${kb} * ${VK}u + k] + (idx % ${DC / 4}u) * 4u); }
     }`;
   };
   const oPer = elementsPerWord(c.oDtype);
@@ -138,6 +140,8 @@ struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile:
 @group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
 @group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+// V rows: the ckv rows themselves (MLA), or the first ${DC} dims of a separate cache (xqaMla).
+@group(0) @binding(9) var<storage, read> val: array<u32>;
 
 ${wgslLoadVec4('load_qn', 'q_nope', c.qDtype)}
 ${wgslLoadVec4('load_qp', 'q_pe', c.qDtype)}
@@ -145,6 +149,8 @@ ${wgslLoadVec4('load_ckv', 'ckv', c.kvDtype)}
 ${wgslLoadVec4('load_kpe', 'kpe', c.kvDtype)}
 ${wgslPagedAddress('ckv')}
 ${wgslPagedAddress('kpe')}
+${wgslPagedAddress('val')}
+${wgslLoadVec4('load_val', 'val', c.kvDtype)}
 
 var<workgroup> item: WorkItem;
 // S phase: Q chunk [${KC} dims][${MLA_ROWS} rows] as vec4 of 4 rows and K chunk [${KC}][${MLA_KEYS} keys];
@@ -158,12 +164,13 @@ var<workgroup> l_s: array<f32, ${MLA_ROWS}>;
 var<workgroup> alpha_s: array<f32, ${MLA_ROWS}>;
 var<workgroup> ckv_row: array<u32, ${MLA_KEYS}>;
 var<workgroup> kpe_row: array<u32, ${MLA_KEYS}>;
+var<workgroup> val_row: array<u32, ${MLA_KEYS}>;
 
-/** Element index of dim 0 of key j's ckv and kpe rows. */
-fn key_rows(wi: WorkItem, j: u32) -> vec2<u32> {
+/** Element index of dim 0 of key j's ckv, kpe and V rows. */
+fn key_rows(wi: WorkItem, j: u32) -> vec3<u32> {
   let page = plan[params.indices_offset + wi.page_base + j / params.page_size];
   let slot = j % params.page_size;
-  return vec2<u32>(ckv_elem(page, slot, 0u), kpe_elem(page, slot, 0u));
+  return vec3<u32>(ckv_elem(page, slot, 0u), kpe_elem(page, slot, 0u), val_elem(page, slot, 0u));
 }
 
 @compute @workgroup_size(${WG})
@@ -207,6 +214,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let rows = key_rows(wi, min(t0 + lid, kv_hi - 1u));
       ckv_row[lid] = rows.x;
       kpe_row[lid] = rows.y;
+      val_row[lid] = rows.z;
     }
     workgroupBarrier();
     // S phase. Global loads of the next 64-dim chunk are issued before the current one is
