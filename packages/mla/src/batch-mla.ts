@@ -31,6 +31,7 @@ import {
   graphTileCapacity,
   noteCapture,
   pagedAddressingValues,
+  parseKVDType,
   parseQDType,
   scheduleTiles,
   validateIndptr,
@@ -78,8 +79,12 @@ export interface BatchMLAPlanArgs {
   causal: boolean;
   /** Required: FlashInfer has no default (DeepSeek passes 1/sqrt(128 + 64)). */
   smScale: number;
+  /** f16 (default), bf16 or f32; fp8_e4m3 too when oDataType says what to write. */
   qDataType?: string;
+  /** Default: qDataType; also fp8_e4m3 / fp8_e5m2. */
   kvDataType?: string;
+  /** webinfer extension: output dtype (default: qDataType). */
+  oDataType?: string;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
   /** webinfer extension: workgroups that saturate the device. */
@@ -123,6 +128,7 @@ interface Plan {
   smScale: number;
   qDtype: FloatDType;
   kvDtype: FloatDType;
+  oDtype: FloatDType;
   numWork: number;
   numSlots: number;
   indicesOffset: number;
@@ -202,10 +208,16 @@ export class BatchMLAPagedAttentionWrapper {
     if (typeof args.causal !== 'boolean') throw new ValueError('is required (true or false)', 'causal');
     if (args.smScale === undefined) throw new ValueError('is required: MLA has no default (DeepSeek uses 1/sqrt(192))', 'smScale');
     if (!(Number.isFinite(args.smScale) && args.smScale > 0)) throw new ValueError(`must be a finite number > 0, got ${args.smScale}`, 'smScale');
-    const qDtype = parseQDType(args.qDataType, 'f16', 'qDataType');
-    const kvDtype = parseQDType(args.kvDataType, qDtype, 'kvDataType');
+    // q and KV may be fp8 (FlashInfer's xqa_mla); the output is f16, bf16 or f32.
+    const qDtype = parseKVDType(args.qDataType, 'f16', 'qDataType');
+    const kvDtype = parseKVDType(args.kvDataType, qDtype, 'kvDataType');
+    if (qDtype.startsWith('fp8') && args.oDataType === undefined) {
+      throw new ValueError('an fp8 q needs oDataType (f16, bf16 or f32)', 'oDataType');
+    }
+    const oDtype = parseQDType(args.oDataType, qDtype, 'oDataType');
+    const dtypes = { qDtype, kvDtype, oDtype };
     if (args.deviceSchedule) {
-      this.planDevice(args, qDtype, kvDtype);
+      this.planDevice(args, dtypes);
       return;
     }
 
@@ -274,7 +286,7 @@ export class BatchMLAPagedAttentionWrapper {
       g.kvLenArr.write(kvLens);
     }
     const regions = this.workspace.carveSplitKV(cap.slots, H, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize);
-    const kernel = this.kernelFor(args, qDtype, kvDtype);
+    const kernel = this.kernelFor(args, dtypes);
     const plan: Plan = {
       batchSize: B,
       tokens,
@@ -284,8 +296,7 @@ export class BatchMLAPagedAttentionWrapper {
       pageSize: args.pageSize,
       causal: args.causal,
       smScale: args.smScale,
-      qDtype,
-      kvDtype,
+      ...dtypes,
       numWork: cap.work,
       numSlots: cap.slots,
       indicesOffset,
@@ -299,13 +310,13 @@ export class BatchMLAPagedAttentionWrapper {
     this.commit(plan, g !== undefined);
   }
 
-  private kernelFor(args: BatchMLAPlanArgs, qDtype: FloatDType, kvDtype: FloatDType): CompiledKernel {
+  private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): CompiledKernel {
     const config: MlaShaderConfig = {
       headDimCkv: args.headDimCkv,
       headDimKpe: args.headDimKpe,
-      qDtype,
-      kvDtype,
-      oDtype: qDtype,
+      qDtype: d.qDtype,
+      kvDtype: d.kvDtype,
+      oDtype: d.oDtype,
       causal: args.causal,
       nativeF16: this.ctx.hasF16,
       vStageVec4: mlaSmemBytes(1024) <= this.ctx.limits.maxComputeWorkgroupStorageSize ? 1024 : 512,
@@ -325,7 +336,7 @@ export class BatchMLAPagedAttentionWrapper {
   }
 
   /** A deviceSchedule plan: one token per request, every request cut into the same number of chunks. */
-  private planDevice(args: BatchMLAPlanArgs, qDtype: FloatDType, kvDtype: FloatDType): void {
+  private planDevice(args: BatchMLAPlanArgs, dtypes: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): void {
     const ds = args.deviceSchedule!;
     for (const [name, x] of [['deviceSchedule.batchSize', ds.batchSize], ['deviceSchedule.pagesPerSeq', ds.pagesPerSeq]] as const) {
       if (!Number.isInteger(x) || x < 1) throw new ValueError(`must be a positive integer, got ${x}`, name);
@@ -352,15 +363,14 @@ export class BatchMLAPagedAttentionWrapper {
       pageSize: args.pageSize,
       causal: args.causal,
       smScale: args.smScale,
-      qDtype,
-      kvDtype,
+      ...dtypes,
       numWork,
       numSlots,
       indicesOffset,
       slotIndptrOffset,
       regions: this.workspace.carveSplitKV(numSlots, args.numHeads, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize),
       maxPageId: -1,
-      kernel: this.kernelFor(args, qDtype, kvDtype),
+      kernel: this.kernelFor(args, dtypes),
       shapeKey: '',
       device: { splits, tiles, pagesPerSeq: ds.pagesPerSeq },
     };
@@ -432,9 +442,9 @@ export class BatchMLAPagedAttentionWrapper {
       }
       binds.set(name, b);
     }
-    const out = options.out ?? ctx.empty([T, H, DC], p.qDtype, 'mla/out');
+    const out = options.out ?? ctx.empty([T, H, DC], p.oDtype, 'mla/out');
     if (options.out) {
-      out.expect('out', [p.qDtype], [T, H, DC]);
+      out.expect('out', [p.oDtype], [T, H, DC]);
       if (!out.isContiguous() || out.offset % 4 !== 0) throw new LayoutError('must be contiguous and start at a multiple of 4 elements', 'out');
     }
     const wantLse = options.returnLse || options.lse !== undefined;
@@ -515,7 +525,7 @@ export class BatchMLAPagedAttentionWrapper {
           numRows: T,
           numHeads: H,
           headDim: DC,
-          outDtype: p.qDtype,
+          outDtype: p.oDtype,
           out,
           lse: lseBinding,
           lseOffset: lse ? lse.offset : 0,

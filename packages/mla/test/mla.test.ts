@@ -20,6 +20,7 @@ interface Case {
   causal: boolean;
   headDimKpe?: number;
   dtype?: 'f16' | 'bf16' | 'f32';
+  kvDtype?: 'fp8_e4m3';
   /** ckv and kpe as slices of one [P, page, 576] tensor. */
   fused?: boolean;
   fixedSplitSize?: number;
@@ -36,10 +37,11 @@ const cases: Case[] = [
   { name: '128 heads decode, bf16', qoLens: [1, 1], kvLens: [97, 33], numHeads: 128, pageSize: 16, causal: false, dtype: 'bf16' },
   { name: 'fused 576-wide cache, f32', qoLens: [1, 3], kvLens: [40, 96], numHeads: 16, pageSize: 16, causal: true, dtype: 'f32', fused: true },
   { name: 'B=1 long, forced split, LSE base e', qoLens: [6], kvLens: [300], numHeads: 16, pageSize: 16, causal: true, fixedSplitSize: 64, lseBaseE: true },
+  { name: 'fp8 e4m3 KV, f16 q', qoLens: [1, 2], kvLens: [50, 97], numHeads: 16, pageSize: 16, causal: true, kvDtype: 'fp8_e4m3' },
 ];
 
-function exact(r: () => number, n: number, dtype: 'f16' | 'bf16' | 'f32'): Float32Array {
-  return decodeArray(encodeArray(randn(r, n), dtype), dtype) as Float32Array;
+function exact(r: () => number, n: number, dtype: 'f16' | 'bf16' | 'f32' | 'fp8_e4m3', scale = 1): Float32Array {
+  return decodeArray(encodeArray(randn(r, n, scale), dtype), dtype) as Float32Array;
 }
 
 describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
@@ -58,8 +60,9 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
     const qoIndptr = [0];
     for (const n of c.qoLens) qoIndptr.push(qoIndptr[qoIndptr.length - 1] + n);
     const T = qoIndptr[B];
-    const ckvHost = exact(r, numPages * page * DC, dtype);
-    const kpeHost = exact(r, numPages * page * DP, dtype);
+    const kvDtype = c.kvDtype ?? dtype;
+    const ckvHost = exact(r, numPages * page * DC, kvDtype, c.kvDtype ? 0.25 : 1);
+    const kpeHost = exact(r, numPages * page * DP, kvDtype, c.kvDtype ? 0.25 : 1);
     const qnHost = exact(r, T * H * DC, dtype);
     const qpHost = exact(r, T * H * DP, dtype);
     let ckv: ReturnType<GpuContext['tensor']>;
@@ -74,12 +77,12 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
       ckv = t.slice(2, 0, DC);
       kpe = t.slice(2, DC, DC + DP);
     } else {
-      ckv = ctx.tensor(ckvHost, [numPages, page, DC], dtype);
-      kpe = DP > 0 ? ctx.tensor(kpeHost, [numPages, page, DP], dtype) : undefined;
+      ckv = ctx.tensor(ckvHost, [numPages, page, DC], kvDtype);
+      kpe = DP > 0 ? ctx.tensor(kpeHost, [numPages, page, DP], kvDtype) : undefined;
     }
     const smScale = 1 / Math.sqrt(128 + 64);
     const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
-    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: dtype, fixedSplitSize: c.fixedSplitSize });
+    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: kvDtype, fixedSplitSize: c.fixedSplitSize });
     if (c.fixedSplitSize) expect(w.planInfo!.numSlots).toBeGreaterThan(0);
     const out = ctx.full([T, H, DC], dtype, Number.NaN);
     const lse = ctx.full([T, H], 'f32', Number.NaN);

@@ -1,5 +1,6 @@
 /**
- * xqaMla: XQA's MLA decode entry point (spec §5): q `[B, 1, 128, 576]`, one latent head in caches
+ * xqaMla: XQA's MLA decode entry point (spec §5): q `[B, 1, 128, 576]` (f16, bf16 or fp8 e4m3;
+ * caches the same set, output f16 or bf16), one latent head in caches
  * `[P, page, 1, 576]` (K: all 576 dims; V: the first 512 of the V cache); logit scale
  * qScale·kvScale (no 1/√D), output × kvScale. The page table and lengths stay on the GPU; the MLA
  * kernel of @webinfer/mla runs on a schedule a GPU pre-pass builds from them.
@@ -42,16 +43,16 @@ export function xqaMla(
   if (q.rank !== 4 || q.shape[1] !== 1 || q.shape[2] !== HEADS || q.shape[3] !== DK) {
     throw new ShapeError(`expected [batch, 1, ${HEADS}, ${DK}], got [${q.shape.join(', ')}]`, 'q');
   }
-  if (q.dtype !== 'f16' && q.dtype !== 'bf16') throw new DTypeError(`must be f16 or bf16, got ${q.dtype}`, 'q');
+  if (!['f16', 'bf16', 'fp8_e4m3'].includes(q.dtype)) throw new DTypeError(`must be f16, bf16 or fp8_e4m3, got ${q.dtype}`, 'q');
   const batch = q.shape[0];
   const { pageSize } = options;
   if (!PAGE_SIZES.includes(pageSize)) throw new ValueError(`must be one of ${PAGE_SIZES.join(', ')}, got ${pageSize}`, 'pageSize');
   if (kCache.rank !== 4) throw new ShapeError(`expected [num_pages, page_size, 1, ${DK}], got [${kCache.shape.join(', ')}]`, 'kCache');
-  kCache.expect('kCache', [q.dtype], [null, pageSize, 1, DK]);
+  kCache.expect('kCache', ['f16', 'bf16', 'fp8_e4m3'], [null, pageSize, 1, DK]);
   vCache.expect('vCache', [kCache.dtype], [...kCache.shape]);
   if (pageTable.rank !== 2) throw new ShapeError(`expected [batch, pages_per_seq], got [${pageTable.shape.join(', ')}]`, 'pageTable');
   pageTable.expect('pageTable', ['i32', 'u32'], [batch, null]);
-  output.expect('output', [q.dtype], [batch, 1, HEADS, DV]);
+  output.expect('output', ['f16', 'bf16'], [batch, 1, HEADS, DV]);
   const qScale = parseScale(options.qScale, 'qScale');
   const kvScale = parseScale(options.kvScale, 'kvScale');
 
@@ -71,6 +72,7 @@ export function xqaMla(
     smScale: qScale * kvScale,
     qDataType: q.dtype,
     kvDataType: kCache.dtype,
+    oDataType: output.dtype,
     deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1] },
   };
   const wrapper = wrappers.get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
