@@ -132,7 +132,16 @@ export interface BatchDecodePlanArgs {
    * each request into the same number of chunks. Page ids are not validated (reads stay in
    * bounds of the cache binding, as WebGPU guarantees).
    */
-  deviceSchedule?: { batchSize: number; pagesPerSeq: number };
+  deviceSchedule?: {
+    batchSize: number;
+    pagesPerSeq: number;
+    /**
+     * Speculative decoding (xqa's mask): u32 words per mask row. Every one of the qLenPerReq rows
+     * of a request then sees all its keys, except draft keys (the last qLenPerReq) its mask row
+     * clears; run() needs `deviceSchedule.mask`.
+     */
+    maskWords?: number;
+  };
   /** Benchmark/debug only: override kernel shape or drop a phase. Not for production use. */
   debug?: {
     tile?: number;
@@ -159,7 +168,7 @@ export interface BatchDecodeRunOptions {
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
   /** With a `deviceSchedule` plan: i32 `[B, pagesPerSeq]` page table and u32/i32 `[B]` (or `[B, 1]`) lengths. */
-  deviceSchedule?: { pageTable: Tensor; seqLens: Tensor };
+  deviceSchedule?: { pageTable: Tensor; seqLens: Tensor; mask?: Tensor };
 }
 
 interface Plan {
@@ -197,7 +206,7 @@ interface Plan {
   /** Graph mode: everything recorded dispatches depend on; a plan that changes it invalidates them. */
   shapeKey: string;
   /** Device-scheduled plans: chunks per row, page-table width and the window in tokens (0: none). */
-  device: { splits: number; pagesPerSeq: number; window: number; qLenPerReq: number } | undefined;
+  device: { splits: number; pagesPerSeq: number; window: number; qLenPerReq: number; maskWords: number; maskOffset: number } | undefined;
 }
 
 /** The fixed buffers of graph mode (FlashInfer's paged_kv_*_buffer). */
@@ -421,7 +430,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const indicesOffset = numWork * WORK_ITEM_WORDS;
     const slotIndptrOffset = indicesOffset + indicesCapacity;
     // Length rounded to whole 16-byte rows so writeBuffer takes it without a padded copy.
-    const words = new Uint32Array(Math.ceil((slotIndptrOffset + rows + 1) / 4) * 4);
+    // Device-scheduled speculative plans keep the draft mask rows after the slot indptr.
+    const maskWords = ds?.maskWords ?? 0;
+    const maskOffset = slotIndptrOffset + rows + 1;
+    const words = new Uint32Array(Math.ceil((maskOffset + rows * maskWords) / 4) * 4);
     for (let c = chunks; c < numWork; c++) words[workOffset + c * WORK_ITEM_WORDS] = PADDING_ROW;
     for (let c = 0; c < (ds ? 0 : chunks); c++) {
       const r = split.chunkRow[c];
@@ -484,7 +496,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       regions,
       kvLens,
       shapeKey: '',
-      device: ds && { splits: chunks / rows, pagesPerSeq: ds.pagesPerSeq, window: windowLeft >= 0 ? windowLeft + 1 : 0, qLenPerReq },
+      device: ds && { splits: chunks / rows, pagesPerSeq: ds.pagesPerSeq, window: windowLeft >= 0 ? windowLeft + 1 : 0, qLenPerReq, maskWords, maskOffset },
     };
     plan.shapeKey = planShapeKey(plan);
     // Recorded dispatches survive a re-plan only in graph mode, and only with the same shape.
@@ -629,6 +641,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       sinks: options.sinks !== undefined,
       nativeF16: ctx.hasF16,
       ...(p.debugSkip ? { debugSkip: p.debugSkip } : {}),
+      ...(p.device?.maskWords ? { specMask: true } : {}),
     };
     // The pipeline depends only on the plan (and on whether sinks are given): look it up once.
     const withSinks = options.sinks !== undefined ? 1 : 0;
@@ -637,7 +650,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       p.kernels[withSinks] = p.subgroup
         ? getKernel(ctx, {
             id: 'decode/subgroup-decode',
-            config: { ...p.subgroup, sinks: withSinks === 1 },
+            config: { ...p.subgroup, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },
             wgsl: subgroupDecodeWgsl,
             bindings,
           })
@@ -673,6 +686,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         rope_rcp_scale: 1 / p.ropeScale,
         rope_log2_theta: Math.log2(p.ropeTheta),
         groups_x: groups[0],
+        spec_q_len: p.device?.maskWords ? p.device.qLenPerReq : 0,
+        mask_offset: p.device?.maskOffset ?? 0,
+        mask_words: p.device?.maskWords ?? 0,
     };
     const uniform = this.dispatch.uniform(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(p.rows * p.numQoHeads * 4);
@@ -732,6 +748,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     s.pageTable.expect('pageTable', ['i32', 'u32'], [p.batchSize, p.device.pagesPerSeq]);
     if (!s.pageTable.isContiguous()) throw new LayoutError('must be contiguous', 'pageTable');
     s.seqLens.expect('seqLens', ['i32', 'u32'], s.seqLens.rank === 2 ? [p.batchSize, 1] : [p.batchSize]);
+    const d = p.device;
+    if (d.maskWords > 0) {
+      if (!s.mask) throw new PlanMismatchError('the plan has a speculative mask: run needs deviceSchedule.mask', 'mask');
+      s.mask.expect('mask', ['u32', 'i32'], [p.batchSize, d.qLenPerReq, d.maskWords]);
+      if (!s.mask.isContiguous()) throw new LayoutError('must be contiguous', 'mask');
+    } else if (s.mask) {
+      throw new PlanMismatchError('a mask was given, but the plan has none (deviceSchedule.maskWords)', 'mask');
+    }
     return s;
   }
 
@@ -756,6 +780,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     );
     const group = this.scheduleDispatch.bindGroup(kernel, [{ buffer: uniform }, seq.binding, { buffer: this.planBuf.buffer! }]);
     encoder.copyBufferToBuffer(s.pageTable.buffer, s.pageTable.byteOffset, this.planBuf.buffer!, p.indicesOffset * 4, p.batchSize * d.pagesPerSeq * 4);
+    if (s.mask) encoder.copyBufferToBuffer(s.mask.buffer, s.mask.byteOffset, this.planBuf.buffer!, d.maskOffset * 4, p.rows * d.maskWords * 4);
     encodeDispatch(encoder, kernel, group, foldWorkgroups(ctx, Math.ceil(p.numWork / 64)));
   }
 

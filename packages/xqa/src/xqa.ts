@@ -31,9 +31,13 @@ export interface XqaOptions {
   /** Keep only the last W tokens (FlashInfer windowLeft = W - 1); 0 (default) keeps all. */
   slidingWinSize?: number;
   kvLayout?: KVLayout;
-  /** Query tokens per request; only 1 is available on WebGPU so far. */
+  /** Query tokens per request (speculative decoding when > 1; q is then `[B, 1, qSeqLen, Hq, D]`). */
   qSeqLen?: number;
-  /** Speculative-decoding mask (with qSeqLen > 1); not available yet. */
+  /**
+   * Required with qSeqLen > 1: u32 `[B, qSeqLen, ceil(qSeqLen / 32)]` — FlashInfer's bit-packed
+   * uint16 `[B, qSeqLen, 2 * ceil(qSeqLen / 32)]` mask read as little-endian u32 words. Bit t of
+   * query row i lets it see draft token t (the last qSeqLen keys); earlier keys are always visible.
+   */
   mask?: Tensor;
   /** Encode into this encoder (the caller submits) instead of submitting at once. */
   encoder?: GPUCommandEncoder;
@@ -47,8 +51,8 @@ const wrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWr
 const hndWrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'HND' }));
 
 /**
- * Decode attention of `q` `[B, 1, Hq, D]` over paged `kCache`/`vCache` `[P, page, Hkv, D]` (NHD)
- * or `[P, Hkv, page, D]` (HND), writing `output` `[B, 1, Hq, D]`. logits = q·k · qScale·kvScale/√D,
+ * Decode attention of `q` `[B, 1, Hq, D]` (or `[B, 1, qSeqLen, Hq, D]` with a speculative mask) over paged `kCache`/`vCache` `[P, page, Hkv, D]` (NHD)
+ * or `[P, Hkv, page, D]` (HND), writing `output` of q's shape. logits = q·k · qScale·kvScale/√D,
  * output = softmax·V · kvScale.
  *
  * @example
@@ -68,12 +72,22 @@ export function xqa(
   const ctx = q.ctx;
   const layout = parseKVLayout(options.kvLayout ?? 'NHD');
   const qSeqLen = options.qSeqLen ?? 1;
-  if (qSeqLen !== 1 || options.mask) {
-    throw new UnsupportedFeatureError('speculative decoding (qSeqLen > 1 with a mask) is not available yet', 'qSeqLen');
+  if (!Number.isInteger(qSeqLen) || qSeqLen < 1) throw new ValueError(`must be a positive integer, got ${qSeqLen}`, 'qSeqLen');
+  const spec = qSeqLen > 1;
+  if (spec && !options.mask) throw new ValueError('is required when qSeqLen > 1', 'mask');
+  if (!spec && options.mask) throw new ValueError('is only read with qSeqLen > 1', 'mask');
+  if (spec && (options.slidingWinSize ?? 0) > 0) {
+    throw new UnsupportedFeatureError('a sliding window with speculative decoding is not available', 'slidingWinSize');
   }
-  if (q.rank !== 4 || q.shape[1] !== 1) throw new ShapeError(`expected [batch, 1, num_qo_heads, head_dim], got [${q.shape.join(', ')}]`, 'q');
+  const qShape = spec ? 'batch, 1, qSeqLen, num_qo_heads, head_dim' : 'batch, 1, num_qo_heads, head_dim';
+  if (q.rank !== (spec ? 5 : 4) || q.shape[1] !== 1 || (spec && q.shape[2] !== qSeqLen)) {
+    throw new ShapeError(`expected [${qShape}], got [${q.shape.join(', ')}]`, 'q');
+  }
   if (q.dtype !== 'f16' && q.dtype !== 'bf16') throw new DTypeError(`must be f16 or bf16, got ${q.dtype}`, 'q');
-  const [batch, , numQoHeads, headDim] = q.shape;
+  const batch = q.shape[0];
+  const [numQoHeads, headDim] = q.shape.slice(-2);
+  const maskWords = Math.ceil(qSeqLen / 32);
+  if (spec) options.mask!.expect('mask', ['u32', 'i32'], [batch, qSeqLen, maskWords]);
   const { numKvHeads, pageSize } = options;
   if (!PAGE_SIZES.includes(pageSize)) throw new ValueError(`must be one of ${PAGE_SIZES.join(', ')}, got ${pageSize}`, 'pageSize');
   if (!Number.isInteger(numKvHeads) || numKvHeads < 1 || numQoHeads % numKvHeads !== 0) {
@@ -86,7 +100,7 @@ export function xqa(
   vCache.expect('vCache', [kCache.dtype], [...kCache.shape]);
   if (pageTable.rank !== 2) throw new ShapeError(`expected [batch, pages_per_seq], got [${pageTable.shape.join(', ')}]`, 'pageTable');
   pageTable.expect('pageTable', ['i32', 'u32'], [batch, null]);
-  output.expect('output', [q.dtype], [batch, 1, numQoHeads, headDim]);
+  output.expect('output', [q.dtype], [...q.shape]);
   const slidingWinSize = options.slidingWinSize ?? 0;
   if (!Number.isInteger(slidingWinSize) || slidingWinSize < 0) throw new ValueError(`must be an integer >= 0, got ${slidingWinSize}`, 'slidingWinSize');
   const qScale = parseScale(options.qScale, 'qScale');
@@ -111,17 +125,18 @@ export function xqa(
     qDataType: q.dtype,
     kvDataType: kCache.dtype,
     oDataType: q.dtype,
-    deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1] },
+    qLenPerReq: qSeqLen,
+    deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1], ...(spec ? { maskWords } : {}) },
     debug: headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : undefined,
   };
   const wrapper = (layout === 'NHD' ? wrappers : hndWrappers).get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
-  wrapper.run(q.reshape([batch, numQoHeads, headDim]), { k: kCache, v: vCache }, {
-    out: output.reshape([batch, numQoHeads, headDim]),
+  wrapper.run(q.reshape([batch * qSeqLen, numQoHeads, headDim]), { k: kCache, v: vCache }, {
+    out: output.reshape([batch * qSeqLen, numQoHeads, headDim]),
     qScale,
     kScale: kvScale,
     vScale: kvScale,
     sinks,
     encoder: options.encoder,
-    deviceSchedule: { pageTable, seqLens },
+    deviceSchedule: { pageTable, seqLens, mask: options.mask },
   });
 }

@@ -131,7 +131,92 @@ describe('xqa errors', () => {
     expect(() => xqa(q, k, k, table, ctx.zeros([B + 1], 'u32'), out, workspace, o)).toThrow(/seqLens/);
     expect(() => xqa(q, k, k, table, lens, ctx.zeros([B, 1, hq, D], 'bf16'), workspace, o)).toThrow(/output/);
     expect(() => xqa(q, k, k, table, lens, out, workspace, { ...o, sinks: ctx.zeros([hq], 'f32') })).toThrow(/sinks/);
-    expect(() => xqa(q, k, k, table, lens, out, workspace, { ...o, qSeqLen: 2 })).toThrow(UnsupportedFeatureError);
+    expect(() => xqa(q, k, k, table, lens, out, workspace, { ...o, qSeqLen: 2 })).toThrow(/mask: is required/);
+    const q5 = ctx.zeros([B, 1, 2, hq, D], 'f16');
+    const out5 = ctx.zeros([B, 1, 2, hq, D], 'f16');
+    expect(() => xqa(q5, k, k, table, lens, out5, workspace, { ...o, qSeqLen: 2, mask: ctx.zeros([B, 2, 2], 'u32') })).toThrow(/mask/);
+    expect(() => xqa(q5, k, k, table, lens, out5, workspace, { ...o, qSeqLen: 2, mask: ctx.zeros([B, 2, 1], 'u32'), slidingWinSize: 4 })).toThrow(UnsupportedFeatureError);
+    expect(() => xqa(q, k, k, table, lens, out, workspace, { ...o, qSeqLen: 2, mask: ctx.zeros([B, 2, 1], 'u32') })).toThrow(/q: expected/);
     expect(() => xqa(q, k, k, table, lens, out, workspace, { ...o, slidingWinSize: -1 })).toThrow(/slidingWinSize/);
+  });
+});
+
+describe('xqa speculative decoding (qSeqLen > 1 with a draft mask)', () => {
+  it.each([
+    { name: 'qSeqLen 3, group 8, page 16', seqLens: [20, 3, 70], qSeqLen: 3, group: 8, hkv: 2, page: 16, sinks: false },
+    { name: 'qSeqLen 5, tree mask, sinks, page 64, split', seqLens: [600, 9], qSeqLen: 5, group: 4, hkv: 1, page: 64, sinks: true },
+    { name: 'qSeqLen 33 (two mask words)', seqLens: [40, 100], qSeqLen: 33, group: 2, hkv: 2, page: 16, sinks: false },
+  ])('$name', async (c) => {
+    const seed = testSeed();
+    const r = rng(seed);
+    const D = 64;
+    const B = c.seqLens.length;
+    const hq = c.hkv * c.group;
+    const Q = c.qSeqLen;
+    const words = Math.ceil(Q / 32);
+    const pps = Math.max(...c.seqLens.map((l) => Math.ceil(l / c.page)));
+    const numPages = B * pps + 1;
+    const per = c.page * c.hkv * D;
+    const kHost = exact(r, numPages * per, 'f16');
+    const vHost = exact(r, numPages * per, 'f16');
+    const perm = permutation(r, numPages);
+    const table = Int32Array.from({ length: B * pps }, (_, i) => perm[i]);
+    const qHost = exact(r, B * Q * hq * D, 'f16');
+    // A random tree over the drafts: each draft sees itself and a random subset of earlier ones.
+    const bits = Array.from({ length: B * Q }, (_, row) => {
+      const i = row % Q;
+      return Array.from({ length: Q }, (_, t) => t === i || (t < i && r() < 0.6));
+    });
+    const maskWords = new Uint32Array(B * Q * words);
+    bits.forEach((rowBits, row) => rowBits.forEach((on, t) => {
+      if (on) maskWords[row * words + (t >> 5)] |= 1 << (t & 31);
+    }));
+    const sinksHost = c.sinks ? Float32Array.from({ length: hq }, () => r() * 3) : undefined;
+    const out = ctx.full([B, 1, Q, hq, D], 'f16', Number.NaN);
+    await ctx.checkErrors(() =>
+      xqa(
+        ctx.tensor(qHost, [B, 1, Q, hq, D], 'f16'),
+        ctx.tensor(kHost, [numPages, c.page, c.hkv, D], 'f16'),
+        ctx.tensor(vHost, [numPages, c.page, c.hkv, D], 'f16'),
+        ctx.tensor(table, [B, pps], 'i32'),
+        ctx.tensor(Uint32Array.from(c.seqLens), [B], 'u32'),
+        out,
+        workspace,
+        {
+          numKvHeads: c.hkv,
+          pageSize: c.page,
+          qSeqLen: Q,
+          mask: ctx.tensor(maskWords, [B, Q, words], 'u32'),
+          sinks: sinksHost ? ctx.tensor(sinksHost, [c.hkv, c.group], 'f32') : undefined,
+        },
+      ),
+    );
+    const got = await out.toArray();
+    const indptr = Array.from({ length: B + 1 }, (_, b) => b * pps);
+    const cache = { layout: 'NHD' as const, pageSize: c.page, numHeads: c.hkv, headDim: D };
+    for (let b = 0; b < B; b++) {
+      const len = c.seqLens[b];
+      const customMask = new Uint8Array(Q * len);
+      for (let i = 0; i < Q; i++) {
+        for (let j = 0; j < len; j++) {
+          const t = j - (len - Q);
+          customMask[i * len + j] = t < 0 || bits[b * Q + i][t] ? 1 : 0;
+        }
+      }
+      const ref = attentionRef({
+        q: qHost.subarray(b * Q * hq * D, (b + 1) * Q * hq * D),
+        k: gatherPagedRef({ ...cache, data: kHost }, indptr, table, len, b),
+        v: gatherPagedRef({ ...cache, data: vHost }, indptr, table, len, b),
+        qoLen: Q,
+        kvLen: len,
+        numQoHeads: hq,
+        numKvHeads: c.hkv,
+        headDimQk: D,
+        customMask,
+        sinks: sinksHost,
+      });
+      const res = compareClose(got.subarray(b * Q * hq * D, (b + 1) * Q * hq * D), ref.o, { rtol: 2e-3, atol: 2e-3 });
+      expect(res.ok, `seed ${seed} request ${b}: ${JSON.stringify(res)}`).toBe(true);
+    }
   });
 });

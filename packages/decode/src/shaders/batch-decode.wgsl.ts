@@ -21,7 +21,7 @@ import {
   wgslLoadElement,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
-import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl } from './decode-common';
+import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl, specMaskTerm, specMaskWgsl } from './decode-common';
 
 export { DIRECT_SLOT, PADDING_ROW, type PosEncodingMode, WORK_ITEM_WORDS, decodeUniforms } from './decode-common';
 
@@ -41,6 +41,8 @@ export interface DecodeShaderConfig {
   nativeF16: boolean;
   /** Benchmark-only: drop one phase to see what it costs (results are wrong). */
   debugSkip?: 'loads' | 'A' | 'atomics' | 'P' | 'B';
+  /** Speculative-decoding mask over the draft keys (xqa with qSeqLen > 1). */
+  specMask?: boolean;
 }
 
 /** Layout numbers the wrapper needs too (smem size, thread mapping). */
@@ -254,6 +256,7 @@ ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 
 ${decodeBindingsWgsl('vec4<u32>')}
+${specMaskWgsl(c.specMask)}
 
 var<workgroup> k_tile: array<vec4<u32>, ${T * KS4}>;
 var<workgroup> v_tile: array<vec4<u32>, ${T * KW4}>;
@@ -325,7 +328,7 @@ ${storeLines.join('\n')}
     if (t < valid && hg < ${HG}u${c.debugSkip === 'A' ? ' && false' : ''}) {
       let j = tile_start + t;
       let pos = f32(j);
-      let masked = params.window_left >= 0 && i32(j) + params.window_left < i32(wi.kv_len) - 1;
+      let masked = (params.window_left >= 0 && i32(j) + params.window_left < i32(wi.kv_len) - 1)${specMaskTerm(c.specMask, 'j')};
       ${accDecl}
       ${headIdx}
       for (var cw = 0u; cw < ${KW4 / 2}u; cw++) {

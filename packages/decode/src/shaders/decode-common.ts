@@ -32,6 +32,9 @@ export const decodeUniforms = new UniformSchema('DecodeParams', {
   rope_rcp_scale: 'f32',
   rope_log2_theta: 'f32',
   groups_x: 'u32',
+  spec_q_len: 'u32',
+  mask_offset: 'u32',
+  mask_words: 'u32',
 });
 
 /** u32 fields per work item in the plan buffer. */
@@ -69,6 +72,27 @@ export function loadWorkItemWgsl(work: string): string {
   }
   let wi = workgroupUniformLoad(&item);
   if (wi.row == ${PADDING_ROW}u) { return; }`;
+}
+
+/**
+ * `fn spec_masked(row, kv_len, j) -> bool` for speculative decoding (xqa's mask): the last
+ * spec_q_len keys of a request are the draft tokens; query row i of the request sees draft key t
+ * only where bit t of its mask row is set (u32 words at plan[mask_offset], one row per query row).
+ * Keys before the drafts are always visible.
+ */
+export function specMaskWgsl(enabled: boolean | undefined): string {
+  if (!enabled) return '';
+  return `fn spec_masked(row: u32, kv_len: u32, j: u32) -> bool {
+  let t = i32(j) - (i32(kv_len) - i32(params.spec_q_len));
+  if (t < 0) { return false; }
+  let w = plan[params.mask_offset + row * params.mask_words + u32(t) / 32u];
+  return ((w >> (u32(t) % 32u)) & 1u) == 0u;
+}`;
+}
+
+/** The masking term a kernel adds for speculative decoding (empty without it). */
+export function specMaskTerm(enabled: boolean | undefined, j: string): string {
+  return enabled ? ` || spec_masked(wi.row, wi.kv_len, ${j})` : '';
 }
 
 /** Logit of a raw dot product `acc` for qo head `h` and key position `j`, in base 2. */

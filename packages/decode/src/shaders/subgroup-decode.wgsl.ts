@@ -18,7 +18,7 @@ import {
   wgslLoadElement,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
-import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl } from './decode-common';
+import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl, specMaskTerm, specMaskWgsl } from './decode-common';
 
 export interface SubgroupDecodeConfig {
   headDim: number;
@@ -40,6 +40,8 @@ export interface SubgroupDecodeConfig {
   nativeF16: boolean;
   /** Page size is a power of two: page and slot by shift and mask instead of division. */
   pagePow2: boolean;
+  /** Speculative-decoding mask over the draft keys (xqa with qSeqLen > 1). */
+  specMask?: boolean;
 }
 
 /**
@@ -192,7 +194,7 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   }
   // logits, online softmax, p * v
   for (const u of us) {
-    emit(`    let masked${u} = !ok${u} || (params.window_left >= 0 && i32(j${u}) + params.window_left < i32(wi.kv_len) - 1);`);
+    emit(`    let masked${u} = !ok${u} || (params.window_left >= 0 && i32(j${u}) + params.window_left < i32(wi.kv_len) - 1)${specMaskTerm(c.specMask, `j${u}`)};`);
   }
   for (const r of rs) for (const v of vs) for (const u of us) emit(`    let v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`);
   for (const g of heads) {
@@ -317,6 +319,7 @@ ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 
 ${decodeBindingsWgsl(loadType)}
+${specMaskWgsl(c.specMask)}
 var<workgroup> red_m: array<f32, ${NL * HPW}>;
 var<workgroup> red_d: array<f32, ${Math.max(1, (NL / 2) * HPW)}>;
 var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;
