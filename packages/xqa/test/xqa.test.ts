@@ -168,9 +168,9 @@ describe('xqa speculative decoding (qSeqLen > 1 with a draft mask)', () => {
       return Array.from({ length: Q }, (_, t) => t === i || (t < i && r() < 0.6));
     });
     const maskWords = new Uint32Array(B * Q * words);
-    bits.forEach((rowBits, row) => rowBits.forEach((on, t) => {
-      if (on) maskWords[row * words + (t >> 5)] |= 1 << (t & 31);
-    }));
+    for (const [row, rowBits] of bits.entries()) {
+      for (const [t, on] of rowBits.entries()) if (on) maskWords[row * words + (t >> 5)] |= 1 << (t & 31);
+    }
     const sinksHost = c.sinks ? Float32Array.from({ length: hq }, () => r() * 3) : undefined;
     const out = ctx.full([B, 1, Q, hq, D], 'f16', Number.NaN);
     await ctx.checkErrors(() =>
