@@ -14,7 +14,7 @@ import { renderHtml } from './report-html';
 import { profileDecode, runDecodeSuite } from './suites/decode';
 import { runAttentionSuite } from './suites/attention';
 import { runGraphSuite } from './suites/graph';
-import { runMlaSuite, runXqaSuite } from './suites/mla-xqa';
+import { profileMla, runMlaSuite, runXqaSuite } from './suites/mla-xqa';
 import { profilePrefill, runPrefillSuite } from './suites/prefill';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
@@ -57,6 +57,7 @@ const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o:
   attention: runAttentionSuite,
   graph: runGraphSuite,
   mla: runMlaSuite,
+  'profile-mla': profileMla,
   xqa: runXqaSuite,
   'profile-decode': profileDecode,
   'probe-subgroup-matrix': probeSubgroupMatrix,

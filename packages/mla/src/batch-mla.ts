@@ -89,6 +89,8 @@ export interface BatchMLAPlanArgs {
   disableSplitKv?: boolean;
   /** webinfer extension: workgroups that saturate the device. */
   targetWorkgroups?: number;
+  /** Bench only: drop a kernel phase to time the rest (results are wrong). */
+  debugSkip?: MlaShaderConfig['debugSkip'];
   /**
    * webinfer extension (xqaMla): decode with the page table and lengths on the GPU. The plan fixes
    * the batch size and page-table width (qoIndptr, kvIndptr, kvIndices and kvLenArr are then not
@@ -320,6 +322,7 @@ export class BatchMLAPagedAttentionWrapper {
       causal: args.causal,
       nativeF16: this.ctx.hasF16,
       vStageVec4: mlaSmemBytes(1024) <= this.ctx.limits.maxComputeWorkgroupStorageSize ? 1024 : 512,
+      ...(args.debugSkip ? { debugSkip: args.debugSkip } : {}),
     };
     return getKernel(this.ctx, { id: 'mla/simt', config, wgsl: mlaSimtWgsl, bindings: MLA_BINDINGS });
   }

@@ -40,14 +40,22 @@ function result(suite: string, name: string, samples: number[], source: 'timesta
   };
 }
 
-export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  // [batch, kvLen, heads, page, targetWorkgroups (undefined: the default split)]
-  const shapes: [number, number, number, number, number?][] = opts.quick
+/** Phase costs of the MLA kernel (bench --suite profile-mla). */
+export function profileMla(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
+  return runMlaSuite(ctx, { ...opts, verify: false, profile: true });
+}
+
+export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profile?: boolean }): Promise<CaseResult[]> {
+  // [batch, kvLen, heads, page, targetWorkgroups (undefined: the default split), phase to skip]
+  type Shape = [number, number, number, number, number?, ('S' | 'softmax' | 'PV')?];
+  const shapes: Shape[] = opts.quick
     ? [[2, 256, 16, 16]]
-    : [[64, 4096, 128, 64], [64, 4096, 128, 64, 1], [8, 8192, 128, 64], [128, 1024, 16, 64]];
+    : opts.profile
+      ? [[64, 4096, 128, 64], [64, 4096, 128, 64, undefined, 'S'], [64, 4096, 128, 64, undefined, 'softmax'], [64, 4096, 128, 64, undefined, 'PV']]
+      : [[64, 4096, 128, 64], [64, 4096, 128, 64, 1], [8, 8192, 128, 64], [128, 1024, 16, 64]];
   const results: CaseResult[] = [];
-  for (const [batch, kvLen, H, page, target] of shapes) {
-    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target ? ', no split' : ''}`;
+  for (const [batch, kvLen, H, page, target, skip] of shapes) {
+    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target ? ', no split' : ''}${skip ? ` [without ${skip}]` : ''}`;
     if (opts.filter && !name.includes(opts.filter)) continue;
     opts.progress(`mla: ${name}`);
     const [DC, DP] = [512, 64];
@@ -72,7 +80,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
     try {
       const w = new BatchMLAPagedAttentionWrapper(ctx, ws);
       const smScale = 1 / Math.sqrt(192);
-      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16', targetWorkgroups: target });
+      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16', targetWorkgroups: target, debugSkip: skip });
       const encode = (enc: GPUCommandEncoder) => void w.run(qn, qp, ckv, kpe, { out, lse, encoder: enc });
       await ctx.checkErrors(async () => {
         const enc = ctx.device.createCommandEncoder();
@@ -82,7 +90,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
       });
       const t = await timeGpu(ctx, encode, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 30 });
       let verified: string | undefined;
-      if (opts.verify) {
+      if (opts.verify && !skip) {
         const o = (await out.toArray()) as Float32Array;
         const l = (await lse.toArray()) as Float32Array;
         verified = `ok (requests 0 and ${batch - 1})`;

@@ -5,8 +5,9 @@
  *   S = q_nope·ckvᵀ + q_pe·kpeᵀ (scaled), online softmax, O += P·ckv.
  * A workgroup of 256 invocations owns BM = 32 rows: invocation (g = lid / 32, lane = lid % 32)
  * computes S for rows 4g..4g+3 at key `lane` and O for the same rows at dims 4·(lane + 32u).
- * Q and K stream through workgroup memory 64 dims at a time, V 8 keys at a time; the reads every
- * invocation of a 32-wide group shares (q, p) are broadcasts.
+ * Q and K stream through workgroup memory 64 dims at a time (rows padded by one vec4, so stores
+ * and reads are free of bank conflicts), V 8 keys at a time; the reads every invocation of a
+ * 32-wide group shares (q, p) are broadcasts.
  */
 import {
   type FloatDType,
@@ -59,16 +60,21 @@ export interface MlaShaderConfig {
   nativeF16: boolean;
   /** vec4 in the V stage: 1024 (8 keys of 512) where workgroup memory allows, else 512. */
   vStageVec4: 512 | 1024;
+  /** Bench only: drop a phase to see what it costs (results are wrong). */
+  debugSkip?: 'S' | 'softmax' | 'PV';
 }
 
 /** Workgroup memory of the kernel in bytes. */
 export function mlaSmemBytes(vStageVec4: number): number {
-  return 16 * (KC * MLA_ROWS) / 4 + 4 * KC * MLA_KEYS + 16 * vStageVec4 + 4 * MLA_KEYS * MLA_ROWS + 4 * 5 * 32 + 64;
+  return 16 * ROW_VEC4 * (MLA_ROWS + MLA_KEYS) + 16 * vStageVec4 + 4 * MLA_KEYS * MLA_ROWS + 4 * 6 * 32 + 64;
 }
 
 export const MLA_ROWS = 32;
 export const MLA_KEYS = 32;
 const KC = 64; // dims per Q/K stage
+// Q and K stage rows hold KC dims plus one vec4 of padding: the 8 invocations that store (and the
+// ones that read) a row's vec4 then fall on distinct banks.
+const ROW_VEC4 = KC / 4 + 1;
 const WG = 256;
 
 export const MLA_BINDINGS = [
@@ -155,8 +161,8 @@ ${wgslLoadVec4('load_val', 'val', c.kvDtype)}
 var<workgroup> item: WorkItem;
 // S phase: Q chunk [${KC} dims][${MLA_ROWS} rows] as vec4 of 4 rows and K chunk [${KC}][${MLA_KEYS} keys];
 // PV phase: V [${VK} keys][${DC} dims].
-var<workgroup> qs: array<vec4<f32>, ${(KC * MLA_ROWS) / 4}>;
-var<workgroup> ks: array<f32, ${KC * MLA_KEYS}>;
+var<workgroup> qs: array<vec4<f32>, ${ROW_VEC4 * MLA_ROWS}>;
+var<workgroup> ks: array<vec4<f32>, ${ROW_VEC4 * MLA_KEYS}>;
 var<workgroup> vs: array<vec4<f32>, ${c.vStageVec4}>;
 var<workgroup> ps: array<vec4<f32>, ${(MLA_KEYS * MLA_ROWS) / 4}>;
 var<workgroup> m_s: array<f32, ${MLA_ROWS}>;
@@ -229,18 +235,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var ch = 0u; ch < ${chunks}u; ch++) {
       workgroupBarrier();
       for (var v = 0u; v < 2u; v++) {
-        let d = ld_d + 32u * v;
-        for (var e = 0u; e < 4u; e++) {
-          qs[(d + e) * 8u + ld_r / 4u][ld_r % 4u] = pq[v][e];
-          ks[(d + e) * ${MLA_KEYS}u + ld_r] = pk[v][e];
-        }
+        let d4 = (ld_d + 32u * v) / 4u;
+        qs[ld_r * ${ROW_VEC4}u + d4] = pq[v];
+        ks[ld_r * ${ROW_VEC4}u + d4] = pk[v];
       }
       workgroupBarrier();
       if (ch + 1u < ${chunks}u) {
         ${fetchQK('ch + 1u')}
       }
-      for (var d = 0u; d < ${KC}u; d++) {
-        acc += qs[d * 8u + g] * ks[d * ${MLA_KEYS}u + lane];
+      // Rows 4g.. are the same for the whole 32-wide group (broadcast reads); keys differ by lane.
+      for (var d4 = 0u; d4 < ${c.debugSkip === 'S' ? '0' : KC / 4}u; d4++) {
+        let k4 = ks[lane * ${ROW_VEC4}u + d4];
+        acc += vec4<f32>(
+          dot(qs[(4u * g) * ${ROW_VEC4}u + d4], k4),
+          dot(qs[(4u * g + 1u) * ${ROW_VEC4}u + d4], k4),
+          dot(qs[(4u * g + 2u) * ${ROW_VEC4}u + d4], k4),
+          dot(qs[(4u * g + 3u) * ${ROW_VEC4}u + d4], k4),
+        );
       }
     }
     // The first V keys load while the softmax runs.
@@ -257,7 +268,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     ps[lane * 8u + g] = s;
     workgroupBarrier();
-    if (lid < ${MLA_ROWS}u) {
+    if (lid < ${c.debugSkip === 'softmax' ? 0 : MLA_ROWS}u) {
       let r = lid;
       let m_old = m_s[r];
       var mt = m_old;
@@ -286,7 +297,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       if (kb + 1u < ${MLA_KEYS / VK}u) {
         ${fetchV('kb + 1u')}
       }
-      for (var k = 0u; k < ${VK}u; k++) {
+      for (var k = 0u; k < ${c.debugSkip === 'PV' ? 0 : VK}u; k++) {
         let p = ps[(kb * ${VK}u + k) * 8u + g];
         for (var u = 0u; u < ${U}u; u++) {
           let vv = vs[k * ${DC / 4}u + lane + 32u * u];
