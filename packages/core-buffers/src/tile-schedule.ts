@@ -106,10 +106,17 @@ export function scheduleTiles(s: TileScheduleInput): TileSchedule {
  * Tiles: each request wastes less than one, so at most rows*G/R + B. Splitting happens only while
  * tiles*Hkv < target, into at most ceil(target / (tiles*Hkv)) chunks per request: items stay below
  * tiles + target/Hkv, and slots (chunks x rows of split requests, rows <= tiles*R/G) below
- * (tiles + target/Hkv) * R/G < 2 * target/Hkv * R/G.
+ * (tiles + target/Hkv) * R/G < 2 * target/Hkv * R/G. With the page tables' capacity known, each
+ * request also splits into at most ceil(maxKvTokens / MIN_CHUNK) chunks.
  */
-export function graphTileCapacity(rows: number, batch: number, group: number, rowsPerTile: number, numKvHeads: number, target: number) {
+export function graphTileCapacity(rows: number, batch: number, group: number, rowsPerTile: number, numKvHeads: number, target: number, maxKvTokens?: number) {
   const tiles = Math.ceil((rows * group) / rowsPerTile) + batch;
   const x = Math.ceil(target / numKvHeads);
-  return { work: tiles + x, slots: Math.min(rows * x, Math.ceil((2 * x * rowsPerTile) / group)) };
+  // Automatic chunks are at least MIN_CHUNK tokens, so a request of at most maxKvTokens (the
+  // page-table capacity) splits into at most this many.
+  const perRequest = maxKvTokens === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.ceil(maxKvTokens / MIN_CHUNK));
+  return {
+    work: Math.min(tiles + x, tiles * perRequest),
+    slots: Math.min(rows * x, Math.ceil((2 * x * rowsPerTile) / group), rows * perRequest),
+  };
 }

@@ -268,7 +268,7 @@ export class BatchMLAPagedAttentionWrapper {
       disableSplitKv: args.disableSplitKv,
     });
     const tokens = qoIndptr[B];
-    const cap = g ? graphTileCapacity(tokens, B, H, MLA_ROWS, 1, target) : { work: sched.numWork, slots: sched.numSlots };
+    const cap = g ? graphTileCapacity(tokens, B, H, MLA_ROWS, 1, target, g.kvIndices.shape[0] * args.pageSize) : { work: sched.numWork, slots: sched.numSlots };
     if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
       throw new ValueError(`the split makes more work than a graph-mode schedule holds (${cap.work} items, ${cap.slots} states); use a larger fixedSplitSize`, 'fixedSplitSize');
     }

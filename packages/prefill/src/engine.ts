@@ -179,7 +179,7 @@ export class PrefillEngine {
     const rows = a.qoIndptr[a.qoIndptr.length - 1];
     const graph = a.graphIndicesCapacity !== undefined;
     const cap = graph
-      ? graphTileCapacity(rows, a.kvLens.length, group, tile[0], a.numKvHeads, a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS)
+      ? graphTileCapacity(rows, a.kvLens.length, group, tile[0], a.numKvHeads, a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS, a.graphIndicesCapacity! * a.pageSize)
       : { work: sched.numWork, slots: sched.numSlots };
     if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
       throw new ValueError(
