@@ -25,5 +25,15 @@ export interface CaseResult {
   /** undefined without --verify. */
   verified?: string;
   /** The attention shape, for peers that time the same case. */
-  shape?: { batch: number; kvLen: number; numQoHeads: number; numKvHeads: number; headDim: number; kvDtype: string };
+  shape?: {
+    batch: number;
+    kvLen: number;
+    numQoHeads: number;
+    numKvHeads: number;
+    headDim: number;
+    kvDtype: string;
+    /** Query rows per request (prefill; 1 when absent) and whether they are causal (bottom-right). */
+    qoLen?: number;
+    causal?: boolean;
+  };
 }

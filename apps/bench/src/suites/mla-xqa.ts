@@ -20,7 +20,7 @@ function scatteredPages(n: number): Int32Array {
   return perm;
 }
 
-function result(suite: string, name: string, samples: number[], source: 'timestamp' | 'queue', bytes: number, flops: number, verified: string | undefined): CaseResult {
+function result(suite: string, name: string, samples: number[], source: 'timestamp' | 'queue', bytes: number, flops: number, verified: string | undefined, shape?: CaseResult['shape']): CaseResult {
   const ms = median(samples);
   const sorted = [...samples].sort((a, b) => a - b);
   return {
@@ -37,6 +37,7 @@ function result(suite: string, name: string, samples: number[], source: 'timesta
     runCpuUs: Number.NaN,
     timing: source,
     verified,
+    shape,
   };
 }
 
@@ -179,7 +180,8 @@ export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
             if (!rep.ok) verified = `FAILED request ${b}: ${JSON.stringify(rep.first)}`;
           }
         }
-        results.push(result('xqa', name, t.samples, t.source, bytes, batch * kvLen * hq * D * 4, verified));
+        const shape = { batch, kvLen, numQoHeads: hq, numKvHeads: hkv, headDim: D, kvDtype: 'f16' };
+        results.push(result('xqa', name, t.samples, t.source, bytes, batch * kvLen * hq * D * 4, verified, shape));
       } finally {
         for (const x of tensors) x.destroy();
       }

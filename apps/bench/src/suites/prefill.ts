@@ -32,7 +32,9 @@ const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: numbe
 });
 
 export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCase[] {
-  const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(hasTensorCores ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
+  // The tensor-core kernel does not verify yet (BENCHMARKS.md): its cases run only on request.
+  const tc = hasTensorCores && process.env.WEBINFER_BENCH_TC === '1';
+  const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(tc ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
   if (quick) return [...both('single', 1, 128, 128), ...both('paged', 2, 64, 96)];
   if (process.env.WEBINFER_BENCH_TC_ROWBLOCKS) {
     // Experiment: tensor-core row blocks per workgroup.
@@ -169,6 +171,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       runCpuUs: Number.NaN,
       timing: timing.source,
       verified,
+      shape: { batch: k.batch, kvLen: k.kvLen, numQoHeads: k.heads, numKvHeads: k.heads, headDim: k.headDim, kvDtype: 'f16', qoLen: k.qoLen, causal: true },
     };
   } catch (e) {
     const nan = Number.NaN;
