@@ -21,38 +21,56 @@ function num(x: number, digits: number): string {
   return Number.isFinite(x) ? x.toFixed(digits) : '–';
 }
 
-/** Horizontal bars of GB/s per case, the roofline as a dashed line. */
-export function suiteChartSvg(results: CaseResult[], roofline: number, peer?: Report['peer']): string {
+/** What a suite's chart shows: bandwidth for memory-bound kernels, FLOP rate for compute-bound ones. */
+export type ChartMetric = 'gbs' | 'tflops';
+
+/** Suites whose kernels are compute-bound on a large GPU (charted in TFLOP/s against the FMA ceiling). */
+const COMPUTE_BOUND = new Set(['prefill', 'mla', 'attention']);
+
+/** Horizontal bars per case (GB/s or TFLOP/s), the measured ceiling as a dashed line. */
+export function suiteChartSvg(results: CaseResult[], roofline: number, peer?: Report['peer'], metric: ChartMetric = 'gbs'): string {
   const rowH = 26;
-  const labelW = 430;
+  const labelW = 520;
   const barW = 420;
   const top = 30;
-  const maxGbs = Math.max(roofline, ...results.map((r) => (Number.isFinite(r.gbs) ? r.gbs : 0)));
-  const scale = barW / (maxGbs * 1.05 || 1);
+  const unit = metric === 'gbs' ? 'GB/s' : 'TFLOP/s';
+  const digits = metric === 'gbs' ? 0 : 2;
+  const value = (r: CaseResult) => (metric === 'gbs' ? r.gbs : r.tflops);
+  // The peer computes the same bytes and FLOPs: its rate follows from its time.
+  const peerValue = (r: CaseResult, p: { timeMs: number; gbs: number }) => (metric === 'gbs' ? p.gbs : r.flops / (p.timeMs * 1e-3) / 1e12);
+  const maxV = Math.max(roofline, ...results.map((r) => (Number.isFinite(value(r)) ? value(r) : 0)));
+  const scale = barW / (maxV * 1.05 || 1);
   const height = top + results.length * rowH + 30;
   const parts: string[] = [];
   results.forEach((r, i) => {
     const y = top + i * rowH;
-    const w = Number.isFinite(r.gbs) ? r.gbs * scale : 0;
-    const pct = roofline > 0 ? (100 * r.gbs) / roofline : Number.NaN;
+    const v = value(r);
+    const w = Number.isFinite(v) ? v * scale : 0;
+    const pct = roofline > 0 ? (100 * v) / roofline : Number.NaN;
     parts.push(`<text x="${labelW - 8}" y="${y + 15}" text-anchor="end" class="label">${esc(r.name)}</text>`);
-    parts.push(`<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" class="ours"><title>${esc(r.name)}: ${num(r.gbs, 0)} GB/s</title></rect>`);
+    parts.push(`<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" class="ours"><title>${esc(r.name)}: ${num(v, digits)} ${unit}</title></rect>`);
     const p = peer?.results.find((x) => x.name === r.name);
-    if (p) parts.push(`<rect x="${labelW}" y="${y + 16}" width="${(p.gbs * scale).toFixed(1)}" height="5" class="peer"><title>torch: ${num(p.gbs, 0)} GB/s</title></rect>`);
-    parts.push(`<text x="${labelW + w + 6}" y="${y + 14}" class="value">${num(r.gbs, 0)} GB/s · ${num(pct, 1)}%</text>`);
+    if (p) {
+      const pv = peerValue(r, p);
+      parts.push(`<rect x="${labelW}" y="${y + 16}" width="${Math.min(barW + 140, pv * scale).toFixed(1)}" height="5" class="peer"><title>torch: ${num(pv, digits)} ${unit}</title></rect>`);
+    }
+    parts.push(`<text x="${labelW + w + 6}" y="${y + 14}" class="value">${num(v, digits)} ${unit} · ${num(pct, 1)}%</text>`);
   });
   const rx = labelW + roofline * scale;
+  const ceiling = metric === 'gbs' ? `stream read ${num(roofline, 0)} GB/s` : `f32 FMA ${num(roofline, 1)} TFLOP/s`;
   parts.push(`<line x1="${rx.toFixed(1)}" y1="${top - 8}" x2="${rx.toFixed(1)}" y2="${height - 24}" class="roof"/>`);
-  parts.push(`<text x="${rx.toFixed(1)}" y="${top - 12}" text-anchor="middle" class="value">stream read ${num(roofline, 0)} GB/s</text>`);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 160}" height="${height}" role="img"><title>GB/s per case against the ${num(roofline, 0)} GB/s stream-read roofline</title>${parts.join('')}</svg>`;
+  parts.push(`<text x="${rx.toFixed(1)}" y="${top - 12}" text-anchor="middle" class="value">${ceiling}</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 160}" height="${height}" role="img"><title>${unit} per case against the ${ceiling} ceiling</title>${parts.join('')}</svg>`;
 }
 
 export function renderHtml(report: Report): string {
   const suites = [...new Set(report.results.map((r) => r.suite))];
   const charts = suites
     .map((s) => {
-      const rs = report.results.filter((r) => r.suite === s && Number.isFinite(r.gbs));
-      return rs.length ? `<h2>${esc(s)}</h2>${suiteChartSvg(rs, report.ceilings.readGBs, report.peer)}` : '';
+      const metric: ChartMetric = COMPUTE_BOUND.has(s) ? 'tflops' : 'gbs';
+      const rs = report.results.filter((r) => r.suite === s && Number.isFinite(metric === 'gbs' ? r.gbs : r.tflops));
+      const ceiling = metric === 'gbs' ? report.ceilings.readGBs : report.ceilings.fmaTflops;
+      return rs.length ? `<h2>${esc(s)}</h2>${suiteChartSvg(rs, ceiling, report.peer, metric)}` : '';
     })
     .join('\n');
   const peerOf = (name: string) => report.peer?.results.find((p) => p.name === name);
@@ -80,7 +98,7 @@ svg .roof { stroke: #cf222e; stroke-dasharray: 4 3; }
 <p><b>${esc(report.device)}</b> · ${esc(report.date)} · timing: ${esc(report.ceilings.timing)}<br>
 Ceilings measured in the same run: stream read ${num(report.ceilings.readGBs, 0)} GB/s, f32 FMA ${num(report.ceilings.fmaTflops, 1)} TFLOP/s.
 ${report.peer ? `<br>Peer: PyTorch ${esc(report.peer.torch)} scaled_dot_product_attention on ${esc(report.peer.device)} (contiguous KV).` : ''}</p>
-<p class="legend"><span style="background:#0969da"></span>webinfer GB/s${report.peer ? '<span style="background:#bf8700"></span>torch SDPA GB/s' : ''}<span style="border-top:2px dashed #cf222e;height:0"></span>roofline</p>
+<p class="legend"><span style="background:#0969da"></span>webinfer${report.peer ? '<span style="background:#bf8700"></span>torch SDPA' : ''}<span style="border-top:2px dashed #cf222e;height:0"></span>ceiling measured in the run (GB/s for memory-bound suites, f32 FMA TFLOP/s for prefill, attention and MLA; torch uses tensor cores)</p>
 ${charts}
 <table><thead><tr><th>suite</th><th>case</th><th>time (ms)</th><th>p10–p90 (ms)</th><th>GB/s</th><th>% of read</th><th>TFLOP/s</th><th>plan CPU (µs)</th><th>run CPU (µs)</th><th>verify</th><th>torch (ms)</th><th>torch time / ours</th></tr></thead>
 <tbody>
