@@ -43,6 +43,8 @@ export interface XqaOptions {
   encoder?: GPUCommandEncoder;
   /** Bench only: query heads per workgroup (default: the decode kernel's choice). */
   debugHeadsPerWorkgroup?: number;
+  /** Bench only: force the decode kernel and its tokens per lane step. */
+  debugKernel?: { kernel?: 'subgroup' | 'tile'; tokensPerStep?: number };
 }
 
 const PAGE_SIZES = [16, 32, 64, 128];
@@ -127,7 +129,10 @@ export function xqa(
     oDataType: q.dtype,
     qLenPerReq: qSeqLen,
     deviceSchedule: { batchSize: batch, pagesPerSeq: pageTable.shape[1], ...(spec ? { maskWords } : {}) },
-    debug: headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : undefined,
+    debug:
+      (headsPerWorkgroup && ctx.hasSubgroups) || options.debugKernel
+        ? { ...(headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : {}), ...options.debugKernel }
+        : undefined,
   };
   const wrapper = (layout === 'NHD' ? wrappers : hndWrappers).get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
   wrapper.run(q.reshape([batch * qSeqLen, numQoHeads, headDim]), { k: kCache, v: vCache }, {

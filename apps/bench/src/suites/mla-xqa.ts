@@ -125,10 +125,15 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profil
 
 export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const shapes = opts.quick ? [[4, 256, 16, 2]] : [[128, 2048, 64, 8], [64, 4096, 32, 8]];
-  const variants: [string, number | undefined][] = opts.quick ? [['default', undefined]] : [['default', undefined], ['whole group per workgroup', -1]];
+  type Variant = [string, number | undefined, { kernel?: 'subgroup' | 'tile'; tokensPerStep?: number }?];
+  const variants: Variant[] = opts.quick
+    ? [['default', undefined]]
+    : process.env.WEBINFER_BENCH_XQA_VARIANTS === '1'
+      ? [['default', undefined], ['tile kernel', undefined, { kernel: 'tile' }], ['2 heads per workgroup', 2], ['4 heads, 1 token per step', 4, { tokensPerStep: 1 }], ['4 heads, 4 tokens per step', 4, { tokensPerStep: 4 }], ['8 heads, 1 token per step', -1, { tokensPerStep: 1 }]]
+      : [['default', undefined], ['whole group per workgroup', -1]];
   const results: CaseResult[] = [];
   for (const [batch, kvLen, hq, hkv] of shapes) {
-    for (const [label, hpw] of variants) {
+    for (const [label, hpw, kernelDebug] of variants) {
       const [D, page] = [128, 16];
       const name = `B=${batch} kv=${kvLen} H=${hq}/${hkv} D=${D} page=${page} f16, ${label}`;
       if (opts.filter && !name.includes(opts.filter)) continue;
@@ -150,7 +155,7 @@ export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
       const tensors: Tensor[] = [kCache, vCache, q, table, lens, out, ws];
       try {
         const encode = (enc: GPUCommandEncoder) =>
-          xqa(q, kCache, vCache, table, lens, out, ws, { numKvHeads: hkv, pageSize: page, encoder: enc, debugHeadsPerWorkgroup: hpw === -1 ? hq / hkv : hpw });
+          xqa(q, kCache, vCache, table, lens, out, ws, { numKvHeads: hkv, pageSize: page, encoder: enc, debugHeadsPerWorkgroup: hpw === -1 ? hq / hkv : hpw, debugKernel: kernelDebug });
         await ctx.checkErrors(async () => {
           const enc = ctx.device.createCommandEncoder();
           encode(enc);
