@@ -369,3 +369,11 @@ export function pagedCacheGeometry(
   const [, a, b, headDim] = k.shape;
   return { k, numKvHeads: layout === 'HND' ? a : b, pageSize: layout === 'HND' ? b : a, headDim };
 }
+
+/** FlashInfer's last_page_len for KV lengths over page-level `indptr` (0 for requests with no pages). */
+export function lastPageLensOf(kvLens: ArrayLike<number>, indptr: ArrayLike<number>, pageSize: number): Int32Array {
+  return Int32Array.from({ length: kvLens.length }, (_, b) => {
+    const pages = indptr[b + 1] - indptr[b];
+    return pages === 0 ? 0 : kvLens[b] - (pages - 1) * pageSize;
+  });
+}

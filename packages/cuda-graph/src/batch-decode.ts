@@ -3,9 +3,8 @@
  * mode. The batch size is fixed by the buffers; each plan() rewrites the page table and the padded
  * schedule in place, so a step captured with `capture()` replays with any lengths.
  */
-import type { Tensor } from '@webinfer/core-buffers';
+import type { GpuContext, KVLayout, Tensor } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
-import type { GpuContext, KVLayout } from '@webinfer/core-buffers';
 
 export interface CUDAGraphBatchDecodeOptions {
   kvLayout?: KVLayout;

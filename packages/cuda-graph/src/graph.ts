@@ -5,15 +5,16 @@
  * a captured buffer was destroyed, and whether a captured wrapper was re-planned in a way its
  * recorded dispatches cannot follow.
  */
+
+import type { CaptureToken } from '@webinfer/core-buffers';
 import {
   DisposedError,
-  type GpuContext,
-  PlanMismatchError,
   destroyCount,
+  type GpuContext,
   isDestroyed,
+  PlanMismatchError,
   watchDestroy,
 } from '@webinfer/core-buffers';
-import type { CaptureToken } from '@webinfer/core-buffers';
 import { type RecordedOp, Recorder } from './recorder';
 
 /** Flat replay program: one entry per op, passes unrolled into parallel arrays. */

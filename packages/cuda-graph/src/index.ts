@@ -3,6 +3,7 @@
  * wrappers encode and `Graph.replay()` re-issues it in one submit; graph-mode wrappers keep their
  * dispatches valid across plans.
  */
-export { Graph, capture } from './graph';
+
+export { type CUDAGraphBatchDecodeOptions, CUDAGraphBatchDecodeWithPagedKVCacheWrapper } from './batch-decode';
+export { capture, Graph } from './graph';
 export { Recorder } from './recorder';
-export { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, type CUDAGraphBatchDecodeOptions } from './batch-decode';

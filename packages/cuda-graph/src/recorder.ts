@@ -5,8 +5,9 @@
  * Consecutive compute passes are folded into one; a compute pass orders its dispatches and makes
  * each one's writes visible to the next, so this changes nothing but CPU cost.
  */
-import { ValueError, bindGroupBuffers, registerRecorder } from '@webinfer/core-buffers';
+
 import type { CaptureToken } from '@webinfer/core-buffers';
+import { bindGroupBuffers, registerRecorder, ValueError } from '@webinfer/core-buffers';
 
 /** One recorded dispatch. */
 export interface RecordedDispatch {

@@ -1,9 +1,12 @@
-import { DisposedError, type GpuContext, PlanMismatchError, ShapeError, type Tensor, ValueError, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
+import { createContext, DisposedError, decodeArray, encodeArray, type GpuContext, PlanMismatchError, ShapeError, type Tensor, ValueError } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
-import { attentionRef, compareClose, gatherPagedRef, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { attentionRef, compareClose, gatherPagedRef, randn, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture } from '../src';
+import { randomPageTable } from './helpers';
+
+const pageTable = (r: () => number, kvLens: number[]) => randomPageTable(r, kvLens, PAGE, NUM_PAGES);
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -34,20 +37,6 @@ function makeLayer(r: () => number) {
   return { k, v, cache: ctx.tensor(both, [NUM_PAGES, 2, PAGE, HKV, D], 'f16') };
 }
 
-/** A page table for `kvLens` over distinct random pages. */
-function pageTable(r: () => number, kvLens: number[]) {
-  const perm = permutation(r, NUM_PAGES);
-  const indptr = [0];
-  const indices: number[] = [];
-  const lastPageLen: number[] = [];
-  for (const len of kvLens) {
-    const pages = Math.ceil(len / PAGE);
-    for (let i = 0; i < pages; i++) indices.push(perm[indices.length]);
-    indptr.push(indices.length);
-    lastPageLen.push(pages === 0 ? 0 : len - (pages - 1) * PAGE);
-  }
-  return { indptr, indices, lastPageLen };
-}
 
 function expected(layer: ReturnType<typeof makeLayer>, q: Float32Array, kvLens: number[], t: ReturnType<typeof pageTable>) {
   const o = new Float64Array(kvLens.length * HQ * D);

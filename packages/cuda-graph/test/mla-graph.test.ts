@@ -1,8 +1,9 @@
-import { type GpuContext, ValueError, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
+import { createContext, decodeArray, encodeArray, type GpuContext, ValueError } from '@webinfer/core-buffers';
 import { BatchMLAPagedAttentionWrapper } from '@webinfer/mla';
-import { compareClose, mlaRef, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { compareClose, mlaRef, randn, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capture } from '../src';
+import { randomPageTable } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -16,18 +17,13 @@ const TOKENS = 6; // total query tokens: part of the graph's shape
 const MAX_PAGES_PER_SEQ = 24;
 const NUM_PAGES = B * MAX_PAGES_PER_SEQ + 2;
 
+function tables(r: () => number, kvLens: number[]) {
+  const t = randomPageTable(r, kvLens, PAGE, NUM_PAGES);
+  return { kvIndptr: t.indptr, kvIndices: t.indices };
+}
+
 const exact = (r: () => number, n: number) => decodeArray(encodeArray(randn(r, n), 'f16'), 'f16') as Float32Array;
 
-function tables(r: () => number, kvLens: number[]) {
-  const perm = permutation(r, NUM_PAGES);
-  const kvIndptr = [0];
-  const kvIndices: number[] = [];
-  for (const len of kvLens) {
-    for (let i = 0; i < Math.ceil(len / PAGE); i++) kvIndices.push(perm[kvIndices.length]);
-    kvIndptr.push(kvIndices.length);
-  }
-  return { kvIndptr, kvIndices };
-}
 
 describe('BatchMLAPagedAttentionWrapper in graph mode', () => {
   it('replays one capture with new KV lengths, page tables and query splits', async () => {

@@ -1,8 +1,9 @@
-import { type GpuContext, UnsupportedFeatureError, ValueError, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
+import { createContext, decodeArray, encodeArray, type GpuContext, UnsupportedFeatureError, ValueError } from '@webinfer/core-buffers';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper } from '@webinfer/prefill';
-import { attentionRef, compareClose, gatherPagedRef, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { attentionRef, compareClose, gatherPagedRef, randn, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capture } from '../src';
+import { randomPageTable } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -16,21 +17,13 @@ const ROWS = 24; // total query rows: part of the graph's shape
 const MAX_PAGES_PER_SEQ = 24; // 384 tokens
 const NUM_PAGES = B * MAX_PAGES_PER_SEQ + 2;
 
+function pageTable(r: () => number, kvLens: number[]) {
+  const t = randomPageTable(r, kvLens, PAGE, NUM_PAGES);
+  return { pagedKvIndptr: t.indptr, pagedKvIndices: t.indices, pagedKvLastPageLen: t.lastPageLen };
+}
+
 const exact = (r: () => number, n: number) => decodeArray(encodeArray(randn(r, n), 'f16'), 'f16') as Float32Array;
 
-function pageTable(r: () => number, kvLens: number[]) {
-  const perm = permutation(r, NUM_PAGES);
-  const indptr = [0];
-  const indices: number[] = [];
-  const lastPageLen: number[] = [];
-  for (const len of kvLens) {
-    const pages = Math.ceil(len / PAGE);
-    for (let i = 0; i < pages; i++) indices.push(perm[indices.length]);
-    indptr.push(indices.length);
-    lastPageLen.push(pages === 0 ? 0 : len - (pages - 1) * PAGE);
-  }
-  return { pagedKvIndptr: indptr, pagedKvIndices: indices, pagedKvLastPageLen: lastPageLen };
-}
 
 function graphBuffers() {
   return {

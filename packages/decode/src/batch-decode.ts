@@ -30,6 +30,7 @@ import {
   encodeSplitKVMerge,
   foldWorkgroups,
   getKernel,
+  lastPageLensOf,
   mergeWorkgroups,
   noteCapture,
   pagedAddressingValues,
@@ -461,7 +462,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (this.graph) {
       this.graph.indptr.write(indptr);
       this.graph.indices.write(padTo(indices, this.graph.indices.shape[0]));
-      this.graph.lastPageLen.write(lastPageLens(kvLens, indptr, args.pageSize));
+      this.graph.lastPageLen.write(lastPageLensOf(kvLens, indptr, args.pageSize));
     }
 
     const regions = this.workspace.carveSplitKV(numSlots, args.numQoHeads, args.headDim, this.ctx.limits.maxStorageBufferBindingSize);
@@ -821,10 +822,6 @@ function padTo(values: Int32Array, length: number): Int32Array {
   return out;
 }
 
-/** FlashInfer's last_page_len for the planned lengths (what graph mode writes back). */
-function lastPageLens(kvLens: Int32Array, indptr: Int32Array, pageSize: number): Int32Array {
-  return kvLens.map((len, b) => (indptr[b + 1] === indptr[b] ? 0 : len - (indptr[b + 1] - indptr[b] - 1) * pageSize));
-}
 
 /**
  * A device-scheduled plan's split: the same number of chunks for every row (lengths are on the

@@ -32,7 +32,6 @@ import {
   noteCapture,
   pagedAddressingValues,
   parseKVDType,
-  parseQDType,
   scheduleTiles,
   validateIndptr,
 } from '@webinfer/core-buffers';
@@ -71,7 +70,7 @@ export interface BatchMLAPlanArgs {
   /** KV length of each request in tokens. */
   kvLenArr: IntArray;
   numHeads: number;
-  /** Compressed KV width: 512 for DeepSeek (128 and 256 also run). */
+  /** Compressed KV width: 512 (DeepSeek). */
   headDimCkv: number;
   /** RoPE part width: 64, or 0 (NoPE MLA). */
   headDimKpe: number;
@@ -79,11 +78,11 @@ export interface BatchMLAPlanArgs {
   causal: boolean;
   /** Required: FlashInfer has no default (DeepSeek passes 1/sqrt(128 + 64)). */
   smScale: number;
-  /** f16 (default), bf16 or f32; fp8_e4m3 too when oDataType says what to write. */
+  /** f16 (default) or bf16; fp8_e4m3 too when oDataType says what to write. */
   qDataType?: string;
-  /** Default: qDataType; also fp8_e4m3 / fp8_e5m2. */
+  /** Default: qDataType; f16, bf16 or fp8_e4m3. */
   kvDataType?: string;
-  /** webinfer extension: output dtype (default: qDataType). */
+  /** webinfer extension: output dtype, f16 or bf16 (default: qDataType). */
   oDataType?: string;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
@@ -204,19 +203,21 @@ export class BatchMLAPagedAttentionWrapper {
     this.assertLive();
     const H = args.numHeads;
     if (!Number.isInteger(H) || H < 1) throw new ValueError(`must be a positive integer, got ${H}`, 'numHeads');
-    if (![128, 256, 512].includes(args.headDimCkv)) throw new UnsupportedFeatureError(`must be 128, 256 or 512, got ${args.headDimCkv}`, 'headDimCkv');
+    if (args.headDimCkv !== 512) throw new UnsupportedFeatureError(`must be 512 (DeepSeek's compressed KV), got ${args.headDimCkv}`, 'headDimCkv');
     if (args.headDimKpe !== 0 && args.headDimKpe !== 64) throw new UnsupportedFeatureError(`must be 64 or 0, got ${args.headDimKpe}`, 'headDimKpe');
     if (!Number.isInteger(args.pageSize) || args.pageSize < 1) throw new ValueError(`must be a positive integer, got ${args.pageSize}`, 'pageSize');
     if (typeof args.causal !== 'boolean') throw new ValueError('is required (true or false)', 'causal');
     if (args.smScale === undefined) throw new ValueError('is required: MLA has no default (DeepSeek uses 1/sqrt(192))', 'smScale');
     if (!(Number.isFinite(args.smScale) && args.smScale > 0)) throw new ValueError(`must be a finite number > 0, got ${args.smScale}`, 'smScale');
     // q and KV may be fp8 (FlashInfer's xqa_mla); the output is f16, bf16 or f32.
-    const qDtype = parseKVDType(args.qDataType, 'f16', 'qDataType');
-    const kvDtype = parseKVDType(args.kvDataType, qDtype, 'kvDataType');
-    if (qDtype.startsWith('fp8') && args.oDataType === undefined) {
-      throw new ValueError('an fp8 q needs oDataType (f16, bf16 or f32)', 'oDataType');
+    // The dtypes FlashInfer's MLA and xqa_mla take (and the tests cover): q and KV f16, bf16 or
+    // fp8 e4m3; an fp8 q needs oDataType, the output being f16 or bf16.
+    const qDtype = mlaDtype(args.qDataType, 'f16', 'qDataType', ['f16', 'bf16', 'fp8_e4m3']);
+    const kvDtype = mlaDtype(args.kvDataType, qDtype, 'kvDataType', ['f16', 'bf16', 'fp8_e4m3']);
+    if (qDtype === 'fp8_e4m3' && args.oDataType === undefined) {
+      throw new ValueError('an fp8 q needs oDataType (f16 or bf16)', 'oDataType');
     }
-    const oDtype = parseQDType(args.oDataType, qDtype, 'oDataType');
+    const oDtype = mlaDtype(args.oDataType, qDtype, 'oDataType', ['f16', 'bf16']);
     const dtypes = { qDtype, kvDtype, oDtype };
     if (args.deviceSchedule) {
       this.planDevice(args, dtypes);
@@ -560,4 +561,10 @@ export class BatchMLAPagedAttentionWrapper {
     this.ctx.assertLive();
     if (this.destroyed) throw new PlanMismatchError('the wrapper was destroyed', 'wrapper');
   }
+}
+
+function mlaDtype(name: string | undefined, fallback: string, argument: string, allowed: readonly FloatDType[]): FloatDType {
+  const d = parseKVDType(name, fallback, argument);
+  if (!allowed.includes(d)) throw new UnsupportedFeatureError(`${d} is not supported; use ${allowed.join(', ')}`, argument);
+  return d;
 }

@@ -19,7 +19,7 @@ interface Case {
   pageSize: number;
   causal: boolean;
   headDimKpe?: number;
-  dtype?: 'f16' | 'bf16' | 'f32';
+  dtype?: 'f16' | 'bf16';
   kvDtype?: 'fp8_e4m3';
   /** ckv and kpe as slices of one [P, page, 576] tensor. */
   fused?: boolean;
@@ -117,7 +117,7 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
         causal: c.causal,
         smScale,
       });
-      const tol = dtype === 'bf16' ? 1e-2 : dtype === 'f32' ? 2e-4 : 2e-3;
+      const tol = dtype === 'bf16' ? 1e-2 : 2e-3;
       const ro = compareClose(gotO.subarray(q0 * H * DC, q1 * H * DC), ref.o, { rtol: tol, atol: tol });
       expect(ro.ok, `seed ${seed} request ${b}: o ${JSON.stringify(ro)}`).toBe(true);
       const wantL = c.lseBaseE ? ref.lse.map((x) => x * Math.LN2) : ref.lse;
@@ -133,7 +133,10 @@ describe('BatchMLAPagedAttentionWrapper errors', () => {
     const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
     const base = { qoIndptr: [0, 1], kvIndptr: [0, 2], kvIndices: [0, 1], kvLenArr: [20], numHeads: 16, headDimCkv: 512, headDimKpe: 64, pageSize: 16, causal: false, smScale: 0.1 };
     expect(() => w.plan({ ...base, smScale: undefined as unknown as number })).toThrow(/smScale: is required/);
-    expect(() => w.plan({ ...base, headDimCkv: 320 })).toThrow(UnsupportedFeatureError);
+    expect(() => w.plan({ ...base, headDimCkv: 256 })).toThrow(UnsupportedFeatureError);
+    expect(() => w.plan({ ...base, qDataType: 'f32' })).toThrow(/qDataType: f32 is not supported/);
+    expect(() => w.plan({ ...base, kvDataType: 'fp8_e5m2' })).toThrow(UnsupportedFeatureError);
+    expect(() => w.plan({ ...base, qDataType: 'fp8_e4m3' })).toThrow(/oDataType/);
     expect(() => w.plan({ ...base, kvLenArr: [40] })).toThrow(/kvLenArr/);
     expect(() => w.plan({ ...base, kvIndices: [0, -1] })).toThrow(IndexRangeError);
     expect(() => w.plan({ ...base, qoIndptr: [0, 1, 2] })).toThrow(/qoIndptr/);

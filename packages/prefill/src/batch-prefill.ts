@@ -15,6 +15,7 @@ import {
   ValueError,
   blockTablesToPagedKV,
   checkGraphIndexBuffers,
+  lastPageLensOf,
   parseKVLayout,
   resolvePagedKVCache,
   validateIndptr,
@@ -266,7 +267,7 @@ export class BatchPrefillWithPagedKVCacheWrapper extends PrefillWrapperBase {
       g.qoIndptr.write(qoIndptr);
       g.kvIndptr.write(v.indptr);
       g.kvIndices.write(padded);
-      g.kvLastPageLen.write(kvLens.map((len, b) => (v.indptr[b + 1] === v.indptr[b] ? 0 : len - (v.indptr[b + 1] - v.indptr[b] - 1) * args.pageSize)));
+      g.kvLastPageLen.write(lastPageLensOf(kvLens, v.indptr, args.pageSize));
     }
     this.pageSize = args.pageSize;
     this.parsed = { ...parsed, maxPageId: v.maxPageId, kvTokens: 0 };

@@ -145,8 +145,8 @@ describe('xqa speculative decoding (qSeqLen > 1 with a draft mask)', () => {
   it.each([
     { name: 'qSeqLen 3, group 8, page 16', seqLens: [20, 3, 70], qSeqLen: 3, group: 8, hkv: 2, page: 16, sinks: false },
     { name: 'qSeqLen 5, tree mask, sinks, page 64, split', seqLens: [600, 9], qSeqLen: 5, group: 4, hkv: 1, page: 64, sinks: true },
-    { name: 'qSeqLen 33 (two mask words)', seqLens: [40, 100], qSeqLen: 33, group: 2, hkv: 2, page: 16, sinks: false },
-  ])('$name', async (c) => {
+    { name: 'qSeqLen 33 (two mask words), tile kernel', seqLens: [40, 100], qSeqLen: 33, group: 2, hkv: 2, page: 16, sinks: false, tile: true },
+  ] as { name: string; seqLens: number[]; qSeqLen: number; group: number; hkv: number; page: number; sinks: boolean; tile?: boolean }[])('$name', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
     const D = 64;
@@ -188,6 +188,8 @@ describe('xqa speculative decoding (qSeqLen > 1 with a draft mask)', () => {
           qSeqLen: Q,
           mask: ctx.tensor(maskWords, [B, Q, words], 'u32'),
           sinks: sinksHost ? ctx.tensor(sinksHost, [c.hkv, c.group], 'f32') : undefined,
+          // Both decode kernels carry the draft-mask term: the workgroup-memory one is forced here.
+          debugKernel: c.tile ? { kernel: 'tile' } : undefined,
         },
       ),
     );
