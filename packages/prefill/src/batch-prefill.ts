@@ -168,7 +168,7 @@ abstract class PrefillWrapperBase {
       useTensorCores: opts.useTensorCores,
       targetWorkgroups: opts.targetWorkgroups,
       tile: opts.debugTile,
-      experimentalTensorCores: opts.debugExperimentalTensorCores,
+      tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

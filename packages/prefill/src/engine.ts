@@ -51,15 +51,15 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   mask: { packed: Uint8Array; byteIndptr: Int32Array } | undefined;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
-  /** true is refused for now (see chooseKernel); false or undefined: the f32 path. */
+  /** true: the tensor-core kernel (an error where the device can't); false: the f32 kernel; unset: the tensor-core kernel where it can run. */
   useTensorCores?: boolean;
   targetWorkgroups?: number;
   /** Tests/bench: force a tile [rows, keys, wide?] of the f32 kernel. */
   tile?: [number, number, ('none' | 'kv' | 'all')?];
   /** Requests this plan leaves to another kernel: no work items, their rows are not written. */
   skip?: Uint8Array;
-  /** Bench only: run the unverified tensor-core kernel (16-row blocks per workgroup). */
-  experimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
+  /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
+  tensorCoreSubgroups?: number;
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
@@ -153,7 +153,7 @@ export class PrefillEngine {
       maskMode,
       nativeF16: ctx.hasF16,
     };
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.experimentalTensorCores);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels: [CompiledKernel, CompiledKernel | undefined] = [compile(false), undefined];
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -227,25 +227,27 @@ export class PrefillEngine {
   }
 
   /**
-   * The f32 kernel, or the tensor-core kernel when the bench asks for it (`experimentalTensorCores`).
-   * The tensor-core kernel does not pass verification on the H100 yet (BENCHMARKS.md), so it is
-   * never chosen on its own and `useTensorCores: true` is refused rather than silently downgraded.
+   * The kernel for a plan: as FlashInfer picks its tensor-core kernels, the subgroup-matrix kernel
+   * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
+   * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, experimental: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' } | undefined) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
-    if (useTensorCores === true && !experimental) {
-      throw new UnsupportedFeatureError('the tensor-core prefill kernel is not available yet; use the f32 path (useTensorCores: false or unset)', 'useTensorCores');
-    }
-    if (experimental && !forceTile) {
-      const why = tensorCoreSupport(ctx, o);
-      if (why !== undefined) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
-      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, rowBlocks: experimental.rowBlocks ?? 1, ...(experimental.dump ? { dump: experimental.dump } : {}) };
-      const L = tensorCoreLayout(config);
-      if (L.smemBytes > limit) throw new UnsupportedFeatureError(`the tensor-core tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`, 'useTensorCores');
-      const compile = (sinks: boolean) =>
-        getKernel(ctx, { id: 'prefill/tensor-core', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
-      return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
+    if (useTensorCores !== false && !forceTile) {
+      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4 };
+      let why = tensorCoreSupport(ctx, o);
+      if (why === undefined) {
+        const bytes = tensorCoreLayout(config).smemBytes;
+        if (bytes > limit) why = `its tiles need ${bytes} bytes of workgroup memory; the device has ${limit}`;
+      }
+      if (why === undefined) {
+        const L = tensorCoreLayout(config);
+        const compile = (sinks: boolean) =>
+          getKernel(ctx, { id: 'prefill/tensor-core', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
+        return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
+      }
+      if (useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
     }
     // SwiftShader (Chromium's software WebGPU) spends minutes compiling the 64-row kernel with RoPE
     // and its GPU process is dropped; 32 rows compile in about a second there.

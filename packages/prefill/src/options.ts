@@ -52,7 +52,10 @@ export interface PrefillPlanOptions {
   oDataType?: string;
   fixedSplitSize?: number;
   disableSplitKv?: boolean;
-  /** The tensor-core kernel is not available yet: true is refused; false or unset run the f32 path. */
+  /**
+   * true: the tensor-core (subgroup-matrix) kernel, an error where the device lacks it; false: the
+   * f32 kernel; unset: tensor cores wherever the device and the config allow.
+   */
   useTensorCores?: boolean;
   /** webinfer extension: workgroups that keep the device busy (default 264). */
   targetWorkgroups?: number;
@@ -60,8 +63,8 @@ export interface PrefillPlanOptions {
   debugTile?: [number, number, ('none' | 'kv' | 'all')?];
   /** webinfer extension (BatchAttention): requests (1 = skip) whose rows another kernel writes. */
   skipRequests?: Uint8Array;
-  /** Bench only: run the tensor-core kernel, which does not pass verification yet. */
-  debugExperimentalTensorCores?: { rowBlocks?: number; dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K' };
+  /** Bench only: subgroups (16 query rows each) per tensor-core workgroup (default 4). */
+  debugTensorCoreSubgroups?: number;
 }
 
 export interface ParsedPrefillOptions {

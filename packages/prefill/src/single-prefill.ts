@@ -29,7 +29,7 @@ export interface SinglePrefillOptions {
   /** Output dtype (default q's). */
   oDataType?: string;
   returnLse?: boolean;
-  /** The tensor-core kernel is not available yet: true is refused; false or unset run the f32 path. */
+  /** As the batch wrappers' plan option: true forces the tensor-core kernel, false the f32 kernel, unset picks. */
   useTensorCores?: boolean;
   /** webinfer extension: output tensor `[qo_len, Hq, Dvo]` to write. */
   out?: Tensor;

@@ -15,13 +15,14 @@ interface PrefillCase {
   headDim: number;
   /** true: tensor cores, false: f32 path. */
   tc: boolean;
-  rowBlocks?: number;
+  /** Tensor-core subgroups per workgroup (16 rows each). */
+  subgroups?: number;
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all'];
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
-  name: `${kind === 'single' ? 'single' : `paged B=${batch}`} causal qo=${qoLen} kv=${kvLen} H=${heads} D=${headDim} f16 ${tc ? 'tensor-core (experimental)' : 'f32 path'}`,
+  name: `${kind === 'single' ? 'single' : `paged B=${batch}`} causal qo=${qoLen} kv=${kvLen} H=${heads} D=${headDim} f16 ${tc ? 'tensor-core' : 'f32 path'}`,
   kind,
   batch,
   qoLen,
@@ -32,13 +33,12 @@ const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: numbe
 });
 
 export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCase[] {
-  // The tensor-core kernel does not verify yet (BENCHMARKS.md): its cases run only on request.
-  const tc = hasTensorCores && process.env.WEBINFER_BENCH_TC === '1';
+  const tc = hasTensorCores;
   const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(tc ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
   if (quick) return [...both('single', 1, 128, 128), ...both('paged', 2, 64, 96)];
-  if (process.env.WEBINFER_BENCH_TC_ROWBLOCKS) {
-    // Experiment: tensor-core row blocks per workgroup.
-    return [1, 2, 4].map((rb) => ({ ...c('single', 1, 4096, 4096, true), rowBlocks: rb, name: `single causal qo=4096 kv=4096 H=32 D=128 f16 tensor-core RB=${rb}` }));
+  if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
+    // Experiment: tensor-core subgroups (16 rows each) per workgroup.
+    return [2, 4, 8].map((n) => ({ ...c('single', 1, 4096, 4096, true), subgroups: n, name: `single causal qo=4096 kv=4096 H=32 D=128 f16 tensor-core ${n} subgroups` }));
   }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
 }
@@ -93,7 +93,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, ...(k.tc ? { debugExperimentalTensorCores: { rowBlocks: k.rowBlocks } } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

@@ -199,18 +199,32 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
       ['S = Q Kᵀ, tiles stored 4 f16 per lane (unpack2x16float)', qk4Wgsl(false)],
       ['S = Q Kᵀ, tiles stored 4 f16 per lane (bitcast vec2<f16>)', qk4Wgsl(true)],
       ['S = Q Kᵀ inside a runtime-bounded loop', qkWgsl(false).replace('  for (var nb = 0u; nb < 2u; nb++) {', '  for (var t = 0u; t < arrayLength(&a) / 1024u; t++) {\n  workgroupBarrier();\n  for (var nb = 0u; nb < 2u; nb++) {').replace('    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }', '    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }\n  }')],
+      ['S = Q Kᵀ after a 36-byte workgroup struct written first', qkWgsl(true).replace('var<workgroup> q_s', 'struct W { a: array<u32, 9> }\nvar<workgroup> w0: W;\nvar<workgroup> q_s').replace('fn main(@builtin(local_invocation_index) lid: u32) {', 'fn main(@builtin(local_invocation_index) lid: u32) {\n  if (lid == 0u) { w0.a[0] = 1u; }\n  let w = workgroupUniformLoad(&w0);').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(w.a[0]);')],
+      ['S = Q Kᵀ after a 6-byte f16 workgroup array written first', qkWgsl(true).replace('var<workgroup> q_s', 'var<workgroup> h0: array<f16, 3>;\nvar<workgroup> q_s').replace('fn main(@builtin(local_invocation_index) lid: u32) {', 'fn main(@builtin(local_invocation_index) lid: u32) {\n  if (lid < 3u) { h0[lid] = f16(lid); }\n  workgroupBarrier();').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(h0[i % 3u]);')],
       ['S = Q Kᵀ with 128 threads (4 subgroups, all on the same rows)', qkWgsl(true).replace('@workgroup_size(32u)', '@workgroup_size(128u)').replaceAll('i += 32u', 'i += 128u')],
     ] as const;
     for (const [name, code] of variants) {
       opts.progress(`probe ${name}`);
       results.push({ ...base, name, verified: await runProbe(ctx, code, qt, kt, sWant) });
     }
+    {
+      // Four subgroups, each its own 16 rows (offsets from subgroup_id), with the uniformity diagnostic off.
+      const q64 = Float32Array.from({ length: 64 * 64 }, (_, i) => ((i * 7) % 17 - 8) / 16);
+      const s64 = new Float32Array(64 * 32);
+      for (let m = 0; m < 64; m++) for (let n = 0; n < 32; n++) {
+        let acc = 0;
+        for (let d = 0; d < 64; d++) acc += q64[m * 64 + d] * kv[n * 64 + d];
+        s64[m * 32 + n] = acc;
+      }
+      const q64t = ctx.tensor(q64, [q64.length], 'f16');
+      opts.progress('probe S = Q Kᵀ, 4 subgroups on their own rows');
+      for (const builtin of [true, false]) {
+        results.push({ ...base, name: `S = Q Kᵀ, 4 subgroups on their own 16 rows (diagnostic off, ${builtin ? 'subgroup_id' : 'lid / 32'})`, verified: await runProbe(ctx, qkMultiWgsl(builtin), q64t, kt, s64) });
+      }
+      q64t.destroy();
+    }
     qt.destroy();
     kt.destroy();
-  }
-  for (const what of ['S', 'SS', 'S2', 'Q', 'K'] as const) {
-    opts.progress(`probe prefill tensor-core ${what} dump`);
-    results.push({ ...base, name: `prefill tensor-core: raw ${what} of the first tile`, verified: await prefillDump(ctx, what) });
   }
   for (const [qo, kv, causal] of [[16, 16, false], [16, 32, false], [16, 64, false], [32, 64, true]] as const) {
     opts.progress(`probe prefill tensor-core ${qo}x${kv}`);
@@ -232,6 +246,38 @@ function qk4Wgsl(nativeUnpack: boolean): string {
       'for (var i = lid; i < 2048u; i += 32u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }',
       `for (var i = lid; i < 512u; i += 32u) { let r = i / 16u; let u = i % 16u; let x = vec4<f32>(${un('b[i * 2u]')}, ${un('b[i * 2u + 1u]')}); let o = r * 72u + u * 4u; k_s[o] = f16(x.x); k_s[o + 1u] = f16(x.y); k_s[o + 2u] = f16(x.z); k_s[o + 3u] = f16(x.w); }`,
     );
+}
+
+/** 64 query rows x 32 keys over D 64 with 128 threads: subgroup s owns rows 16s..16s+15. */
+function qkMultiWgsl(builtin: boolean): string {
+  return `diagnostic(off, chromium.subgroup_matrix_uniformity);
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+var<workgroup> q_s: array<f16, ${64 * 72}>;
+var<workgroup> k_s: array<f16, ${32 * 72}>;
+var<workgroup> s_s: array<f32, ${64 * 32}>;
+@compute @workgroup_size(128u)
+fn main(@builtin(local_invocation_index) lid: u32${builtin ? ', @builtin(subgroup_id) sg: u32' : ''}) {
+  ${builtin ? '' : 'let sg = lid / 32u;'}
+  for (var i = lid; i < ${64 * 64}u; i += 128u) { q_s[(i / 64u) * 72u + i % 64u] = a[i]; }
+  for (var i = lid; i < ${32 * 64}u; i += 128u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }
+  workgroupBarrier();
+  for (var nb = 0u; nb < 2u; nb++) {
+    var s = subgroup_matrix_result<f32, 16, 16>();
+    for (var i = 0u; i < 4u; i++) {
+      let q = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&q_s, sg * ${16 * 72}u + i * 16u, 72u);
+      let k = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&k_s, nb * ${16 * 72}u + i * 16u, 72u);
+      s = subgroupMatrixMultiplyAccumulate(q, k, s);
+    }
+    subgroupMatrixStore<row_major>(&s_s, sg * ${16 * 32}u + nb * 16u, s, 32u);
+  }
+  workgroupBarrier();
+  for (var i = lid; i < ${64 * 32}u; i += 128u) { c[i] = s_s[i]; }
+}`;
 }
 
 function qkWgsl(hoist: boolean): string {
@@ -262,37 +308,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }`;
 }
 
-/** The kernel's raw S (first 16 rows x 32 keys) against Q Kᵀ on the host. */
-async function prefillDump(ctx: GpuContext, what: 'S' | 'S2' | 'SS' | 'Q' | 'K'): Promise<string> {
-  const [qo, kv, D] = [16, 32, 64];
-  const val = (i: number, s: number) => (((i * s) % 17) - 8) / 16;
-  const qh = Float32Array.from({ length: qo * D }, (_, i) => val(i, 7));
-  const kh = Float32Array.from({ length: kv * D }, (_, i) => val(i, 5));
-  const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'));
-  try {
-    await ctx.checkErrors(() => w.plan({ qoIndptr: [0, qo], kvIndptr: [0, kv], numQoHeads: 1, numKvHeads: 1, headDimQk: D, oDataType: 'f32', debugExperimentalTensorCores: { dump: what } }));
-    const out = ctx.full([qo, 1, D], 'f32', Number.NaN);
-    await ctx.checkErrors(() => w.run(ctx.tensor(qh, [qo, 1, D], 'f16'), ctx.tensor(kh, [kv, 1, D], 'f16'), ctx.tensor(kh, [kv, 1, D], 'f16'), { out }));
-    const got = (await out.toArray()) as Float32Array;
-    const bad: string[] = [];
-    for (let m = 0; m < qo; m++) {
-      for (let n = 0; n < (what.startsWith('S') ? kv : D); n++) {
-        let s = 0;
-        if (what.startsWith('S')) for (let d = 0; d < D; d++) s += qh[m * D + d] * kh[n * D + d];
-        else s = (what === 'Q' ? qh : kh)[m * D + n];
-        if (!(Math.abs(got[m * D + n] - s) < 1e-3) && bad.length < 6) bad.push(`(${m},${n}) ${got[m * D + n].toFixed(3)}/${s.toFixed(3)}`);
-        if (what === 'S2' && n < 32 && !(Math.abs(got[m * D + 32 + n] - qh[m * D + n]) < 1e-6) && bad.length < 6) bad.push(`q(${m},${n}) ${got[m * D + 32 + n]}/${qh[m * D + n]}`);
-      }
-    }
-    return bad.length ? `WRONG got/want: ${bad.join(' ')}` : `ok: ${what} matches`;
-  } catch (e) {
-    return `error: ${String(e).slice(0, 300)}`;
-  } finally {
-    w.destroy();
-  }
-}
-
-/** Runs the experimental tensor-core prefill on a small problem and describes where it is wrong. */
+/** Runs the tensor-core prefill on a small problem and describes where it is wrong. */
 async function prefillPattern(ctx: GpuContext, qo: number, kv: number, causal: boolean): Promise<string> {
   const [H, D] = [1, 64];
   const val = (i: number, s: number) => (((i * s) % 17) - 8) / 16;
@@ -301,7 +317,7 @@ async function prefillPattern(ctx: GpuContext, qo: number, kv: number, causal: b
   const vh = Float32Array.from({ length: kv * H * D }, (_, i) => val(i, 3));
   const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'));
   try {
-    await ctx.checkErrors(() => w.plan({ qoIndptr: [0, qo], kvIndptr: [0, kv], numQoHeads: H, numKvHeads: H, headDimQk: D, causal, debugExperimentalTensorCores: {} }));
+    await ctx.checkErrors(() => w.plan({ qoIndptr: [0, qo], kvIndptr: [0, kv], numQoHeads: H, numKvHeads: H, headDimQk: D, causal, useTensorCores: true }));
     const [o, lse] = await ctx.checkErrors(() => w.runReturnLse(ctx.tensor(qh, [qo, H, D], 'f16'), ctx.tensor(kh, [kv, H, D], 'f16'), ctx.tensor(vh, [kv, H, D], 'f16')));
     const og = (await o.toArray()) as Float32Array;
     const lg = (await lse.toArray()) as Float32Array;

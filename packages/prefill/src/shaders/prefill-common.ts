@@ -70,7 +70,7 @@ export const PREFILL_BINDINGS = [
 ] as const;
 
 export function prefillBindingsWgsl(): string {
-  return `struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32, mask_bit: u32 }
+  return `struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32, mask_bit: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> params: PrefillParams;
 @group(0) @binding(1) var<storage, read> q_in: array<u32>;
@@ -83,6 +83,8 @@ export function prefillBindingsWgsl(): string {
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(9) var<storage, read> sinks: array<f32>;
 
+// 48 bytes, a multiple of 16: the driver may place workgroup variables in any order, and
+// subgroup-matrix tiles after a smaller one would lose their 16-byte alignment.
 var<workgroup> item: WorkItem;
 
 ${wgslPagedAddress('k')}
@@ -99,7 +101,7 @@ fn v_row(j: u32, base: u32, kvh: u32) -> u32 {
 export function loadWorkItemWgsl(work: string): string {
   return `if (lid == 0u) {
     let b = ${work} * ${WORK_ITEM_WORDS}u;
-    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u], plan[b + 8u]);
+    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u], plan[b + 8u], 0u, 0u, 0u);
   }
   let wi = workgroupUniformLoad(&item);
   if (wi.qo_len == 0u) { return; } // padding of a graph-mode schedule`;

@@ -1,18 +1,27 @@
 /**
  * The tensor-core prefill kernel, on `chromium-experimental-subgroup-matrix` (16x16x16 f16 -> f32).
- * A workgroup is one subgroup (matrix offsets must be workgroup-uniform in WGSL, so several
- * subgroups cannot each address their own rows); it owns RB blocks of 16 packed query rows.
+ * A workgroup is NSG subgroups; subgroup s owns 16 packed query rows (BR = 16 * NSG) and all of
+ * them share each K/V tile of BC keys in workgroup memory.
  *
- *   Q      the tile's Q (RoPE applied, f16) is staged once in workgroup memory; its left matrices
- *          are read from there for every K tile
- *   S      S = Q Kᵀ per 16x16 block (K read column-major from the K tile), stored to memory
- *   soft   lanes take 16 / (subgroup size) rows' worth of S: mask, logit transform, row max
- *   P V    P (f16) times V accumulates into f32 result matrices that stay in registers
+ *   Q      staged once (RoPE applied, f16) in the K/V area; each subgroup keeps its 16 rows as
+ *          left matrices in registers for the whole KV loop
+ *   S      S = Q Kᵀ per 16x16 block (K read column-major from the K tile), stored to the
+ *          subgroup's f32 S area
+ *   soft   SG/16 lanes per row: mask, logit transform, row max, p = exp2(s - m_ref) as f16 into
+ *          the subgroup's P area
+ *   P V    P times V accumulates into f32 result matrices that stay in registers
  *
  * Result matrices cannot be scaled per row, so the running max is lazy (as in FlashAttention-4):
  * p = exp2(s - m_ref) with a per-row reference m_ref that only moves when some row's max passes it
- * by more than 8 (p <= 256, exact in f16 with the same relative precision). Then, and only then,
- * every O block is stored, scaled per row and reloaded. m_ref + log2(l) is still the exact LSE.
+ * by more than 8 (p <= 256, exact enough in f16). Then, and only then, P is rewritten and every O
+ * block is stored, scaled per row and reloaded. m_ref + log2(l) is still the exact LSE; l sums the
+ * f16-rounded p that P V uses.
+ *
+ * Matrix offsets depend on the subgroup id, so the subgroup-matrix uniformity diagnostic is off
+ * (each subgroup's offsets are uniform within the subgroup, which is what the hardware needs).
+ * Every workgroup variable is a multiple of 16 bytes: the driver may lay them out in any order,
+ * and a matrix tile placed after a smaller variable loses the 16-byte alignment the matrix loads
+ * assume (on the H100/H200 that gave wrong products and no error).
  */
 import { type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
 import {
@@ -29,11 +38,8 @@ import { ropeRotateWgsl } from './prefill-simt.wgsl';
 
 export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroupSize: number;
-  /** Blocks of 16 query rows per workgroup (default 1). */
-  rowBlocks?: number;
-  /** Probe only: write the first tile's raw S, Q or K tile (f32 output, 32 columns) to o and stop. */
-  /** S2: S in columns 0-31 and Q's first 32 columns in 32-63, from the same shader. */
-  dump?: 'S' | 'S2' | 'SS' | 'Q' | 'K';
+  /** Subgroups per workgroup, 16 query rows each (default 4). */
+  subgroups?: number;
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -54,45 +60,44 @@ export function tensorCoreSupport(ctx: GpuContext, o: PrefillKernelOptions): str
 }
 
 const BC = 32;
+/** Rounds a count of 16-bit elements up to whole 16-byte units. */
+const up8 = (x: number) => Math.ceil(x / 8) * 8;
 
 export function tensorCoreLayout(c: TensorCorePrefillConfig) {
-  const RB = c.rowBlocks ?? 1;
-  const BR = 16 * RB;
-  const QST = c.headDimQk + 8;
-  const KST = c.headDimQk + 8;
-  const VST = c.headDimVo + 8;
-  const SST = BC;
-  const PST = BC + 8;
-  const qk = BR * QST + BC * KST; // Q and K apart (small at 16 rows a block)
-  const smemBytes =
-    qk * 2 + BC * VST * 2 + BR * SST * 4 + BR * PST * 2 + (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) + 64;
-  return { RB, BR, BC, QST, KST, VST, SST, PST, qk, smemBytes, WG: c.subgroupSize };
+  const NSG = c.subgroups ?? 4;
+  const BR = 16 * NSG;
+  const DQ = c.headDimQk;
+  const DV = c.headDimVo;
+  // Row strides padded by 16 bytes (fewer bank conflicts) and kept multiples of 16 bytes.
+  const QST = DQ + 8;
+  const KST = DQ + 8;
+  const VST = DV + 8;
+  const SST = BC + 4; // f32
+  const PST = BC + 8; // f16
+  const K_OFF = 0;
+  const V_OFF = BC * KST;
+  // Q is staged in the K/V area before the KV loop.
+  const tileElems = up8(Math.max(BR * QST, V_OFF + BC * VST));
+  const rope = c.posEncoding === 'ROPE_LLAMA';
+  const smemBytes = tileElems * 2 + NSG * 16 * PST * 2 + NSG * 16 * SST * 4 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
+  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, tileElems, smemBytes, WG: NSG * c.subgroupSize };
 }
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
-  const { RB, BR, QST, KST, VST, SST, PST, WG } = L;
+  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, tileElems, WG } = L;
   const SG = c.subgroupSize;
   const LPR = SG / 16; // lanes per row in the softmax
-  const CPL = BC / LPR; // S columns per lane
+  const CPL = BC / LPR; // S columns per lane (interleaved: column e * LPR + lr)
   const G = c.groupSize;
   const DQ = c.headDimQk;
   const DV = c.headDimVo;
   const NQ = DQ / 16;
   const NV = DV / 16;
   const rope = c.posEncoding === 'ROPE_LLAMA';
-  const qUnits = rope ? DQ / 8 : DQ / 4;
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
-  const rbs = Array.from({ length: RB }, (_, b) => b);
-  // All f16 tiles live in one array at 128-byte aligned offsets.
-  const up = (x: number) => Math.ceil(x / 64) * 64;
-  const Q_OFF = 0;
-  const K_OFF = up(BR * QST);
-  const V_OFF = K_OFF + up(BC * KST);
-  const P_OFF = V_OFF + up(BC * VST);
-  const T_TOTAL = P_OFF + up(BR * PST);
   const reduce = (v: string, op: 'max' | '+') => {
     const lines: string[] = [];
     for (let m = 1; m < LPR; m *= 2) {
@@ -100,21 +105,25 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     }
     return lines.join(' ');
   };
-  const store4 = (arr: string, v: string, at: string) =>
-    `{ let a = ${at}; ${arr}[a] = f16(${v}.x); ${arr}[a + 1u] = f16(${v}.y); ${arr}[a + 2u] = f16(${v}.z); ${arr}[a + 3u] = f16(${v}.w); }`;
+  const store4 = (v: string, at: string) =>
+    `{ let a = ${at}; t_s[a] = f16(${v}.x); t_s[a + 1u] = f16(${v}.y); t_s[a + 2u] = f16(${v}.z); t_s[a + 3u] = f16(${v}.w); }`;
+  // Units of 4 elements (pairs of units d and d + D/2 with RoPE) a tile load walks, and the
+  // iterations each thread makes (constant, so the loads of one thread are independent).
+  const unitsPerRow = rope ? DQ / 8 : DQ / 4;
+  const iters = (units: number) => Math.ceil(units / WG);
+  const guard = (units: number) => (units % WG === 0 ? 'true' : `idx < ${units}u`);
 
-  // Stages the O blocks of row block b two at a time through S memory; \`body\` sees \`o\` (4 values
-  // of the lane's row) and \`unit\` (4-wide unit in D_vo), and may change \`o\` (kept when reloading).
-  const staged = (b: number, body: string, reload: boolean) => {
+  // Stages this subgroup's O blocks two at a time through its S area; `body` sees the lane's
+  // row `rr`, the 4-wide unit `unit` in D_vo and `o` (may change it; kept when reloading).
+  const staged = (body: string, reload: boolean) => {
     const parts: string[] = [];
-    const base = b * 16 * SST;
     for (let pair = 0; pair < NV / 2; pair++) {
-      parts.push(`subgroupMatrixStore<row_major>(&s_s, ${base}u, o${b}_${2 * pair}, ${SST}u);
-    subgroupMatrixStore<row_major>(&s_s, ${base + 16}u, o${b}_${2 * pair + 1}, ${SST}u);
+      parts.push(`subgroupMatrixStore<row_major>(&s_s, s_base, o_${2 * pair}, ${SST}u);
+    subgroupMatrixStore<row_major>(&s_s, s_base + 16u, o_${2 * pair + 1}, ${SST}u);
     workgroupBarrier();
     for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
       let col = lr * ${32 / LPR}u + e * 4u;
-      let at = ${base}u + rr * ${SST}u + col;
+      let at = s_base + rr * ${SST}u + col;
       var o = vec4<f32>(s_s[at], s_s[at + 1u], s_s[at + 2u], s_s[at + 3u]);
       let unit = ${pair * 8}u + col / 4u;
       ${body}
@@ -123,8 +132,8 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     workgroupBarrier();
     ${
       reload
-        ? `o${b}_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, ${base}u, ${SST}u);
-    o${b}_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, ${base + 16}u, ${SST}u);
+        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base, ${SST}u);
+    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base + 16u, ${SST}u);
     workgroupBarrier();`
         : ''
     }`);
@@ -132,88 +141,23 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     return parts.join('\n    ');
   };
 
-  const softmax = rbs
-    .map(
-      (b) => `{
-      let r = ${b * 16}u + rr;
-      let pr = wi.tile + r;
-      let row = pr / ${G}u;
-      let h = kvh * ${G}u + pr % ${G}u;
-      var mx = NEG_BIG;
-      for (var e = 0u; e < ${CPL}u; e++) {
-        let col = lr * ${CPL}u + e;
-        let j = t0 + col;
-        var v = NEG_BIG;
-        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
-          let acc = s_s[r * ${SST}u + col];
-          v = ${logitExpr(c)};
-        }
-        x${b}[e] = v;
-        mx = max(mx, v);
-      }
-      ${reduce('mx', 'max')}
-      mx${b} = mx;
-      if (m${b} > NEG_BIG && mx > m${b} + 8.0) { atomicOr(&flag, 1u); }
-      if (m${b} <= NEG_BIG) { m${b} = mx; }  // O is still zero: nothing to rescale
-    }`,
-    )
-    .join('\n    ');
-  const rescale = rbs
-    .map(
-      (b) => `{
-        let m_new = max(m${b}, mx${b});
-        let alpha = exp2(m${b} - m_new);
-        m${b} = m_new;
-        l${b} *= alpha;
-        ${staged(b, 'o *= alpha;', true)}
-      }`,
-    )
-    .join('\n      ');
-  const probs = rbs
-    .map(
-      (b) => `{
+  const writeP = (mRef: string) => `{
       var sum = 0.0;
       for (var e = 0u; e < ${CPL}u; e++) {
-        let p = select(0.0, exp2(x${b}[e] - m${b}), x${b}[e] > NEG_BIG);
-        sum += p;
-        t_s[${P_OFF}u + (${b * 16}u + rr) * ${PST}u + lr * ${CPL}u + e] = f16(p);
+        let p = f16(select(0.0, exp2(x[e] - ${mRef}), x[e] > NEG_BIG));
+        sum += f32(p);
+        p_s[p_base + rr * ${PST}u + e * ${LPR}u + lr] = p;
       }
-      l${b} += sum;
-    }`,
-    )
-    .join('\n    ');
-  const finish = rbs
-    .map(
-      (b) => `{
-    ${reduce(`l${b}`, '+')}
-    let r = ${b * 16}u + rr;
-    let pr = wi.tile + r;
-    let row = pr / ${G}u;
-    let h = kvh * ${G}u + pr % ${G}u;
-    let m = m${b};
-    let l = l${b};
-    ${staged(b, 'if (live && row < wi.qo_len) { write_out(wi, row, h, unit, o, m, l); }', false)}
-  }`,
-    )
-    .join('\n  ');
+      tile_l = sum;
+    }`;
 
-  // The matrix tiles come first, each a multiple of 16 bytes: subgroup-matrix loads and stores
-  // need 16-byte aligned memory, and a workgroup struct declared earlier (the work item) shifted
-  // them off that alignment on the H100 (wrong products, no error).
-  const sCode = Array.from({ length: BC / 16 }, (_, nb) => `{
-      ${rbs.map((b) => `var s${b} = ${result}();`).join(' ')}
-      ${Array.from({ length: NQ }, (_, i) => `{
-        let kt = subgroupMatrixLoad<${right}, col_major>(&t_s, ${K_OFF + nb * 16 * KST + i * 16}u, ${KST}u);
-        ${rbs.map((b) => `s${b} = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<${left}, row_major>(&t_s, ${Q_OFF + b * 16 * QST + i * 16}u, ${QST}u), kt, s${b});`).join(' ')}
-      }`).join('\n      ')}
-      ${rbs.map((b) => `subgroupMatrixStore<row_major>(&s_s, ${b * 16 * SST + nb * 16}u, s${b}, ${SST}u);`).join('\n      ')}
-    }`).join('\n    ');
-
-  return `enable f16;
+  return `diagnostic(off, chromium.subgroup_matrix_uniformity);
+enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-var<workgroup> t_s: array<f16, ${T_TOTAL}>;
-var<workgroup> s_s: array<f32, ${BR * SST}>;
+var<workgroup> t_s: array<f16, ${tileElems}>;
+var<workgroup> p_s: array<f16, ${NSG * 16 * PST}>;
+var<workgroup> s_s: array<f32, ${NSG * 16 * SST}>;
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
@@ -225,8 +169,7 @@ ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
 ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
-var<workgroup> flag: atomic<u32>;
-${c.dump === 'SS' ? 'fn synth(i: u32, s: u32) -> f32 { return (f32((i * s) % 17u) - 8.0) / 16.0; }' : ''}
+var<workgroup> flag: array<atomic<u32>, 4>;
 ${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
 
 @compute @workgroup_size(${WG})
@@ -234,94 +177,125 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let flat = wg.x + wg.y * params.groups_x;
   let work = flat / params.num_kv_heads;
   let kvh = flat % params.num_kv_heads;
-  // No early return: lanes must stay converged for the matrix operations, so a padding
-  // workgroup (folded dispatch) runs an empty KV range and writes nothing.
+  // No early return for padding workgroups of a folded dispatch: they run an empty KV range and
+  // write nothing, so barriers stay uniform.
   let live = work < params.num_work;
   ${loadWorkItemWgsl('select(0u, work, live)')}
   ${tileKvRangeWgsl(c, BR)}
   if (!live) { kv_hi = kv_lo; }
   ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
-  let rr = lid / ${LPR}u;           // this lane's row inside each 16-row block
-  let lr = lid % ${LPR}u;           // and its part of the row
+  let sg = lid / ${SG}u;             // this subgroup's 16 rows: sg * 16 ..
+  let sl = lid % ${SG}u;
+  let rr = sl / ${LPR}u;             // the lane's row inside them
+  let lr = sl % ${LPR}u;             // and its share of the row
+  let s_base = sg * ${16 * SST}u;
+  let p_base = sg * ${16 * PST}u;
+  let r = sg * 16u + rr;             // packed row inside the tile
+  let pr = wi.tile + r;
+  let row = pr / ${G}u;
+  let h = kvh * ${G}u + pr % ${G}u;
 
-  // Q tile -> f16 in workgroup memory (RoPE applied) -> left matrices in registers.
-  for (var idx = lid; idx < ${BR * qUnits}u; idx += ${WG}u) {
-    let qr = idx / ${qUnits}u;
-    let u = idx % ${qUnits}u;
+  // Q tile -> f16 in the K/V area (RoPE applied) -> this subgroup's left matrices.
+  for (var it = 0u; it < ${iters(BR * unitsPerRow)}u; it++) {
+    let idx = lid + it * ${WG}u;
+    let qr = idx / ${unitsPerRow}u;
+    let u = idx % ${unitsPerRow}u;
     let qpr = wi.tile + qr;
     let qrow = qpr / ${G}u;
     let qh = kvh * ${G}u + qpr % ${G}u;
-    var x = vec4<f32>(0.0);
-    ${rope ? 'var y = vec4<f32>(0.0);' : ''}
-    if (qrow < wi.qo_len) {
-      let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
-      ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n      x = xy[0];\n      y = xy[1];` : 'x = load_q4(base);'}
-    }
-    ${c.dump === 'SS' ? `x = vec4<f32>(synth(qr * ${DQ}u + u * 4u, 7u), synth(qr * ${DQ}u + u * 4u + 1u, 7u), synth(qr * ${DQ}u + u * 4u + 2u, 7u), synth(qr * ${DQ}u + u * 4u + 3u, 7u));` : ''}
-    ${store4('t_s', 'x', `${Q_OFF}u + qr * ${QST}u + u * 4u`)}
-    ${rope ? store4('t_s', 'y', `${Q_OFF}u + qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
-  }
-  workgroupBarrier();
-  ${c.dump ? '' : rbs.map((b) => Array.from({ length: NV }, (_, i) => `var o${b}_${i} = ${result}();`).join('\n  ')).join('\n  ')}
-  ${rbs.map((b) => `var m${b} = NEG_BIG;\n  var l${b} = 0.0;\n  var mx${b} = NEG_BIG;\n  var x${b}: array<f32, ${CPL}>;`).join('\n  ')}
-
-  for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
-    workgroupBarrier();
-    if (lid == 0u) { atomicStore(&flag, 0u); }
-    for (var idx = lid; idx < ${BC * (rope ? DQ / 8 : DQ / 4)}u; idx += ${WG}u) {
-      let c = idx / ${rope ? DQ / 8 : DQ / 4}u;
-      let u = idx % ${rope ? DQ / 8 : DQ / 4}u;
-      let j = t0 + c;
+    if (${guard(BR * unitsPerRow)}) {
       var x = vec4<f32>(0.0);
       ${rope ? 'var y = vec4<f32>(0.0);' : ''}
-      if (j < kv_hi) {
-        let base = k_row(j, wi.page_base, kvh) + u * 4u;
-        ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_k4(base);'}
+      if (qrow < wi.qo_len) {
+        let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
+        ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_q4(base);'}
       }
-      ${c.dump === 'SS' ? `x = vec4<f32>(synth(c * ${DQ}u + u * 4u, 5u), synth(c * ${DQ}u + u * 4u + 1u, 5u), synth(c * ${DQ}u + u * 4u + 2u, 5u), synth(c * ${DQ}u + u * 4u + 3u, 5u));` : ''}
-      ${store4('t_s', 'x', `${K_OFF}u + c * ${KST}u + u * 4u`)}
-      ${rope ? store4('t_s', 'y', `${K_OFF}u + c * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
+      ${store4('x', `qr * ${QST}u + u * 4u`)}
+      ${rope ? store4('y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
     }
-    for (var idx = lid; idx < ${BC * (DV / 4)}u; idx += ${WG}u) {
-      let c = idx / ${DV / 4}u;
+  }
+  workgroupBarrier();
+  ${Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${16 * QST}u + ${i * 16}u, ${QST}u);`).join('\n  ')}
+  ${Array.from({ length: NV }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
+  var m = NEG_BIG;   // the row's reference max (same in the LPR lanes of a row)
+  var l = 0.0;       // this lane's share of the row sum
+  var tile_l = 0.0;
+  var x: array<f32, ${CPL}>;
+
+  for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
+    workgroupBarrier();  // the last tile's P V is done with K, V and P (and the Q staging)
+    if (lid == 0u) { atomicStore(&flag[0], 0u); }
+    for (var it = 0u; it < ${iters(BC * unitsPerRow)}u; it++) {
+      let idx = lid + it * ${WG}u;
+      let kc = idx / ${unitsPerRow}u;
+      let u = idx % ${unitsPerRow}u;
+      let j = t0 + kc;
+      if (${guard(BC * unitsPerRow)}) {
+        var x4 = vec4<f32>(0.0);
+        ${rope ? 'var y4 = vec4<f32>(0.0);' : ''}
+        if (j < kv_hi) {
+          let base = k_row(j, wi.page_base, kvh) + u * 4u;
+          ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n          x4 = xy[0];\n          y4 = xy[1];` : 'x4 = load_k4(base);'}
+        }
+        ${store4('x4', `${K_OFF}u + kc * ${KST}u + u * 4u`)}
+        ${rope ? store4('y4', `${K_OFF}u + kc * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
+      }
+    }
+    for (var it = 0u; it < ${iters((BC * DV) / 4)}u; it++) {
+      let idx = lid + it * ${WG}u;
+      let kc = idx / ${DV / 4}u;
       let u = idx % ${DV / 4}u;
-      let j = t0 + c;
-      var x = vec4<f32>(0.0);
-      if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
-      ${store4('t_s', 'x', `${V_OFF}u + c * ${VST}u + u * 4u`)}
+      let j = t0 + kc;
+      if (${guard((BC * DV) / 4)}) {
+        var x4 = vec4<f32>(0.0);
+        if (j < kv_hi) { x4 = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
+        ${store4('x4', `${V_OFF}u + kc * ${VST}u + u * 4u`)}
+      }
     }
     workgroupBarrier();
-    // S = Q Kᵀ.
-    ${sCode}
+    // S = Q Kᵀ for this subgroup's rows.
+    ${Array.from({ length: BC / 16 }, (_, nb) => `{
+      var s = ${result}();
+      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${K_OFF + nb * 16 * KST + i * 16}u, ${KST}u), s);`).join('\n      ')}
+      subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 16}u, s, ${SST}u);
+    }`).join('\n    ')}
     workgroupBarrier();
-    ${
-      c.dump
-        ? `for (var e = 0u; e < ${c.dump.startsWith('S') ? CPL : DQ / LPR}u; e++) {
-      let col = lr * ${c.dump.startsWith('S') ? CPL : DQ / LPR}u + e;
-      o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + col] = bitcast<u32>(${
-        { S: `s_s[rr * ${SST}u + col]`, S2: `s_s[rr * ${SST}u + col]`, SS: `s_s[rr * ${SST}u + col]`, Q: `f32(t_s[${Q_OFF}u + rr * ${QST}u + col])`, K: `f32(t_s[${K_OFF}u + rr * ${KST}u + col])` }[c.dump]
-      });
-      ${c.dump === 'S2' ? `o_out[params.o_offset + (wi.qo_start + wi.tile + rr) * params.num_qo_heads * ${DV}u + kvh * ${DV}u + 32u + col] = bitcast<u32>(f32(t_s[${Q_OFF}u + rr * ${QST}u + col]));` : ''}
+    // Softmax: logits to registers, row max, P with the reference max (rewritten below if it moves).
+    var mx = NEG_BIG;
+    for (var e = 0u; e < ${CPL}u; e++) {
+      let col = e * ${LPR}u + lr;
+      let j = t0 + col;
+      var v = NEG_BIG;
+      if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
+        let acc = s_s[s_base + rr * ${SST}u + col];
+        v = ${logitExpr(c)};
+      }
+      x[e] = v;
+      mx = max(mx, v);
     }
-    return;`
-        : ''
+    ${reduce('mx', 'max')}
+    if (m <= NEG_BIG) { m = mx; }  // O is still zero: nothing to rescale
+    if (mx > m + 8.0) { atomicOr(&flag[0], 1u); }
+    ${writeP('m')}
+    if (workgroupUniformLoad(&flag[0]) != 0u) {
+      // Some row's max moved by more than 8: move every reference, rescale l and O, redo P.
+      let m_new = max(m, mx);
+      let alpha = exp2(m - m_new);
+      m = m_new;
+      l *= alpha;
+      ${staged('o *= alpha;', true)}
+      ${writeP('m')}
+      workgroupBarrier();
     }
-    ${c.dump ? '' : `${softmax}
-    if (workgroupUniformLoad(&flag) != 0u) {
-      ${rescale}
-    }
-    ${probs}
-    workgroupBarrier();`}
+    l += tile_l;
     // O += P V.
-    ${c.dump ? '' : Array.from({ length: BC / 16 }, (_, kb) => `{
-      ${rbs.map((b) => `let p${b} = subgroupMatrixLoad<${left}, row_major>(&t_s, ${P_OFF + b * 16 * PST + kb * 16}u, ${PST}u);`).join('\n      ')}
-      ${Array.from({ length: NV }, (_, i) => `{
-        let vm = subgroupMatrixLoad<${right}, row_major>(&t_s, ${V_OFF + kb * 16 * VST + i * 16}u, ${VST}u);
-        ${rbs.map((b) => `o${b}_${i} = subgroupMatrixMultiplyAccumulate(p${b}, vm, o${b}_${i});`).join(' ')}
-      }`).join('\n      ')}
+    ${Array.from({ length: BC / 16 }, (_, kb) => `{
+      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 16}u, ${PST}u);
+      ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${V_OFF + kb * 16 * VST + i * 16}u, ${VST}u), o_${i});`).join('\n      ')}
     }`).join('\n    ')}
   }
   workgroupBarrier();
-  ${c.dump ? '' : finish}
+  ${reduce('l', '+')}
+  ${staged('if (live && row < wi.qo_len) { write_out(wi, row, h, unit, o, m, l); }', false)}
 }`;
 }

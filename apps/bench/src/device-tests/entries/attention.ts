@@ -1,0 +1,4 @@
+import '../../../../../packages/attention/test/attention.test';
+import { main } from '../run';
+
+await main('attention/test/attention');

@@ -1,0 +1,4 @@
+import '../../../../../packages/cuda-graph/test/prefill-graph.test';
+import { main } from '../run';
+
+await main('cuda-graph/test/prefill-graph');
