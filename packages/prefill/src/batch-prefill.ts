@@ -169,6 +169,7 @@ abstract class PrefillWrapperBase {
       targetWorkgroups: opts.targetWorkgroups,
       tile: opts.debugTile,
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
+      tensorCoreSkip: opts.debugTensorCoreSkip,
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

@@ -60,6 +60,8 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   skip?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
   tensorCoreSubgroups?: number;
+  /** Bench profiling only: tensor-core phases left out. */
+  tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
@@ -96,8 +98,10 @@ interface Plan extends EnginePlanArgs {
   rows: number;
   kernelOptions: PrefillKernelOptions;
   /** Without and with sinks. */
-  kernels: [CompiledKernel, CompiledKernel | undefined];
-  compile: (sinks: boolean) => CompiledKernel;
+  /** Compiled variants by `${sinks}/${narrow}`. */
+  kernels: Map<string, CompiledKernel>;
+  /** `narrow`: K/V rows not on 16-byte boundaries (the tensor-core kernel's wide loads can't). */
+  compile: (sinks: boolean, narrow: boolean) => CompiledKernel;
   path: 'tensor-core' | 'simt';
   tile: [number, number];
   numWork: number;
@@ -152,10 +156,11 @@ export class PrefillEngine {
       softCap: a.softCap > 0,
       maskMode,
       nativeF16: ctx.hasF16,
+      ...(Number.isInteger(Math.log2(a.pageSize)) ? { pageShift: Math.log2(a.pageSize) } : {}),
     };
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups, a.tensorCoreSkip);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
-    const kernels: [CompiledKernel, CompiledKernel | undefined] = [compile(false), undefined];
+    const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
       throw new ValueError('the custom masks hold 2^32 bits or more; plan fewer requests at a time', 'customMask');
     }
@@ -231,11 +236,11 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined, skip?: TensorCorePrefillConfig['debugSkip']) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
-      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4 };
+      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4, ...(skip?.length ? { debugSkip: skip } : {}) };
       let why = tensorCoreSupport(ctx, o);
       if (why === undefined) {
         const bytes = tensorCoreLayout(config).smemBytes;
@@ -243,8 +248,13 @@ export class PrefillEngine {
       }
       if (why === undefined) {
         const L = tensorCoreLayout(config);
-        const compile = (sinks: boolean) =>
-          getKernel(ctx, { id: 'prefill/tensor-core', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: tensorCorePrefillWgsl, bindings: PREFILL_BINDINGS });
+        const compile = (sinks: boolean, narrow: boolean) =>
+          getKernel(ctx, {
+            id: 'prefill/tensor-core',
+            config: { ...config, ...(sinks ? { sinks } : {}), ...(o.kvDtype === 'f16' && !narrow ? { wideKV: true } : {}) },
+            wgsl: tensorCorePrefillWgsl,
+            bindings: PREFILL_BINDINGS,
+          });
         return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
       }
       if (useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
@@ -265,7 +275,7 @@ export class PrefillEngine {
       };
       const L = simtLayout(config);
       if (!L.valid || L.smemBytes > limit) continue;
-      const compile = (sinks: boolean) =>
+      const compile = (sinks: boolean, _narrow: boolean) =>
         getKernel(ctx, { id: 'prefill/simt', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
       return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], compile };
     }
@@ -312,8 +322,14 @@ export class PrefillEngine {
       if (!r.sinks.isContiguous() || r.sinks.offset !== 0) throw new LayoutError('must be a contiguous tensor at offset 0', 'sinks');
     }
     const withSinks = r.sinks !== undefined;
-    if (withSinks && !p.kernels[1]) p.kernels[1] = p.compile(true);
-    const kernel = p.kernels[withSinks ? 1 : 0]!;
+    // 16-byte K/V loads need rows on multiples of 8 elements; other layouts get 8-byte loads.
+    const narrow = [r.k.addr, r.v.addr].some((a) => [a.offset, a.stridePage, a.strideSlot, a.strideHead].some((x) => x % 8 !== 0));
+    const variant = `${withSinks}/${narrow}`;
+    let kernel = p.kernels.get(variant);
+    if (!kernel) {
+      kernel = p.compile(withSinks, narrow);
+      p.kernels.set(variant, kernel);
+    }
     const kBind = r.k.tensor.binding('k');
     const vBind = r.v.tensor.binding('v');
     const qBind = q.binding('q');

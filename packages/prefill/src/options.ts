@@ -65,6 +65,8 @@ export interface PrefillPlanOptions {
   skipRequests?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup (default 4). */
   debugTensorCoreSubgroups?: number;
+  /** Bench profiling only: tensor-core phases left out (results are wrong). */
+  debugTensorCoreSkip?: ('load' | 'qk' | 'softmax' | 'pv')[];
 }
 
 export interface ParsedPrefillOptions {

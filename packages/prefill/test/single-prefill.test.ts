@@ -162,7 +162,10 @@ describe('singlePrefillWithKVCache', () => {
     expect(() => singlePrefillWithKVCache(ctx.empty([4, 2, 96], 'f16'), ctx.empty([3, 2, 96], 'f16'), ctx.empty([3, 2, 96], 'f16'))).toThrow(/head_dim_qk 96 is not supported/);
     expect(() => singlePrefillWithKVCache(q, k, k, { customMask: [true, false] })).toThrow(/customMask: has 2 elements/);
     expect(() => singlePrefillWithKVCache(q, k, k, { windowLeft: -2 })).toThrow(/windowLeft/);
-    expect(() => singlePrefillWithKVCache(q, k, k, { useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable: the device offers no subgroup matrices/);
+    if (!ctx.features.has('chromium-experimental-subgroup-matrix')) {
+      expect(() => singlePrefillWithKVCache(q, k, k, { useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable: the device offers no subgroup matrices/);
+    }
+    expect(() => singlePrefillWithKVCache(ctx.empty([4, 2, 64], 'bf16'), ctx.empty([3, 2, 64], 'bf16'), ctx.empty([3, 2, 64], 'bf16'), { useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable/);
     expect(() => singlePrefillWithKVCache(q, k, k, { posEncodingMode: 'ALIBI', logitsSoftCap: 5 })).toThrow(/ALiBi with a logits soft cap/);
     expect(() => singlePrefillWithKVCache(ctx.empty([4, 2, 128], 'f16'), ctx.empty([3, 2, 128], 'f16'), ctx.empty([3, 2, 64], 'f16'), { posEncodingMode: 'ROPE_LLAMA' })).toThrow(/headDimVo == headDimQk/);
   });

@@ -17,6 +17,8 @@ interface PrefillCase {
   tc: boolean;
   /** Tensor-core subgroups per workgroup (16 rows each). */
   subgroups?: number;
+  /** Tensor-core phases left out (profiling; not verified). */
+  skip?: ('load' | 'qk' | 'softmax' | 'pv')[];
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all'];
 }
@@ -36,6 +38,11 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
   const tc = hasTensorCores;
   const both = (k: PrefillCase['kind'], b: number, qo: number, kv: number) => [...(tc ? [c(k, b, qo, kv, true)] : []), c(k, b, qo, kv, false)];
   if (quick) return [...both('single', 1, 128, 128), ...both('paged', 2, 64, 96)];
+  if (process.env.WEBINFER_BENCH_TC_PROFILE) {
+    // Experiment: the tensor-core kernel's time with phases left out.
+    const skips: ('load' | 'qk' | 'softmax' | 'pv')[][] = [[], ['load'], ['qk'], ['softmax'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv'], ['load', 'qk', 'softmax', 'pv']];
+    return skips.map((skip) => ({ ...c('single', 1, 4096, 4096, true), skip, name: `single causal 4096 tensor-core skip [${skip.join(',')}]` }));
+  }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
     return [2, 4, 8].map((n) => ({ ...c('single', 1, 4096, 4096, true), subgroups: n, name: `single causal qo=4096 kv=4096 H=32 D=128 f16 tensor-core ${n} subgroups` }));
@@ -93,7 +100,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

@@ -25,6 +25,8 @@ export interface PrefillKernelOptions {
   nativeF16: boolean;
   /** Per-head sink logits (natural log, f32 `[Hq]`) join each row's softmax denominator. */
   sinks?: boolean;
+  /** log2 of the page size when it is a power of two: page and slot by shift and mask. */
+  pageShift?: number;
 }
 
 export const prefillUniforms = new UniformSchema('PrefillParams', {
@@ -69,13 +71,22 @@ export const PREFILL_BINDINGS = [
   'read-only-storage',
 ] as const;
 
-export function prefillBindingsWgsl(): string {
+/**
+ * Bindings, the work item and the K/V row addressing. `kvVec4` views the K/V caches as 16-byte
+ * words (the tensor-core kernel's wide loads; rows must start at multiples of 8 f16).
+ */
+export function prefillBindingsWgsl(c: PrefillKernelOptions, kvVec4 = false): string {
+  const kvWord = kvVec4 ? 'vec4<u32>' : 'u32';
+  const at = (j: string) =>
+    c.pageShift === undefined
+      ? `plan[params.indices_offset + base + ${j} / params.page_size], ${j} % params.page_size`
+      : `plan[params.indices_offset + base + (${j} >> ${c.pageShift}u)], ${j} & ${(2 ** c.pageShift - 1) >>> 0}u`;
   return `struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32, mask_bit: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<uniform> params: PrefillParams;
 @group(0) @binding(1) var<storage, read> q_in: array<u32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<u32>;
-@group(0) @binding(3) var<storage, read> v_cache: array<u32>;
+@group(0) @binding(2) var<storage, read> k_cache: array<${kvWord}>;
+@group(0) @binding(3) var<storage, read> v_cache: array<${kvWord}>;
 @group(0) @binding(4) var<storage, read> plan: array<u32>;
 @group(0) @binding(5) var<storage, read> mask: array<u32>;
 @group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
@@ -90,10 +101,10 @@ var<workgroup> item: WorkItem;
 ${wgslPagedAddress('k')}
 ${wgslPagedAddress('v')}
 fn k_row(j: u32, base: u32, kvh: u32) -> u32 {
-  return k_elem(plan[params.indices_offset + base + j / params.page_size], j % params.page_size, kvh);
+  return k_elem(${at('j')}, kvh);
 }
 fn v_row(j: u32, base: u32, kvh: u32) -> u32 {
-  return v_elem(plan[params.indices_offset + base + j / params.page_size], j % params.page_size, kvh);
+  return v_elem(${at('j')}, kvh);
 }`;
 }
 

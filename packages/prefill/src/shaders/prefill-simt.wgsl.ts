@@ -266,7 +266,7 @@ ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([tq, tkv, c.oDtype], { nativeF16: c.nativeF16 })}
-${prefillBindingsWgsl()}
+${prefillBindingsWgsl(c)}
 ${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
 ${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
 ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}

@@ -26,7 +26,6 @@
 import { type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
 import {
   type PrefillKernelOptions,
-  keepFnWgsl,
   loadWorkItemWgsl,
   logitExpr,
   prefillBindingsWgsl,
@@ -40,6 +39,10 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroupSize: number;
   /** Subgroups per workgroup, 16 query rows each (default 4). */
   subgroups?: number;
+  /** f16 K/V read 16 bytes at a time (the caches viewed as vec4<u32>; rows on multiples of 8 elements). */
+  wideKV?: boolean;
+  /** Bench profiling only: phases left out (wrong results, the time of the rest). */
+  debugSkip?: ('load' | 'qk' | 'softmax' | 'pv')[];
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -95,6 +98,7 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const NQ = DQ / 16;
   const NV = DV / 16;
   const rope = c.posEncoding === 'ROPE_LLAMA';
+  const skip = new Set(c.debugSkip ?? []);
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
@@ -141,6 +145,69 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     return parts.join('\n    ');
   };
 
+  // K/V tiles go through registers: every thread fetches its units of the next tile (raw f16
+  // words, 16 or 8 bytes, or fp8 words; independent loads) while the current one is in use, then
+  // stores them. A unit is UE elements (a pair of units d and d + D/2 with RoPE).
+  const wide = Boolean(c.wideKV) && c.kvDtype === 'f16';
+  const fp8 = c.kvDtype !== 'f16';
+  const UE = wide ? 8 : 4;
+  const raw = wide ? 'vec4<u32>' : 'vec2<u32>';
+  const kPer = rope ? DQ / (2 * UE) : DQ / UE;
+  const vPer = DV / UE;
+  const kUnits = BC * kPer;
+  const vUnits = BC * vPer;
+  const itK = Math.ceil(kUnits / WG);
+  const itV = Math.ceil(vUnits / WG);
+  const kvRegs = [
+    ...Array.from({ length: itK }, (_, i) => `var kr_${i} = ${raw}(0u);${rope ? ` var ky_${i} = ${raw}(0u);` : ''}`),
+    ...Array.from({ length: itV }, (_, i) => `var vr_${i} = ${raw}(0u);`),
+  ].join('\n  ');
+  const unit = (i: number, per: number, total: number) =>
+    `let idx = lid + ${i * WG}u; let kc = idx / ${per}u; let u = idx % ${per}u;${total % WG === 0 ? ' let inside = true;' : ` let inside = idx < ${total}u;`}`;
+  const fetchTile = (t: string) =>
+    [
+      ...Array.from({ length: itK }, (_, i) => `{
+      ${unit(i, kPer, kUnits)} let j = ${t} + kc;
+      kr_${i} = ${raw}(0u);${rope ? ` ky_${i} = ${raw}(0u);` : ''}
+      if (inside && j < kv_hi) { let e = k_row(j, wi.page_base, kvh) + u * ${UE}u; kr_${i} = raw_k(e);${rope ? ` ky_${i} = raw_k(e + ${DQ / 2}u);` : ''} }
+    }`),
+      ...Array.from({ length: itV }, (_, i) => `{
+      ${unit(i, vPer, vUnits)} let j = ${t} + kc;
+      vr_${i} = ${raw}(0u);
+      if (inside && j < kv_hi) { vr_${i} = raw_v(v_row(j, wi.page_base, kvh) + u * ${UE}u); }
+    }`),
+    ].join('\n    ');
+  const ropeK = (i: number) =>
+    Array.from({ length: UE / 4 }, (_, h) => {
+      const sw = UE === 8 ? (h === 0 ? '.xy' : '.zw') : '';
+      return `{
+        let xy = rope4(cvt4(kr_${i}${sw}), cvt4(ky_${i}${sw}), f32(t0 + kc), u * ${UE}u + ${h * 4}u);
+        ${store4('xy[0]', `${K_OFF}u + kc * ${KST}u + u * ${UE}u + ${h * 4}u`)}
+        ${store4('xy[1]', `${K_OFF}u + kc * ${KST}u + ${DQ / 2}u + u * ${UE}u + ${h * 4}u`)}
+      }`;
+    }).join('\n        ');
+  const putTile = [
+    ...Array.from({ length: itK }, (_, i) => `{
+      ${unit(i, kPer, kUnits)}
+      if (inside) {
+        ${rope ? ropeK(i) : `put_raw(${K_OFF}u + kc * ${KST}u + u * ${UE}u, kr_${i});`}
+      }
+    }`),
+    ...Array.from({ length: itV }, (_, i) => `{
+      ${unit(i, vPer, vUnits)}
+      if (inside) { put_raw(${V_OFF}u + kc * ${VST}u + u * ${UE}u, vr_${i}); }
+    }`),
+  ].join('\n    ');
+  const rawLoad = (buf: string) =>
+    wide ? `return ${buf}[e >> 3u];` : fp8 ? `return vec2<u32>(${buf}[e >> 2u], 0u);` : `let w = e >> 1u; return vec2<u32>(${buf}[w], ${buf}[w + 1u]);`;
+  const putBody = fp8
+    ? 'let v = cvt4(r); t_s[a] = f16(v.x); t_s[a + 1u] = f16(v.y); t_s[a + 2u] = f16(v.z); t_s[a + 3u] = f16(v.w);'
+    : Array.from({ length: UE / 2 }, (_, w) => `let h${w} = bitcast<vec2<f16>>(r[${w}]); t_s[a + ${2 * w}u] = h${w}.x; t_s[a + ${2 * w + 1}u] = h${w}.y;`).join(' ');
+  const rawHelpers = `fn raw_k(e: u32) -> ${raw} { ${rawLoad('k_cache')} }
+fn raw_v(e: u32) -> ${raw} { ${rawLoad('v_cache')} }
+fn cvt4(r: vec2<u32>) -> vec4<f32> { ${fp8 ? `return unpack_${c.kvDtype}(r.x);` : 'return vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y));'} }
+fn put_raw(a: u32, r: ${raw}) { ${putBody} }`;
+
   const writeP = (mRef: string) => `{
       var sum = 0.0;
       for (var e = 0u; e < ${CPL}u; e++) {
@@ -162,11 +229,9 @@ ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: true })}
-${prefillBindingsWgsl()}
+${prefillBindingsWgsl(c, wide)}
 ${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
-${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
-${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
-${keepFnWgsl(c)}
+${rawHelpers}
 ${writeOutputWgsl(c)}
 
 var<workgroup> flag: array<atomic<u32>, 4>;
@@ -194,6 +259,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let pr = wi.tile + r;
   let row = pr / ${G}u;
   let h = kvh * ${G}u + pr % ${G}u;
+  // The keys this lane's row sees are [vis_lo, vis_hi) (causal, window, the work item's range),
+  // so the per-element mask is two compares (plus the bit of a custom mask).
+  let p_row = i32(row) + delta;
+  var vis_lo = i32(kv_lo);
+  var vis_hi = select(i32(kv_hi), -1, row >= wi.qo_len);
+  ${c.maskMode === 'causal' ? 'vis_hi = min(vis_hi, p_row + 1);' : ''}
+  if (params.window_left >= 0) { vis_lo = max(vis_lo, p_row - params.window_left); }
 
   // Q tile -> f16 in the K/V area (RoPE applied) -> this subgroup's left matrices.
   for (var it = 0u; it < ${iters(BR * unitsPerRow)}u; it++) {
@@ -222,51 +294,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var tile_l = 0.0;
   var x: array<f32, ${CPL}>;
 
+  ${kvRegs}
+  ${skip.has('load') ? '' : fetchTile('kv_lo')}
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();  // the last tile's P V is done with K, V and P (and the Q staging)
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
-    for (var it = 0u; it < ${iters(BC * unitsPerRow)}u; it++) {
-      let idx = lid + it * ${WG}u;
-      let kc = idx / ${unitsPerRow}u;
-      let u = idx % ${unitsPerRow}u;
-      let j = t0 + kc;
-      if (${guard(BC * unitsPerRow)}) {
-        var x4 = vec4<f32>(0.0);
-        ${rope ? 'var y4 = vec4<f32>(0.0);' : ''}
-        if (j < kv_hi) {
-          let base = k_row(j, wi.page_base, kvh) + u * 4u;
-          ${rope ? `let xy = rope4(load_k4(base), load_k4(base + ${DQ / 2}u), f32(j), u * 4u);\n          x4 = xy[0];\n          y4 = xy[1];` : 'x4 = load_k4(base);'}
-        }
-        ${store4('x4', `${K_OFF}u + kc * ${KST}u + u * 4u`)}
-        ${rope ? store4('y4', `${K_OFF}u + kc * ${KST}u + ${DQ / 2}u + u * 4u`) : ''}
-      }
-    }
-    for (var it = 0u; it < ${iters((BC * DV) / 4)}u; it++) {
-      let idx = lid + it * ${WG}u;
-      let kc = idx / ${DV / 4}u;
-      let u = idx % ${DV / 4}u;
-      let j = t0 + kc;
-      if (${guard((BC * DV) / 4)}) {
-        var x4 = vec4<f32>(0.0);
-        if (j < kv_hi) { x4 = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
-        ${store4('x4', `${V_OFF}u + kc * ${VST}u + u * 4u`)}
-      }
-    }
+    ${skip.has('load') ? '' : putTile}
     workgroupBarrier();
+    ${skip.has('load') ? '' : fetchTile(`t0 + ${BC}u`)}  // the next tile's loads run under this tile's math
     // S = Q Kᵀ for this subgroup's rows.
+    ${skip.has('qk') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, nb) => `{
       var s = ${result}();
       ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${K_OFF + nb * 16 * KST + i * 16}u, ${KST}u), s);`).join('\n      ')}
       subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 16}u, s, ${SST}u);
     }`).join('\n    ')}
+    `}
     workgroupBarrier();
     // Softmax: logits to registers, row max, P with the reference max (rewritten below if it moves).
+    ${skip.has('softmax') ? '' : `
     var mx = NEG_BIG;
     for (var e = 0u; e < ${CPL}u; e++) {
       let col = e * ${LPR}u + lr;
       let j = t0 + col;
       var v = NEG_BIG;
-      if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) {
+      var vis = i32(j) >= vis_lo && i32(j) < vis_hi;
+      ${c.maskMode === 'custom' ? 'if (vis) { let b = wi.mask_bit + row * wi.kv_len + j; vis = ((mask[b >> 5u] >> (b & 31u)) & 1u) == 1u; }' : ''}
+      if (vis) {
         let acc = s_s[s_base + rr * ${SST}u + col];
         v = ${logitExpr(c)};
       }
@@ -288,11 +342,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       workgroupBarrier();
     }
     l += tile_l;
+    `}
     // O += P V.
+    ${skip.has('pv') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, kb) => `{
       let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 16}u, ${PST}u);
       ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${V_OFF + kb * 16 * VST + i * 16}u, ${VST}u), o_${i});`).join('\n      ')}
     }`).join('\n    ')}
+    `}
   }
   workgroupBarrier();
   ${reduce('l', '+')}
