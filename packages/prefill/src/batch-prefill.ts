@@ -170,6 +170,7 @@ abstract class PrefillWrapperBase {
       tile: opts.debugTile,
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
       tensorCoreSkip: opts.debugTensorCoreSkip,
+      tensorCoreVariant: opts.debugTensorCoreVariant,
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

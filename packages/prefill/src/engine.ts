@@ -60,8 +60,9 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   skip?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
   tensorCoreSubgroups?: number;
-  /** Bench profiling only: tensor-core phases left out. */
+  /** Bench profiling only: tensor-core phases left out, or variants. */
   tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
+  tensorCoreVariant?: { qInSmem?: boolean; noPrefetch?: boolean };
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
@@ -158,7 +159,7 @@ export class PrefillEngine {
       nativeF16: ctx.hasF16,
       ...(Number.isInteger(Math.log2(a.pageSize)) ? { pageShift: Math.log2(a.pageSize) } : {}),
     };
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups, a.tensorCoreSkip);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups, a.tensorCoreSkip, a.tensorCoreVariant);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -236,11 +237,11 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined, skip?: TensorCorePrefillConfig['debugSkip']) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined, skip?: TensorCorePrefillConfig['debugSkip'], variant?: { qInSmem?: boolean; noPrefetch?: boolean }) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
-      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4, ...(skip?.length ? { debugSkip: skip } : {}) };
+      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4, ...(skip?.length ? { debugSkip: skip } : {}), ...variant };
       let why = tensorCoreSupport(ctx, o);
       if (why === undefined) {
         const bytes = tensorCoreLayout(config).smemBytes;

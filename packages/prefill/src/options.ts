@@ -66,7 +66,9 @@ export interface PrefillPlanOptions {
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup (default 4). */
   debugTensorCoreSubgroups?: number;
   /** Bench profiling only: tensor-core phases left out (results are wrong). */
-  debugTensorCoreSkip?: ('load' | 'qk' | 'softmax' | 'pv')[];
+  debugTensorCoreSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
+  /** Bench only: tensor-core kernel variants. */
+  debugTensorCoreVariant?: { qInSmem?: boolean; noPrefetch?: boolean };
 }
 
 export interface ParsedPrefillOptions {

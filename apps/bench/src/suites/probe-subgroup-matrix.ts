@@ -201,6 +201,8 @@ export async function probeSubgroupMatrix(ctx: GpuContext, opts: SuiteOptions): 
       ['S = Q Kᵀ inside a runtime-bounded loop', qkWgsl(false).replace('  for (var nb = 0u; nb < 2u; nb++) {', '  for (var t = 0u; t < arrayLength(&a) / 1024u; t++) {\n  workgroupBarrier();\n  for (var nb = 0u; nb < 2u; nb++) {').replace('    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }', '    subgroupMatrixStore<row_major>(&s_s, nb * 16u, s, 32u);\n  }\n  }')],
       ['S = Q Kᵀ after a 36-byte workgroup struct written first', qkWgsl(true).replace('var<workgroup> q_s', 'struct W { a: array<u32, 9> }\nvar<workgroup> w0: W;\nvar<workgroup> q_s').replace('fn main(@builtin(local_invocation_index) lid: u32) {', 'fn main(@builtin(local_invocation_index) lid: u32) {\n  if (lid == 0u) { w0.a[0] = 1u; }\n  let w = workgroupUniformLoad(&w0);').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(w.a[0]);')],
       ['S = Q Kᵀ after a 6-byte f16 workgroup array written first', qkWgsl(true).replace('var<workgroup> q_s', 'var<workgroup> h0: array<f16, 3>;\nvar<workgroup> q_s').replace('fn main(@builtin(local_invocation_index) lid: u32) {', 'fn main(@builtin(local_invocation_index) lid: u32) {\n  if (lid < 3u) { h0[lid] = f16(lid); }\n  workgroupBarrier();').replace('c[i] = s_s[i];', 'c[i] = s_s[i] + 0.0 * f32(h0[i % 3u]);')],
+      ['S = Q Kᵀ with K in a u32 workgroup array (f16 pairs, offsets in u32)', qkUnits(qkWgsl(true), 2).replace('var<workgroup> k_s: array<f16, 2304>;', 'var<workgroup> k_s: array<u32, 1152>;').replace('for (var i = lid; i < 2048u; i += 32u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }', 'for (var i = lid; i < 1024u; i += 32u) { k_s[(i / 32u) * 36u + i % 32u] = pack2x16float(vec2<f32>(f32(b[2u * i]), f32(b[2u * i + 1u]))); }')],
+      ['S = Q Kᵀ with K in a vec4<u32> workgroup array (offsets in vec4)', qkUnits(qkWgsl(true), 8).replace('var<workgroup> k_s: array<f16, 2304>;', 'var<workgroup> k_s: array<vec4<u32>, 288>;').replace('for (var i = lid; i < 2048u; i += 32u) { k_s[(i / 64u) * 72u + i % 64u] = b[i]; }', 'for (var i = lid; i < 256u; i += 32u) { let e = 8u * i; k_s[(i / 8u) * 9u + i % 8u] = vec4<u32>(pack2x16float(vec2<f32>(f32(b[e]), f32(b[e + 1u]))), pack2x16float(vec2<f32>(f32(b[e + 2u]), f32(b[e + 3u]))), pack2x16float(vec2<f32>(f32(b[e + 4u]), f32(b[e + 5u]))), pack2x16float(vec2<f32>(f32(b[e + 6u]), f32(b[e + 7u])))); }')],
       ['S = Q Kᵀ with 128 threads (4 subgroups, all on the same rows)', qkWgsl(true).replace('@workgroup_size(32u)', '@workgroup_size(128u)').replaceAll('i += 32u', 'i += 128u')],
     ] as const;
     for (const [name, code] of variants) {
@@ -278,6 +280,11 @@ fn main(@builtin(local_invocation_index) lid: u32${builtin ? ', @builtin(subgrou
   workgroupBarrier();
   for (var i = lid; i < ${64 * 32}u; i += 128u) { c[i] = s_s[i]; }
 }`;
+}
+
+/** The K matrix loads of qkWgsl(true) with offsets and stride in units of `per` f16 (a u32 or vec4 array). */
+function qkUnits(code: string, per: number): string {
+  return code.replace(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>\(&k_s, nb \* 1152u \+ (\d+)u, 72u\)/g, (_, off) => `subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&k_s, nb * ${1152 / per}u + ${Number(off) / per}u, ${72 / per}u)`);
 }
 
 function qkWgsl(hoist: boolean): string {

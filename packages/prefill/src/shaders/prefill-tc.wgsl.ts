@@ -41,8 +41,12 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroups?: number;
   /** f16 K/V read 16 bytes at a time (the caches viewed as vec4<u32>; rows on multiples of 8 elements). */
   wideKV?: boolean;
+  /** Q stays in workgroup memory (fewer registers, more loads) instead of registers. */
+  qInSmem?: boolean;
+  /** K/V loads issued at the top of each tile instead of a tile ahead (fewer registers). */
+  noPrefetch?: boolean;
   /** Bench profiling only: phases left out (wrong results, the time of the rest). */
-  debugSkip?: ('load' | 'qk' | 'softmax' | 'pv')[];
+  debugSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
 }
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
@@ -76,10 +80,11 @@ export function tensorCoreLayout(c: TensorCorePrefillConfig) {
   const KST = DQ + 8;
   const VST = DV + 8;
   const SST = BC + 4; // f32
-  const PST = BC + 8; // f16
-  const K_OFF = 0;
-  const V_OFF = BC * KST;
-  // Q is staged in the K/V area before the KV loop.
+  // P's rows unpadded when Q has its own area (so everything fits in 48 KB).
+  const PST = c.qInSmem ? BC : BC + 8; // f16
+  const K_OFF = c.qInSmem ? BR * QST : 0;
+  const V_OFF = K_OFF + BC * KST;
+  // Q is staged in the K/V area before the KV loop, or has its own area before it.
   const tileElems = up8(Math.max(BR * QST, V_OFF + BC * VST));
   const rope = c.posEncoding === 'ROPE_LLAMA';
   const smemBytes = tileElems * 2 + NSG * 16 * PST * 2 + NSG * 16 * SST * 4 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
@@ -109,11 +114,15 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     }
     return lines.join(' ');
   };
-  const store4 = (v: string, at: string) =>
-    `{ let a = ${at}; t_s[a] = f16(${v}.x); t_s[a + 1u] = f16(${v}.y); t_s[a + 2u] = f16(${v}.z); t_s[a + 3u] = f16(${v}.w); }`;
-  // Units of 4 elements (pairs of units d and d + D/2 with RoPE) a tile load walks, and the
-  // iterations each thread makes (constant, so the loads of one thread are independent).
-  const unitsPerRow = rope ? DQ / 8 : DQ / 4;
+  // Tiles live in workgroup memory as 16-byte words (8 f16): matrix offsets and strides are in
+  // those words, and every tile row and unit is one 16-byte store.
+  const w8 = (elems: number) => {
+    if (elems % 8 !== 0) throw new Error(`tile offset ${elems} is not a multiple of 8 elements`);
+    return elems / 8;
+  };
+  const pack8 = (a: string, b: string) => `vec4<u32>(pack2x16float(${a}.xy), pack2x16float(${a}.zw), pack2x16float(${b}.xy), pack2x16float(${b}.zw))`;
+  // Q rows are staged in units of 8 elements (a pair of units d and d + D/2 with RoPE).
+  const qPer = rope ? DQ / 16 : DQ / 8;
   const iters = (units: number) => Math.ceil(units / WG);
   const guard = (units: number) => (units % WG === 0 ? 'true' : `idx < ${units}u`);
 
@@ -145,15 +154,15 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
     return parts.join('\n    ');
   };
 
-  // K/V tiles go through registers: every thread fetches its units of the next tile (raw f16
-  // words, 16 or 8 bytes, or fp8 words; independent loads) while the current one is in use, then
-  // stores them. A unit is UE elements (a pair of units d and d + D/2 with RoPE).
+  // K/V tiles go through registers: every thread fetches its units of 8 elements of the next
+  // tile (one 16-byte load where rows allow, else 8-byte words, or 8 fp8 bytes; independent loads)
+  // while the current tile is in use, then stores each unit as one 16-byte word. With RoPE a unit
+  // is a pair: elements d.. and d + D/2...
   const wide = Boolean(c.wideKV) && c.kvDtype === 'f16';
   const fp8 = c.kvDtype !== 'f16';
-  const UE = wide ? 8 : 4;
-  const raw = wide ? 'vec4<u32>' : 'vec2<u32>';
-  const kPer = rope ? DQ / (2 * UE) : DQ / UE;
-  const vPer = DV / UE;
+  const raw = fp8 ? 'vec2<u32>' : 'vec4<u32>';
+  const kPer = rope ? DQ / 16 : DQ / 8;
+  const vPer = DV / 8;
   const kUnits = BC * kPer;
   const vUnits = BC * vPer;
   const itK = Math.ceil(kUnits / WG);
@@ -169,45 +178,45 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
       ...Array.from({ length: itK }, (_, i) => `{
       ${unit(i, kPer, kUnits)} let j = ${t} + kc;
       kr_${i} = ${raw}(0u);${rope ? ` ky_${i} = ${raw}(0u);` : ''}
-      if (inside && j < kv_hi) { let e = k_row(j, wi.page_base, kvh) + u * ${UE}u; kr_${i} = raw_k(e);${rope ? ` ky_${i} = raw_k(e + ${DQ / 2}u);` : ''} }
+      if (inside && j < kv_hi) { let e = k_row(j, wi.page_base, kvh) + u * 8u; kr_${i} = raw_k(e);${rope ? ` ky_${i} = raw_k(e + ${DQ / 2}u);` : ''} }
     }`),
       ...Array.from({ length: itV }, (_, i) => `{
       ${unit(i, vPer, vUnits)} let j = ${t} + kc;
       vr_${i} = ${raw}(0u);
-      if (inside && j < kv_hi) { vr_${i} = raw_v(v_row(j, wi.page_base, kvh) + u * ${UE}u); }
+      if (inside && j < kv_hi) { vr_${i} = raw_v(v_row(j, wi.page_base, kvh) + u * 8u); }
     }`),
     ].join('\n    ');
-  const ropeK = (i: number) =>
-    Array.from({ length: UE / 4 }, (_, h) => {
-      const sw = UE === 8 ? (h === 0 ? '.xy' : '.zw') : '';
-      return `{
-        let xy = rope4(cvt4(kr_${i}${sw}), cvt4(ky_${i}${sw}), f32(t0 + kc), u * ${UE}u + ${h * 4}u);
-        ${store4('xy[0]', `${K_OFF}u + kc * ${KST}u + u * ${UE}u + ${h * 4}u`)}
-        ${store4('xy[1]', `${K_OFF}u + kc * ${KST}u + ${DQ / 2}u + u * ${UE}u + ${h * 4}u`)}
-      }`;
-    }).join('\n        ');
   const putTile = [
     ...Array.from({ length: itK }, (_, i) => `{
       ${unit(i, kPer, kUnits)}
       if (inside) {
-        ${rope ? ropeK(i) : `put_raw(${K_OFF}u + kc * ${KST}u + u * ${UE}u, kr_${i});`}
+        ${
+          rope
+            ? `let x = cvt8(kr_${i});
+        let y = cvt8(ky_${i});
+        let a = rope4(x[0], y[0], f32(t0 + kc), u * 8u);
+        let b = rope4(x[1], y[1], f32(t0 + kc), u * 8u + 4u);
+        t_s[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = ${pack8('a[0]', 'b[0]')};
+        t_s[${w8(K_OFF + DQ / 2)}u + kc * ${w8(KST)}u + u] = ${pack8('a[1]', 'b[1]')};`
+            : `t_s[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = as_f16x8(kr_${i});`
+        }
       }
     }`),
     ...Array.from({ length: itV }, (_, i) => `{
       ${unit(i, vPer, vUnits)}
-      if (inside) { put_raw(${V_OFF}u + kc * ${VST}u + u * ${UE}u, vr_${i}); }
+      if (inside) { t_s[${w8(V_OFF)}u + kc * ${w8(VST)}u + u] = as_f16x8(vr_${i}); }
     }`),
   ].join('\n    ');
   const rawLoad = (buf: string) =>
-    wide ? `return ${buf}[e >> 3u];` : fp8 ? `return vec2<u32>(${buf}[e >> 2u], 0u);` : `let w = e >> 1u; return vec2<u32>(${buf}[w], ${buf}[w + 1u]);`;
-  const putBody = fp8
-    ? 'let v = cvt4(r); t_s[a] = f16(v.x); t_s[a + 1u] = f16(v.y); t_s[a + 2u] = f16(v.z); t_s[a + 3u] = f16(v.w);'
-    : Array.from({ length: UE / 2 }, (_, w) => `let h${w} = bitcast<vec2<f16>>(r[${w}]); t_s[a + ${2 * w}u] = h${w}.x; t_s[a + ${2 * w + 1}u] = h${w}.y;`).join(' ');
+    fp8 ? `let w = e >> 2u; return vec2<u32>(${buf}[w], ${buf}[w + 1u]);` : wide ? `return ${buf}[e >> 3u];` : `let w = e >> 1u; return vec4<u32>(${buf}[w], ${buf}[w + 1u], ${buf}[w + 2u], ${buf}[w + 3u]);`;
   const rawHelpers = `fn raw_k(e: u32) -> ${raw} { ${rawLoad('k_cache')} }
 fn raw_v(e: u32) -> ${raw} { ${rawLoad('v_cache')} }
-fn cvt4(r: vec2<u32>) -> vec4<f32> { ${fp8 ? `return unpack_${c.kvDtype}(r.x);` : 'return vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y));'} }
-fn put_raw(a: u32, r: ${raw}) { ${putBody} }`;
+fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
+  ${fp8 ? `return array<vec4<f32>, 2>(unpack_${c.kvDtype}(r.x), unpack_${c.kvDtype}(r.y));` : 'return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y)), vec4<f32>(unpack2x16float(r.z), unpack2x16float(r.w)));'}
+}
+fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
+  const qFrag = (i: number) => `subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u)`;
   const writeP = (mRef: string) => `{
       var sum = 0.0;
       for (var e = 0u; e < ${CPL}u; e++) {
@@ -222,7 +231,7 @@ fn put_raw(a: u32, r: ${raw}) { ${putBody} }`;
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-var<workgroup> t_s: array<f16, ${tileElems}>;
+var<workgroup> t_s: array<vec4<u32>, ${tileElems / 8}>;
 var<workgroup> p_s: array<f16, ${NSG * 16 * PST}>;
 var<workgroup> s_s: array<f32, ${NSG * 16 * SST}>;
 ${prefillUniforms.wgsl()}
@@ -267,27 +276,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${c.maskMode === 'causal' ? 'vis_hi = min(vis_hi, p_row + 1);' : ''}
   if (params.window_left >= 0) { vis_lo = max(vis_lo, p_row - params.window_left); }
 
-  // Q tile -> f16 in the K/V area (RoPE applied) -> this subgroup's left matrices.
-  for (var it = 0u; it < ${iters(BR * unitsPerRow)}u; it++) {
+  // Q tile -> f16 in workgroup memory (RoPE applied), 8 elements a store -> left matrices.
+  for (var it = 0u; it < ${iters(BR * qPer)}u; it++) {
     let idx = lid + it * ${WG}u;
-    let qr = idx / ${unitsPerRow}u;
-    let u = idx % ${unitsPerRow}u;
+    let qr = idx / ${qPer}u;
+    let u = idx % ${qPer}u;
     let qpr = wi.tile + qr;
     let qrow = qpr / ${G}u;
     let qh = kvh * ${G}u + qpr % ${G}u;
-    if (${guard(BR * unitsPerRow)}) {
-      var x = vec4<f32>(0.0);
-      ${rope ? 'var y = vec4<f32>(0.0);' : ''}
+    if (${guard(BR * qPer)}) {
+      var x0 = vec4<f32>(0.0);
+      var x1 = vec4<f32>(0.0);
+      ${rope ? 'var y0 = vec4<f32>(0.0);\n      var y1 = vec4<f32>(0.0);' : ''}
       if (qrow < wi.qo_len) {
-        let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 4u;
-        ${rope ? `let xy = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), f32(i32(qrow) + delta), u * 4u);\n        x = xy[0];\n        y = xy[1];` : 'x = load_q4(base);'}
+        let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 8u;
+        ${
+          rope
+            ? `let pos = f32(i32(qrow) + delta);
+        let a = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), pos, u * 8u);
+        let b = rope4(load_q4(base + 4u), load_q4(base + ${DQ / 2 + 4}u), pos, u * 8u + 4u);
+        x0 = a[0]; y0 = a[1]; x1 = b[0]; y1 = b[1];`
+            : 'x0 = load_q4(base);\n        x1 = load_q4(base + 4u);'
+        }
       }
-      ${store4('x', `qr * ${QST}u + u * 4u`)}
-      ${rope ? store4('y', `qr * ${QST}u + ${DQ / 2}u + u * 4u`) : ''}
+      t_s[qr * ${w8(QST)}u + u] = ${pack8('x0', 'x1')};
+      ${rope ? `t_s[qr * ${w8(QST)}u + ${w8(DQ / 2)}u + u] = ${pack8('y0', 'y1')};` : ''}
     }
   }
   workgroupBarrier();
-  ${Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${16 * QST}u + ${i * 16}u, ${QST}u);`).join('\n  ')}
+  ${c.qInSmem ? '' : Array.from({ length: NQ }, (_, i) => `let q_${i} = ${qFrag(i)};`).join('\n  ')}
   ${Array.from({ length: NV }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
   var m = NEG_BIG;   // the row's reference max (same in the LPR lanes of a row)
   var l = 0.0;       // this lane's share of the row sum
@@ -295,18 +312,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var x: array<f32, ${CPL}>;
 
   ${kvRegs}
-  ${skip.has('load') ? '' : fetchTile('kv_lo')}
+  ${skip.has('load') || c.noPrefetch ? '' : fetchTile('kv_lo')}
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();  // the last tile's P V is done with K, V and P (and the Q staging)
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
-    ${skip.has('load') ? '' : putTile}
+    ${skip.has('load') ? '' : `${c.noPrefetch ? fetchTile('t0') : ''}
+    ${skip.has('store') ? `if (params.num_work == 0xffffffffu) { ${putTile} }` : putTile}`}
     workgroupBarrier();
-    ${skip.has('load') ? '' : fetchTile(`t0 + ${BC}u`)}  // the next tile's loads run under this tile's math
+    ${skip.has('load') || c.noPrefetch ? '' : fetchTile(`t0 + ${BC}u`)}  // the next tile's loads run under this tile's math
     // S = Q Kᵀ for this subgroup's rows.
     ${skip.has('qk') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, nb) => `{
       var s = ${result}();
-      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${K_OFF + nb * 16 * KST + i * 16}u, ${KST}u), s);`).join('\n      ')}
+      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(${c.qInSmem ? qFrag(i) : `q_${i}`}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
       subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 16}u, s, ${SST}u);
     }`).join('\n    ')}
     `}
@@ -347,7 +365,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${skip.has('pv') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, kb) => `{
       let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 16}u, ${PST}u);
-      ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${V_OFF + kb * 16 * VST + i * 16}u, ${VST}u), o_${i});`).join('\n      ')}
+      ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${w8(V_OFF + kb * 16 * VST + i * 16)}u, ${w8(VST)}u), o_${i});`).join('\n      ')}
     }`).join('\n    ')}
     `}
   }
