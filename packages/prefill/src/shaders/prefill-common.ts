@@ -105,6 +105,9 @@ fn k_row(j: u32, base: u32, kvh: u32) -> u32 {
 }
 fn v_row(j: u32, base: u32, kvh: u32) -> u32 {
   return v_elem(${at('j')}, kvh);
+}
+fn kv_rows(j: u32, base: u32, kvh: u32) -> vec2<u32> {
+  return vec2<u32>(k_row(j, base, kvh), v_row(j, base, kvh));
 }`;
 }
 

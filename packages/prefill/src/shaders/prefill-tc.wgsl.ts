@@ -95,8 +95,10 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
   const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, tileElems, WG } = L;
   const SG = c.subgroupSize;
+  const SST4 = SST / 4; // S rows in 16-byte words
+  const PST8 = PST / 8; // P rows in 16-byte words
   const LPR = SG / 16; // lanes per row in the softmax
-  const CPL = BC / LPR; // S columns per lane (interleaved: column e * LPR + lr)
+  const CPL = BC / LPR; // S columns per lane: lr * CPL ..
   const G = c.groupSize;
   const DQ = c.headDimQk;
   const DV = c.headDimVo;
@@ -131,22 +133,22 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const staged = (body: string, reload: boolean) => {
     const parts: string[] = [];
     for (let pair = 0; pair < NV / 2; pair++) {
-      parts.push(`subgroupMatrixStore<row_major>(&s_s, s_base, o_${2 * pair}, ${SST}u);
-    subgroupMatrixStore<row_major>(&s_s, s_base + 16u, o_${2 * pair + 1}, ${SST}u);
+      parts.push(`subgroupMatrixStore<row_major>(&s_s, s_base, o_${2 * pair}, ${SST4}u);
+    subgroupMatrixStore<row_major>(&s_s, s_base + 4u, o_${2 * pair + 1}, ${SST4}u);
     workgroupBarrier();
     for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
-      let col = lr * ${32 / LPR}u + e * 4u;
-      let at = s_base + rr * ${SST}u + col;
-      var o = vec4<f32>(s_s[at], s_s[at + 1u], s_s[at + 2u], s_s[at + 3u]);
-      let unit = ${pair * 8}u + col / 4u;
+      let q4 = lr * ${32 / (4 * LPR)}u + e;
+      let at = s_base + rr * ${SST4}u + q4;
+      var o = s_s[at];
+      let unit = ${pair * 8}u + q4;
       ${body}
-      ${reload ? 's_s[at] = o.x; s_s[at + 1u] = o.y; s_s[at + 2u] = o.z; s_s[at + 3u] = o.w;' : ''}
+      ${reload ? 's_s[at] = o;' : ''}
     }
     workgroupBarrier();
     ${
       reload
-        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base, ${SST}u);
-    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base + 16u, ${SST}u);
+        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base, ${SST4}u);
+    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base + 4u, ${SST4}u);
     workgroupBarrier();`
         : ''
     }`);
@@ -173,8 +175,17 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   ].join('\n  ');
   const unit = (i: number, per: number, total: number) =>
     `let idx = lid + ${i * WG}u; let kc = idx / ${per}u; let u = idx % ${per}u;${total % WG === 0 ? ' let inside = true;' : ` let inside = idx < ${total}u;`}`;
+  // Without RoPE and with Dqk = Dvo a thread's K and V units are the same keys: one page lookup.
+  const fused = !rope && kPer === vPer;
   const fetchTile = (t: string) =>
-    [
+    fused
+      ? Array.from({ length: itK }, (_, i) => `{
+      ${unit(i, kPer, kUnits)} let j = ${t} + kc;
+      kr_${i} = ${raw}(0u);
+      vr_${i} = ${raw}(0u);
+      if (inside && j < kv_hi) { let e = kv_rows(j, wi.page_base, kvh) + u * 8u; kr_${i} = raw_k(e.x); vr_${i} = raw_v(e.y); }
+    }`).join('\n    ')
+      : [
       ...Array.from({ length: itK }, (_, i) => `{
       ${unit(i, kPer, kUnits)} let j = ${t} + kc;
       kr_${i} = ${raw}(0u);${rope ? ` ky_${i} = ${raw}(0u);` : ''}
@@ -217,23 +228,48 @@ fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
 fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
   const qFrag = (i: number) => `subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u)`;
-  const writeP = (mRef: string) => `{
+  // P = exp2(x - m_ref) as f16, 8 columns a 16-byte store; l sums the rounded values P V uses.
+  const writeP = (mRef: string) => {
+    const words = Array.from({ length: CPL / 8 }, (_, w) => {
+      const h = (k: number) => `vec4<f16>(${[0, 1, 2, 3].map((i) => `p16(x[${w * 8 + k * 4 + i}], ${mRef})`).join(', ')})`;
+      return `{
+        let h0 = ${h(0)};
+        let h1 = ${h(1)};
+        sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
+        p_s[p_base + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
+      }`;
+    });
+    return `{
       var sum = 0.0;
-      for (var e = 0u; e < ${CPL}u; e++) {
-        let p = f16(select(0.0, exp2(x[e] - ${mRef}), x[e] > NEG_BIG));
-        sum += f32(p);
-        p_s[p_base + rr * ${PST}u + e * ${LPR}u + lr] = p;
-      }
+      ${words.join('\n      ')}
       tile_l = sum;
     }`;
+  };
+  // Logits of the lane's CPL columns (4 a load), masked, into x; mx is their max.
+  const logits = Array.from({ length: CPL / 4 }, (_, g) => `{
+      let s4 = s_s[s_base + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u];
+      ${[0, 1, 2, 3].map((k) => `{
+        let j = t0 + lr * ${CPL}u + ${g * 4 + k}u;
+        var v = NEG_BIG;
+        var vis = i32(j) >= vis_lo && i32(j) < vis_hi;
+        ${c.maskMode === 'custom' ? 'if (vis) { let b = wi.mask_bit + row * wi.kv_len + j; vis = ((mask[b >> 5u] >> (b & 31u)) & 1u) == 1u; }' : ''}
+        if (vis) {
+          let acc = s4[${k}];
+          v = ${logitExpr(c)};
+        }
+        x[${g * 4 + k}] = v;
+        mx = max(mx, v);
+      }`).join('\n      ')}
+    }`).join('\n    ');
 
   return `diagnostic(off, chromium.subgroup_matrix_uniformity);
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 var<workgroup> t_s: array<vec4<u32>, ${tileElems / 8}>;
-var<workgroup> p_s: array<f16, ${NSG * 16 * PST}>;
-var<workgroup> s_s: array<f32, ${NSG * 16 * SST}>;
+var<workgroup> p_s: array<vec4<u32>, ${(NSG * 16 * PST) / 8}>;
+var<workgroup> s_s: array<vec4<f32>, ${(NSG * 16 * SST) / 4}>;
+fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
@@ -262,8 +298,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let sl = lid % ${SG}u;
   let rr = sl / ${LPR}u;             // the lane's row inside them
   let lr = sl % ${LPR}u;             // and its share of the row
-  let s_base = sg * ${16 * SST}u;
-  let p_base = sg * ${16 * PST}u;
+  let s_base = sg * ${(16 * SST) / 4}u;  // in 16-byte words
+  let p_base = sg * ${(16 * PST) / 8}u;
   let r = sg * 16u + rr;             // packed row inside the tile
   let pr = wi.tile + r;
   let row = pr / ${G}u;
@@ -325,26 +361,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${Array.from({ length: BC / 16 }, (_, nb) => `{
       var s = ${result}();
       ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(${c.qInSmem ? qFrag(i) : `q_${i}`}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
-      subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 16}u, s, ${SST}u);
+      subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 4}u, s, ${SST4}u);
     }`).join('\n    ')}
     `}
     workgroupBarrier();
     // Softmax: logits to registers, row max, P with the reference max (rewritten below if it moves).
     ${skip.has('softmax') ? '' : `
     var mx = NEG_BIG;
-    for (var e = 0u; e < ${CPL}u; e++) {
-      let col = e * ${LPR}u + lr;
-      let j = t0 + col;
-      var v = NEG_BIG;
-      var vis = i32(j) >= vis_lo && i32(j) < vis_hi;
-      ${c.maskMode === 'custom' ? 'if (vis) { let b = wi.mask_bit + row * wi.kv_len + j; vis = ((mask[b >> 5u] >> (b & 31u)) & 1u) == 1u; }' : ''}
-      if (vis) {
-        let acc = s_s[s_base + rr * ${SST}u + col];
-        v = ${logitExpr(c)};
-      }
-      x[e] = v;
-      mx = max(mx, v);
-    }
+    ${logits}
     ${reduce('mx', 'max')}
     if (m <= NEG_BIG) { m = mx; }  // O is still zero: nothing to rescale
     if (mx > m + 8.0) { atomicOr(&flag[0], 1u); }
@@ -364,7 +388,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // O += P V.
     ${skip.has('pv') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, kb) => `{
-      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 16}u, ${PST}u);
+      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 2}u, ${PST8}u);
       ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${w8(V_OFF + kb * 16 * VST + i * 16)}u, ${w8(VST)}u), o_${i});`).join('\n      ')}
     }`).join('\n    ')}
     `}
