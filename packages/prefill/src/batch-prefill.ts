@@ -170,7 +170,6 @@ abstract class PrefillWrapperBase {
       tile: opts.debugTile,
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
       tensorCoreSkip: opts.debugTensorCoreSkip,
-      tensorCoreVariant: opts.debugTensorCoreVariant,
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

@@ -60,9 +60,8 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   skip?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
   tensorCoreSubgroups?: number;
-  /** Bench profiling only: tensor-core phases left out, or variants. */
+  /** Bench profiling only: tensor-core phases left out. */
   tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
-  tensorCoreVariant?: { qInSmem?: boolean; noPrefetch?: boolean };
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
@@ -159,7 +158,11 @@ export class PrefillEngine {
       nativeF16: ctx.hasF16,
       ...(Number.isInteger(Math.log2(a.pageSize)) ? { pageShift: Math.log2(a.pageSize) } : {}),
     };
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, a.tensorCoreSubgroups, a.tensorCoreSkip, a.tensorCoreVariant);
+    // Workgroups of 128 packed rows the plan would make: enough to fill the device -> the larger
+    // tensor-core workgroup (shape only, so graph-mode re-plans keep their kernel).
+    const bigTiles = Math.ceil((a.qoIndptr[a.qoIndptr.length - 1] * group) / 128) * a.numKvHeads;
+    const subgroups = a.tensorCoreSubgroups ?? (bigTiles >= (a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS) ? [8, 4] : [4]);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -237,18 +240,23 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | undefined, skip?: TensorCorePrefillConfig['debugSkip'], variant?: { qInSmem?: boolean; noPrefetch?: boolean }) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip']) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
-      const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: subgroups ?? 4, ...(skip?.length ? { debugSkip: skip } : {}), ...variant };
+      // The first subgroup count (16 rows each) whose tiles fit the device's workgroup memory.
       let why = tensorCoreSupport(ctx, o);
-      if (why === undefined) {
-        const bytes = tensorCoreLayout(config).smemBytes;
-        if (bytes > limit) why = `its tiles need ${bytes} bytes of workgroup memory; the device has ${limit}`;
-      }
-      if (why === undefined) {
+      for (const n of why === undefined ? [subgroups].flat() : []) {
+        const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: n, ...(skip?.length ? { debugSkip: skip } : {}) };
         const L = tensorCoreLayout(config);
+        if (L.WG > ctx.limits.maxComputeInvocationsPerWorkgroup) {
+          why = `a workgroup of ${L.WG} invocations is over the device's ${ctx.limits.maxComputeInvocationsPerWorkgroup}`;
+          continue;
+        }
+        if (L.smemBytes > limit) {
+          why = `its tiles need ${L.smemBytes} bytes of workgroup memory; the device has ${limit}`;
+          continue;
+        }
         const compile = (sinks: boolean, narrow: boolean) =>
           getKernel(ctx, {
             id: 'prefill/tensor-core',

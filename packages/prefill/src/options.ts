@@ -67,8 +67,6 @@ export interface PrefillPlanOptions {
   debugTensorCoreSubgroups?: number;
   /** Bench profiling only: tensor-core phases left out (results are wrong). */
   debugTensorCoreSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
-  /** Bench only: tensor-core kernel variants. */
-  debugTensorCoreVariant?: { qInSmem?: boolean; noPrefetch?: boolean };
 }
 
 export interface ParsedPrefillOptions {

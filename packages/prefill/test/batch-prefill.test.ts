@@ -28,6 +28,8 @@ interface PagedCase {
   disableSplitKv?: boolean;
   qScale?: number;
   oDtype?: 'f16' | 'f32' | 'bf16';
+  /** 1: the largest workgroups (on tensor-core devices, 8 subgroups of 16 rows) and no split. */
+  targetWorkgroups?: number;
 }
 
 const pagedCases: PagedCase[] = [
@@ -41,10 +43,13 @@ const pagedCases: PagedCase[] = [
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, disableSplitKv: true },
   { qoLens: [10, 6], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'pair', causal: true, kvDtype: 'fp8_e4m3' },
   { qoLens: [7, 19], kvLens: [33, 90], page: 8, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'one', causal: true, qScale: 0.5, oDtype: 'f32', fixedSplitSize: 32 },
+  { qoLens: [70, 3, 41], kvLens: [90, 3, 200], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', targetWorkgroups: 1 },
+  { qoLens: [40, 150], kvLens: [45, 180], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', mask: true, targetWorkgroups: 1 },
+  { qoLens: [130, 9], kvLens: [300, 77], page: 16, hq: 4, hkv: 4, d: 128, layout: 'NHD', form: 'one', causal: true, windowLeft: 50, kvDtype: 'fp8_e4m3', targetWorkgroups: 1 },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
-  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize', async (c) => {
+  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
     const kvDtype = c.kvDtype ?? 'f16';
@@ -87,6 +92,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       fixedSplitSize: c.fixedSplitSize,
       disableSplitKv: c.disableSplitKv,
       oDataType: c.oDtype,
+      targetWorkgroups: c.targetWorkgroups,
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);

@@ -19,7 +19,6 @@ interface PrefillCase {
   subgroups?: number;
   /** Tensor-core phases left out (profiling; not verified). */
   skip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
-  variant?: { qInSmem?: boolean; noPrefetch?: boolean };
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all'];
 }
@@ -44,14 +43,9 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const skips: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[][] = [[], ['store'], ['load'], ['qk'], ['softmax'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv'], ['load', 'qk', 'softmax', 'pv']];
     return skips.map((skip) => ({ ...c('single', 1, 4096, 4096, true), skip, name: `single causal 4096 tensor-core skip [${skip.join(',')}]` }));
   }
-  if (process.env.WEBINFER_BENCH_TC_VARIANTS) {
-    // Experiment: register-saving variants of the tensor-core kernel.
-    const variants = [{}, { qInSmem: true }, { noPrefetch: true }, { qInSmem: true, noPrefetch: true }];
-    return variants.flatMap((variant) => [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true)].map((k) => ({ ...k, variant, name: `${k.name} ${JSON.stringify(variant)}` })));
-  }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
-    return [2, 4, 8].map((n) => ({ ...c('single', 1, 4096, 4096, true), subgroups: n, name: `single causal qo=4096 kv=4096 H=32 D=128 f16 tensor-core ${n} subgroups` }));
+    return [4, 8].flatMap((n) => [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true)].map((k) => ({ ...k, subgroups: n, name: `${k.name} ${n} subgroups` })));
   }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
 }
@@ -106,7 +100,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.variant ? { debugTensorCoreVariant: k.variant } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

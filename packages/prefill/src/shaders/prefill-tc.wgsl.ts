@@ -41,10 +41,6 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroups?: number;
   /** f16 K/V read 16 bytes at a time (the caches viewed as vec4<u32>; rows on multiples of 8 elements). */
   wideKV?: boolean;
-  /** Q stays in workgroup memory (fewer registers, more loads) instead of registers. */
-  qInSmem?: boolean;
-  /** K/V loads issued at the top of each tile instead of a tile ahead (fewer registers). */
-  noPrefetch?: boolean;
   /** Bench profiling only: phases left out (wrong results, the time of the rest). */
   debugSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
 }
@@ -80,20 +76,20 @@ export function tensorCoreLayout(c: TensorCorePrefillConfig) {
   const KST = DQ + 8;
   const VST = DV + 8;
   const SST = BC + 4; // f32
-  // P's rows unpadded when Q has its own area (so everything fits in 48 KB).
-  const PST = c.qInSmem ? BC : BC + 8; // f16
-  const K_OFF = c.qInSmem ? BR * QST : 0;
+  const PST = BC + 8; // f16
+  const K_OFF = 0;
   const V_OFF = K_OFF + BC * KST;
-  // Q is staged in the K/V area before the KV loop, or has its own area before it.
-  const tileElems = up8(Math.max(BR * QST, V_OFF + BC * VST));
+  // Q is staged in the K/V area before the KV loop, as many 16-row blocks at a time as fit.
+  const qChunk = Math.min(BR, Math.max(16, Math.floor((V_OFF + BC * VST) / QST / 16) * 16));
+  const tileElems = up8(Math.max(qChunk * QST, V_OFF + BC * VST));
   const rope = c.posEncoding === 'ROPE_LLAMA';
   const smemBytes = tileElems * 2 + NSG * 16 * PST * 2 + NSG * 16 * SST * 4 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
-  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, tileElems, smemBytes, WG: NSG * c.subgroupSize };
+  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, qChunk, tileElems, smemBytes, WG: NSG * c.subgroupSize };
 }
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
-  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, tileElems, WG } = L;
+  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, qChunk, tileElems, WG } = L;
   const SG = c.subgroupSize;
   const SST4 = SST / 4; // S rows in 16-byte words
   const PST8 = PST / 8; // P rows in 16-byte words
@@ -227,7 +223,43 @@ fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
 }
 fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
-  const qFrag = (i: number) => `subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u)`;
+  const stageQ = (chunk: number) => {
+    const rows = Math.min(qChunk, BR - chunk * qChunk);
+    const units = rows * qPer;
+    return `for (var it = 0u; it < ${iters(units)}u; it++) {
+    let idx = lid + it * ${WG}u;
+    let qs = idx / ${qPer}u;          // row in this chunk
+    let qr = ${chunk * qChunk}u + qs;  // row in the tile
+    let u = idx % ${qPer}u;
+    let qpr = wi.tile + qr;
+    let qrow = qpr / ${G}u;
+    let qh = kvh * ${G}u + qpr % ${G}u;
+    if (${guard(units)}) {
+      var x0 = vec4<f32>(0.0);
+      var x1 = vec4<f32>(0.0);
+      ${rope ? 'var y0 = vec4<f32>(0.0);\n      var y1 = vec4<f32>(0.0);' : ''}
+      if (qrow < wi.qo_len) {
+        let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 8u;
+        ${
+          rope
+            ? `let pos = f32(i32(qrow) + delta);
+        let a = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), pos, u * 8u);
+        let b = rope4(load_q4(base + 4u), load_q4(base + ${DQ / 2 + 4}u), pos, u * 8u + 4u);
+        x0 = a[0]; y0 = a[1]; x1 = b[0]; y1 = b[1];`
+            : 'x0 = load_q4(base);\n        x1 = load_q4(base + 4u);'
+        }
+      }
+      t_s[qs * ${w8(QST)}u + u] = ${pack8('x0', 'x1')};
+      ${rope ? `t_s[qs * ${w8(QST)}u + ${w8(DQ / 2)}u + u] = ${pack8('y0', 'y1')};` : ''}
+    }
+  }
+  workgroupBarrier();
+  if (sg >= ${(chunk * qChunk) / 16}u && sg < ${(chunk * qChunk + rows) / 16}u) {
+    let q_at = (sg - ${(chunk * qChunk) / 16}u) * ${w8(16 * QST)}u;
+    ${Array.from({ length: NQ }, (_, i) => `q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, q_at + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n    ')}
+  }
+  ${chunk * qChunk + rows < BR ? 'workgroupBarrier();  // the next chunk overwrites this one' : ''}`;
+  };
   // P = exp2(x - m_ref) as f16, 8 columns a 16-byte store; l sums the rounded values P V uses.
   const writeP = (mRef: string) => {
     const words = Array.from({ length: CPL / 8 }, (_, w) => {
@@ -312,35 +344,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${c.maskMode === 'causal' ? 'vis_hi = min(vis_hi, p_row + 1);' : ''}
   if (params.window_left >= 0) { vis_lo = max(vis_lo, p_row - params.window_left); }
 
-  // Q tile -> f16 in workgroup memory (RoPE applied), 8 elements a store -> left matrices.
-  for (var it = 0u; it < ${iters(BR * qPer)}u; it++) {
-    let idx = lid + it * ${WG}u;
-    let qr = idx / ${qPer}u;
-    let u = idx % ${qPer}u;
-    let qpr = wi.tile + qr;
-    let qrow = qpr / ${G}u;
-    let qh = kvh * ${G}u + qpr % ${G}u;
-    if (${guard(BR * qPer)}) {
-      var x0 = vec4<f32>(0.0);
-      var x1 = vec4<f32>(0.0);
-      ${rope ? 'var y0 = vec4<f32>(0.0);\n      var y1 = vec4<f32>(0.0);' : ''}
-      if (qrow < wi.qo_len) {
-        let base = params.q_offset + (wi.qo_start + qrow) * params.q_stride_row + qh * params.q_stride_head + u * 8u;
-        ${
-          rope
-            ? `let pos = f32(i32(qrow) + delta);
-        let a = rope4(load_q4(base), load_q4(base + ${DQ / 2}u), pos, u * 8u);
-        let b = rope4(load_q4(base + 4u), load_q4(base + ${DQ / 2 + 4}u), pos, u * 8u + 4u);
-        x0 = a[0]; y0 = a[1]; x1 = b[0]; y1 = b[1];`
-            : 'x0 = load_q4(base);\n        x1 = load_q4(base + 4u);'
-        }
-      }
-      t_s[qr * ${w8(QST)}u + u] = ${pack8('x0', 'x1')};
-      ${rope ? `t_s[qr * ${w8(QST)}u + ${w8(DQ / 2)}u + u] = ${pack8('y0', 'y1')};` : ''}
-    }
-  }
-  workgroupBarrier();
-  ${c.qInSmem ? '' : Array.from({ length: NQ }, (_, i) => `let q_${i} = ${qFrag(i)};`).join('\n  ')}
+  // Q tile -> f16 in workgroup memory (RoPE applied), 8 elements a store, qChunk rows at a time
+  // -> each subgroup's left matrices, kept in registers for the whole KV loop.
+  ${Array.from({ length: NQ }, (_, i) => `var q_${i}: ${left};`).join('\n  ')}
+  ${Array.from({ length: Math.ceil(BR / qChunk) }, (_, chunk) => stageQ(chunk)).join('\n  ')}
   ${Array.from({ length: NV }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
   var m = NEG_BIG;   // the row's reference max (same in the LPR lanes of a row)
   var l = 0.0;       // this lane's share of the row sum
@@ -348,19 +355,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var x: array<f32, ${CPL}>;
 
   ${kvRegs}
-  ${skip.has('load') || c.noPrefetch ? '' : fetchTile('kv_lo')}
+  ${skip.has('load') ? '' : fetchTile('kv_lo')}
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();  // the last tile's P V is done with K, V and P (and the Q staging)
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
-    ${skip.has('load') ? '' : `${c.noPrefetch ? fetchTile('t0') : ''}
-    ${skip.has('store') ? `if (params.num_work == 0xffffffffu) { ${putTile} }` : putTile}`}
+    ${skip.has('load') ? '' : skip.has('store') ? `if (params.num_work == 0xffffffffu) { ${putTile} }` : putTile}
     workgroupBarrier();
-    ${skip.has('load') || c.noPrefetch ? '' : fetchTile(`t0 + ${BC}u`)}  // the next tile's loads run under this tile's math
+    ${skip.has('load') ? '' : fetchTile(`t0 + ${BC}u`)}  // the next tile's loads run under this tile's math
     // S = Q Kᵀ for this subgroup's rows.
     ${skip.has('qk') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, nb) => `{
       var s = ${result}();
-      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(${c.qInSmem ? qFrag(i) : `q_${i}`}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
+      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
       subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 4}u, s, ${SST4}u);
     }`).join('\n    ')}
     `}
