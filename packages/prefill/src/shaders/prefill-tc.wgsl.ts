@@ -223,6 +223,9 @@ fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
 }
 fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
+  // One chunk (all rows staged at once): the matrices are plain lets, as a conditional assignment
+  // measured slower there.
+  const single = qChunk >= BR;
   const stageQ = (chunk: number) => {
     const rows = Math.min(qChunk, BR - chunk * qChunk);
     const units = rows * qPer;
@@ -254,9 +257,13 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
     }
   }
   workgroupBarrier();
-  if (sg >= ${(chunk * qChunk) / 16}u && sg < ${(chunk * qChunk + rows) / 16}u) {
+  ${
+    single
+      ? Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n  ')
+      : `if (sg >= ${(chunk * qChunk) / 16}u && sg < ${(chunk * qChunk + rows) / 16}u) {
     let q_at = (sg - ${(chunk * qChunk) / 16}u) * ${w8(16 * QST)}u;
     ${Array.from({ length: NQ }, (_, i) => `q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, q_at + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n    ')}
+  }`
   }
   ${chunk * qChunk + rows < BR ? 'workgroupBarrier();  // the next chunk overwrites this one' : ''}`;
   };
@@ -346,7 +353,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
   // Q tile -> f16 in workgroup memory (RoPE applied), 8 elements a store, qChunk rows at a time
   // -> each subgroup's left matrices, kept in registers for the whole KV loop.
-  ${Array.from({ length: NQ }, (_, i) => `var q_${i}: ${left};`).join('\n  ')}
+  ${single ? '' : Array.from({ length: NQ }, (_, i) => `var q_${i}: ${left};`).join('\n  ')}
   ${Array.from({ length: Math.ceil(BR / qChunk) }, (_, chunk) => stageQ(chunk)).join('\n  ')}
   ${Array.from({ length: NV }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
   var m = NEG_BIG;   // the row's reference max (same in the LPR lanes of a row)
