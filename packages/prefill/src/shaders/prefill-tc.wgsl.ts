@@ -79,17 +79,22 @@ export function tensorCoreLayout(c: TensorCorePrefillConfig) {
   const PST = BC + 8; // f16
   const K_OFF = 0;
   const V_OFF = K_OFF + BC * KST;
-  // Q is staged in the K/V area before the KV loop, as many 16-row blocks at a time as fit.
-  const qChunk = Math.min(BR, Math.max(16, Math.floor((V_OFF + BC * VST) / QST / 16) * 16));
-  const tileElems = up8(Math.max(qChunk * QST, V_OFF + BC * VST));
+  // One workgroup array of 16-byte words: K and V tiles, then every subgroup's S (f32) and P
+  // (f16) areas. Q is staged from word 0 over the K/V and S areas before the KV loop, as many
+  // 16-row blocks at a time as fit.
+  const kvWords = up8(V_OFF + BC * VST) / 8;
+  const S0 = kvWords;
+  const P0 = S0 + (NSG * 16 * SST) / 4;
+  const words = P0 + (NSG * 16 * PST) / 8;
+  const qChunk = Math.min(BR, Math.max(16, Math.floor((P0 * 8) / QST / 16) * 16));
   const rope = c.posEncoding === 'ROPE_LLAMA';
-  const smemBytes = tileElems * 2 + NSG * 16 * PST * 2 + NSG * 16 * SST * 4 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
-  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, qChunk, tileElems, smemBytes, WG: NSG * c.subgroupSize };
+  const smemBytes = Math.max(words, (qChunk * QST) / 8) * 16 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
+  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words: Math.max(words, up8(qChunk * QST) / 8), qChunk, smemBytes, WG: NSG * c.subgroupSize };
 }
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
-  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, qChunk, tileElems, WG } = L;
+  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words, qChunk, WG } = L;
   const SG = c.subgroupSize;
   const SST4 = SST / 4; // S rows in 16-byte words
   const PST8 = PST / 8; // P rows in 16-byte words
@@ -129,22 +134,22 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const staged = (body: string, reload: boolean) => {
     const parts: string[] = [];
     for (let pair = 0; pair < NV / 2; pair++) {
-      parts.push(`subgroupMatrixStore<row_major>(&s_s, s_base, o_${2 * pair}, ${SST4}u);
-    subgroupMatrixStore<row_major>(&s_s, s_base + 4u, o_${2 * pair + 1}, ${SST4}u);
+      parts.push(`subgroupMatrixStore<row_major>(&smem, s_base, o_${2 * pair}, ${SST4}u);
+    subgroupMatrixStore<row_major>(&smem, s_base + 4u, o_${2 * pair + 1}, ${SST4}u);
     workgroupBarrier();
     for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
       let q4 = lr * ${32 / (4 * LPR)}u + e;
       let at = s_base + rr * ${SST4}u + q4;
-      var o = s_s[at];
+      var o = bitcast<vec4<f32>>(smem[at]);
       let unit = ${pair * 8}u + q4;
       ${body}
-      ${reload ? 's_s[at] = o;' : ''}
+      ${reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
     }
     workgroupBarrier();
     ${
       reload
-        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base, ${SST4}u);
-    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&s_s, s_base + 4u, ${SST4}u);
+        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, s_base, ${SST4}u);
+    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, s_base + 4u, ${SST4}u);
     workgroupBarrier();`
         : ''
     }`);
@@ -203,15 +208,15 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
         let y = cvt8(ky_${i});
         let a = rope4(x[0], y[0], f32(t0 + kc), u * 8u);
         let b = rope4(x[1], y[1], f32(t0 + kc), u * 8u + 4u);
-        t_s[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = ${pack8('a[0]', 'b[0]')};
-        t_s[${w8(K_OFF + DQ / 2)}u + kc * ${w8(KST)}u + u] = ${pack8('a[1]', 'b[1]')};`
-            : `t_s[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = as_f16x8(kr_${i});`
+        smem[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = ${pack8('a[0]', 'b[0]')};
+        smem[${w8(K_OFF + DQ / 2)}u + kc * ${w8(KST)}u + u] = ${pack8('a[1]', 'b[1]')};`
+            : `smem[${w8(K_OFF)}u + kc * ${w8(KST)}u + u] = as_f16x8(kr_${i});`
         }
       }
     }`),
     ...Array.from({ length: itV }, (_, i) => `{
       ${unit(i, vPer, vUnits)}
-      if (inside) { t_s[${w8(V_OFF)}u + kc * ${w8(VST)}u + u] = as_f16x8(vr_${i}); }
+      if (inside) { smem[${w8(V_OFF)}u + kc * ${w8(VST)}u + u] = as_f16x8(vr_${i}); }
     }`),
   ].join('\n    ');
   const rawLoad = (buf: string) =>
@@ -223,8 +228,8 @@ fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
 }
 fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
-  // One chunk (all rows staged at once): the matrices are plain lets, as a conditional assignment
-  // measured slower there.
+  // One chunk (all rows staged at once): the matrices are plain lets (a conditional assignment
+  // measured 3x slower on a split append).
   const single = qChunk >= BR;
   const stageQ = (chunk: number) => {
     const rows = Math.min(qChunk, BR - chunk * qChunk);
@@ -252,17 +257,17 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
             : 'x0 = load_q4(base);\n        x1 = load_q4(base + 4u);'
         }
       }
-      t_s[qs * ${w8(QST)}u + u] = ${pack8('x0', 'x1')};
-      ${rope ? `t_s[qs * ${w8(QST)}u + ${w8(DQ / 2)}u + u] = ${pack8('y0', 'y1')};` : ''}
+      smem[qs * ${w8(QST)}u + u] = ${pack8('x0', 'x1')};
+      ${rope ? `smem[qs * ${w8(QST)}u + ${w8(DQ / 2)}u + u] = ${pack8('y0', 'y1')};` : ''}
     }
   }
   workgroupBarrier();
   ${
     single
-      ? Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n  ')
+      ? Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, sg * ${w8(16 * QST)}u + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n  ')
       : `if (sg >= ${(chunk * qChunk) / 16}u && sg < ${(chunk * qChunk + rows) / 16}u) {
     let q_at = (sg - ${(chunk * qChunk) / 16}u) * ${w8(16 * QST)}u;
-    ${Array.from({ length: NQ }, (_, i) => `q_${i} = subgroupMatrixLoad<${left}, row_major>(&t_s, q_at + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n    ')}
+    ${Array.from({ length: NQ }, (_, i) => `q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, q_at + ${w8(i * 16)}u, ${w8(QST)}u);`).join('\n    ')}
   }`
   }
   ${chunk * qChunk + rows < BR ? 'workgroupBarrier();  // the next chunk overwrites this one' : ''}`;
@@ -275,7 +280,7 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
         let h0 = ${h(0)};
         let h1 = ${h(1)};
         sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
-        p_s[p_base + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
+        smem[p_base + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
       }`;
     });
     return `{
@@ -286,7 +291,7 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
   };
   // Logits of the lane's CPL columns (4 a load), masked, into x; mx is their max.
   const logits = Array.from({ length: CPL / 4 }, (_, g) => `{
-      let s4 = s_s[s_base + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u];
+      let s4 = bitcast<vec4<f32>>(smem[s_base + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u]);
       ${[0, 1, 2, 3].map((k) => `{
         let j = t0 + lr * ${CPL}u + ${g * 4 + k}u;
         var v = NEG_BIG;
@@ -305,9 +310,7 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-var<workgroup> t_s: array<vec4<u32>, ${tileElems / 8}>;
-var<workgroup> p_s: array<vec4<u32>, ${(NSG * 16 * PST) / 8}>;
-var<workgroup> s_s: array<vec4<f32>, ${(NSG * 16 * SST) / 4}>;
+var<workgroup> smem: array<vec4<u32>, ${words}>;
 fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
@@ -337,8 +340,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let sl = lid % ${SG}u;
   let rr = sl / ${LPR}u;             // the lane's row inside them
   let lr = sl % ${LPR}u;             // and its share of the row
-  let s_base = sg * ${(16 * SST) / 4}u;  // in 16-byte words
-  let p_base = sg * ${(16 * PST) / 8}u;
+  let s_base = ${S0}u + sg * ${(16 * SST) / 4}u;  // in 16-byte words
+  let p_base = ${P0}u + sg * ${(16 * PST) / 8}u;
   let r = sg * 16u + rr;             // packed row inside the tile
   let pr = wi.tile + r;
   let row = pr / ${G}u;
@@ -373,8 +376,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${skip.has('qk') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, nb) => `{
       var s = ${result}();
-      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&t_s, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
-      subgroupMatrixStore<row_major>(&s_s, s_base + ${nb * 4}u, s, ${SST4}u);
+      ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, ${w8(K_OFF + nb * 16 * KST + i * 16)}u, ${w8(KST)}u), s);`).join('\n      ')}
+      subgroupMatrixStore<row_major>(&smem, s_base + ${nb * 4}u, s, ${SST4}u);
     }`).join('\n    ')}
     `}
     workgroupBarrier();
@@ -401,8 +404,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // O += P V.
     ${skip.has('pv') ? '' : `
     ${Array.from({ length: BC / 16 }, (_, kb) => `{
-      let p = subgroupMatrixLoad<${left}, row_major>(&p_s, p_base + ${kb * 2}u, ${PST8}u);
-      ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&t_s, ${w8(V_OFF + kb * 16 * VST + i * 16)}u, ${w8(VST)}u), o_${i});`).join('\n      ')}
+      let p = subgroupMatrixLoad<${left}, row_major>(&smem, p_base + ${kb * 2}u, ${PST8}u);
+      ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${w8(V_OFF + kb * 16 * VST + i * 16)}u, ${w8(VST)}u), o_${i});`).join('\n      ')}
     }`).join('\n    ')}
     `}
   }
