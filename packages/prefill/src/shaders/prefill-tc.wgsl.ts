@@ -228,8 +228,7 @@ fn cvt8(r: ${raw}) -> array<vec4<f32>, 2> {
 }
 fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('x[0]', 'x[1]')};` : 'return r;'} }`;
 
-  // One chunk (all rows staged at once): the matrices are plain lets (a conditional assignment
-  // measured 3x slower on a split append).
+  // One chunk (all rows staged at once, the usual case): the matrices are plain lets.
   const single = qChunk >= BR;
   const stageQ = (chunk: number) => {
     const rows = Math.min(qChunk, BR - chunk * qChunk);
