@@ -19,6 +19,7 @@ import {
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
+  dtypeBytes,
   parseDType,
   validateIndptr,
 } from '@webinfer/core-buffers';
@@ -91,6 +92,9 @@ export class BatchAttention {
   private readonly decoder: BatchDecodeWithPagedKVCacheWrapper;
   private readonly ownWorkspace: Tensor | undefined;
   private readonly decodeWorkspace: Tensor;
+  /** The decode kernel's o and lse (its own buffers, so it shares none it writes with the prefill kernel). */
+  private decodeOut: Tensor | undefined;
+  private decodeLse: Tensor | undefined;
   private planned:
     | {
         rows: number;
@@ -183,11 +187,13 @@ export class BatchAttention {
       });
     }
     const qo = validateIndptr(args.qoIndptr, 'qoIndptr');
+    const oDtype = parseDType(args.oDataType ?? args.qDataType ?? 'bf16', 'oDataType');
+    if (decodes) this.reserveDecodeOutputs(decodes.count, args.numQoHeads, args.headDimVo, oDtype);
     this.planned = {
       rows: qo[qo.length - 1],
       numQoHeads: args.numQoHeads,
       headDimVo: args.headDimVo,
-      oDtype: parseDType(args.oDataType ?? args.qDataType ?? 'bf16', 'oDataType'),
+      oDtype,
       softCap: args.logitsSoftCap ?? 0,
       decodes,
       decodeRow: decodes ? qo[decodes.first] : 0,
@@ -204,22 +210,39 @@ export class BatchAttention {
     const ctx = this.ctx;
     const out = options.out ?? ctx.empty([p.rows, p.numQoHeads, p.headDimVo], p.oDtype, 'attention/out');
     const lse = options.lse ?? ctx.empty([p.rows, p.numQoHeads], 'f32', 'attention/lse');
+    if (p.decodes && (q.strides[0] !== q.shape[1] * q.shape[2] || q.strides[1] !== q.shape[2])) throw new ShapeError('q must be contiguous', 'q');
+    if (!out.isContiguous() || !lse.isContiguous()) throw new ShapeError('out and lse must be contiguous', out.isContiguous() ? 'lse' : 'out');
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'attention' });
     const common = { kScale: options.kScale, vScale: options.vScale, encoder };
+    // Prefill first, then the decode rows into their own buffers: the two kernels write no buffer
+    // in common, so nothing orders them and the decode workgroups fill the SMs the prefill's last
+    // wave leaves idle. The decode rows are then copied into place (one contiguous block).
     this.wrapper.run(q, kvCache, { ...common, out, lse, logitsSoftCap: options.logitsSoftCap, returnLse: true });
     if (p.decodes) {
       const { count } = p.decodes;
-      const rowsView = (t: Tensor, width: number[]) =>
-        ctx.fromBuffer(t.buffer, [count, ...width], t.dtype, { offset: t.offset + p.decodeRow * width.reduce((a, b) => a * b, 1) });
-      if (q.strides[0] !== q.shape[1] * q.shape[2] || q.strides[1] !== q.shape[2]) throw new ShapeError('q must be contiguous', 'q');
-      this.decoder.run(rowsView(q, [q.shape[1], q.shape[2]]), kvCache, {
-        ...common,
-        out: rowsView(out, [p.numQoHeads, p.headDimVo]),
-        lse: rowsView(lse, [p.numQoHeads]),
-      });
+      const dOut = this.decodeOut!.slice(0, 0, count);
+      const dLse = this.decodeLse!.slice(0, 0, count);
+      const qRows = ctx.fromBuffer(q.buffer, [count, q.shape[1], q.shape[2]], q.dtype, { offset: q.offset + p.decodeRow * q.strides[0] });
+      this.decoder.run(qRows, kvCache, { ...common, out: dOut, lse: dLse });
+      const copyRows = (src: Tensor, dst: Tensor, width: number) => {
+        const bytes = dtypeBytes(dst.dtype);
+        encoder.copyBufferToBuffer(src.buffer, src.offset * bytes, dst.buffer, (dst.offset + p.decodeRow * width) * bytes, count * width * bytes);
+      };
+      copyRows(dOut, out, p.numQoHeads * p.headDimVo);
+      copyRows(dLse, lse, p.numQoHeads);
     }
     if (!options.encoder) ctx.submit([encoder.finish()]);
     return [out, lse];
+  }
+
+  /** Grows the decode kernel's o/lse buffers to `rows` (kept across plans). */
+  private reserveDecodeOutputs(rows: number, heads: number, headDim: number, dtype: DType): void {
+    const o = this.decodeOut;
+    if (o && o.dtype === dtype && o.shape[0] >= rows && o.shape[1] === heads && o.shape[2] === headDim) return;
+    this.decodeOut?.destroy();
+    this.decodeLse?.destroy();
+    this.decodeOut = this.ctx.empty([rows, heads, headDim], dtype, 'attention/decode-out');
+    this.decodeLse = this.ctx.empty([rows, heads], 'f32', 'attention/decode-lse');
   }
 
   /** The seed example's call: `forward(q, k, v)` with paged K and V; returns o. */
@@ -234,6 +257,8 @@ export class BatchAttention {
     this.wrapper.destroy();
     this.decoder.destroy();
     this.decodeWorkspace.destroy();
+    this.decodeOut?.destroy();
+    this.decodeLse?.destroy();
     this.ownWorkspace?.destroy();
   }
 }

@@ -12,6 +12,8 @@ interface PrefillCase {
   qoLen: number;
   kvLen: number;
   heads: number;
+  /** KV heads (default `heads`). */
+  kvHeads?: number;
   headDim: number;
   /** true: tensor cores, false: f32 path. */
   tc: boolean;
@@ -42,6 +44,12 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     // Experiment: the tensor-core kernel's time with phases left out.
     const skips: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[][] = [[], ['store'], ['load'], ['qk'], ['softmax'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv'], ['load', 'qk', 'softmax', 'pv']];
     return skips.map((skip) => ({ ...c('single', 1, 4096, 4096, true), skip, name: `single causal 4096 tensor-core skip [${skip.join(',')}]` }));
+  }
+  if (process.env.WEBINFER_BENCH_TC_DECODE) {
+    // Experiment: decode-shaped batches (one query row per request, GQA 8) through the prefill kernels.
+    return [true, false].flatMap((tc) =>
+      [64, 128].map((b) => ({ ...c('paged', b, 1, b === 64 ? 4096 : 2048, tc, 64), kvHeads: 8, name: `decode-shaped paged B=${b} qo=1 kv=${b === 64 ? 4096 : 2048} H=64/8 D=128 f16 ${tc ? 'tensor-core' : 'f32 path'}` })),
+    );
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
@@ -90,6 +98,7 @@ export async function runPrefillSuite(ctx: GpuContext, opts: SuiteOptions): Prom
 
 async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Promise<CaseResult> {
   const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const Hk = k.kvHeads ?? H;
   const seeds = { q: 21, k: 22, v: 23 };
   const page = 16;
   const rows = B * qoLen;
@@ -100,7 +109,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: H, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];
@@ -108,7 +117,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   let wrapperInfo: () => string;
   try {
     if (k.kind === 'single') {
-      const kv = ctx.empty([2, kvLen, H, D], 'f16', 'bench/kv');
+      const kv = ctx.empty([2, kvLen, Hk, D], 'f16', 'bench/kv');
       gpuFill(ctx, kv, seeds.k);
       tensors.push(kv);
       const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, workspace);
@@ -116,7 +125,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       const kk = kv.select(0, 0);
       const vv = kv.select(0, 1);
       encodeRun = (enc) => w.run(q, kk, vv, { out, lse, encoder: enc });
-      kvRow = (_b, j) => [j * H * D, (kvLen + j) * H * D];
+      kvRow = (_b, j) => [j * Hk * D, (kvLen + j) * Hk * D];
       kvTensor = kv;
       wrapperInfo = () => JSON.stringify(w.planInfo);
     } else {
@@ -127,7 +136,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
         const j = (Math.imul(i, 2654435761) >>> 0) % (i + 1);
         [perm[i], perm[j]] = [perm[j], perm[i]];
       }
-      const cache = ctx.empty([numPages, 2, page, H, D], 'f16', 'bench/cache');
+      const cache = ctx.empty([numPages, 2, page, Hk, D], 'f16', 'bench/cache');
       gpuFill(ctx, cache, seeds.k);
       tensors.push(cache);
       const w = new BatchPrefillWithPagedKVCacheWrapper(ctx, workspace);
@@ -141,8 +150,8 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       encodeRun = (enc) => w.run(q, cache, { out, lse, encoder: enc });
       kvRow = (b, j) => {
         const p = perm[b * pagesPer + Math.floor(j / page)];
-        const base = ((p * 2) * page + (j % page)) * H * D;
-        return [base, base + page * H * D];
+        const base = ((p * 2) * page + (j % page)) * Hk * D;
+        return [base, base + page * Hk * D];
       };
       kvTensor = cache;
       wrapperInfo = () => JSON.stringify(w.planInfo);
@@ -156,7 +165,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
     const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 20 });
     const ms = median(timing.samples);
     const flops = 4 * B * causalPairs(qoLen, kvLen) * H * D;
-    const bytes = 2 * (2 * rows * H * D + 2 * B * kvLen * H * D);
+    const bytes = 2 * (2 * rows * H * D + 2 * B * kvLen * Hk * D);
     let verified: string | undefined;
     if (opts.verify) {
       const oHost = (await out.toArray()) as Float32Array;
@@ -178,7 +187,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       runCpuUs: Number.NaN,
       timing: timing.source,
       verified,
-      shape: { batch: k.batch, kvLen: k.kvLen, numQoHeads: k.heads, numKvHeads: k.heads, headDim: k.headDim, kvDtype: 'f16', qoLen: k.qoLen, causal: true },
+      shape: { batch: k.batch, kvLen: k.kvLen, numQoHeads: k.heads, numKvHeads: Hk, headDim: k.headDim, kvDtype: 'f16', qoLen: k.qoLen, causal: true },
     };
   } catch (e) {
     const nan = Number.NaN;
@@ -198,21 +207,22 @@ function verifyRows(
   _kv: Tensor,
 ): string | undefined {
   const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const Hk = k.kvHeads ?? H;
   const b = B - 1;
   for (const i of [0, qoLen >> 1, qoLen - 1]) {
     const row = b * qoLen + i;
     const visible = kvLen - qoLen + i + 1; // causal, bottom-right
     const q = Float64Array.from({ length: H * D }, (_, e) => fillValue(seeds.q, row * H * D + e, 'f16'));
-    const kk = new Float64Array(visible * H * D);
-    const vv = new Float64Array(visible * H * D);
+    const kk = new Float64Array(visible * Hk * D);
+    const vv = new Float64Array(visible * Hk * D);
     for (let j = 0; j < visible; j++) {
       const [kb, vb] = kvRow(b, j);
-      for (let e = 0; e < H * D; e++) {
-        kk[j * H * D + e] = fillValue(seeds.k, kb + e, 'f16');
-        vv[j * H * D + e] = fillValue(seeds.k, vb + e, 'f16');
+      for (let e = 0; e < Hk * D; e++) {
+        kk[j * Hk * D + e] = fillValue(seeds.k, kb + e, 'f16');
+        vv[j * Hk * D + e] = fillValue(seeds.k, vb + e, 'f16');
       }
     }
-    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen: visible, numQoHeads: H, numKvHeads: H, headDimQk: D });
+    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen: visible, numQoHeads: H, numKvHeads: Hk, headDimQk: D });
     const ro = compareClose(o.subarray(row * H * D, (row + 1) * H * D), want.o, { rtol: 2e-3, atol: 2e-3 });
     const rl = compareClose(lse.subarray(row * H, (row + 1) * H), want.lse, { rtol: 1e-3, atol: 1e-3 });
     if (!ro.ok || !rl.ok) return `FAILED row ${row}: o ${JSON.stringify(ro.first)} (max ${ro.maxAbsError.toExponential(2)}) lse ${JSON.stringify(rl.first)}`;
