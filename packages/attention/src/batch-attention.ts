@@ -62,6 +62,11 @@ export interface BatchAttentionPlanArgs {
   kvDataType?: string;
   /** Default qDataType. */
   oDataType?: string;
+  /**
+   * webinfer extension: serve a run of one-row requests with the decode kernel (default true) or
+   * leave every request to the prefill kernel (one dispatch).
+   */
+  decodeKernel?: boolean;
 }
 
 export interface BatchAttentionRunOptions {
@@ -145,7 +150,7 @@ export class BatchAttention {
         throw new ValueError(`request ${b}: length ${len} does not fit its ${indptr[b + 1] - indptr[b]} pages of ${args.pageSize}`, 'kvLenArr');
       }
     }
-    const decodes = decodeRun(args, B);
+    const decodes = args.decodeKernel === false ? undefined : decodeRun(args, B);
     const skip = new Uint8Array(B);
     if (decodes) skip.fill(1, decodes.first, decodes.first + decodes.count);
     this.wrapper.plan({

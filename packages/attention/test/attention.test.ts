@@ -51,6 +51,7 @@ interface MixedCase {
   vScale?: number;
   /** Expected run of requests served by the decode kernel. */
   decodes?: { first: number; count: number };
+  decodeKernel?: boolean;
 }
 
 const mixed: MixedCase[] = [
@@ -59,6 +60,7 @@ const mixed: MixedCase[] = [
   { name: 'chunked prefill, qo > kv, group 7, vScale 2', qoLens: [34, 10], kvLens: [2, 60], page: 1, hq: 7, hkv: 1, d: 256, layout: 'NHD', causal: true, vScale: 2 },
   { name: 'not causal, group 1', qoLens: [9, 20], kvLens: [30, 45], page: 16, hq: 4, hkv: 4, d: 64, layout: 'NHD', causal: false },
   { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 } },
+  { name: 'the same run of decodes left to the prefill kernel (decodeKernel: false)', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, decodeKernel: false },
 ];
 
 describe('BatchAttention', () => {
@@ -82,8 +84,10 @@ describe('BatchAttention', () => {
       causal: c.causal,
       logitsSoftCap: c.softCap,
       qDataType: 'f16',
+      decodeKernel: c.decodeKernel,
     });
     if (c.decodes) expect(attn.decodeRequests).toEqual(c.decodes);
+    if (c.decodeKernel === false) expect(attn.decodeRequests).toBe(undefined);
     if (c.name.startsWith('decode only')) expect(attn.decodeRequests).toEqual({ first: 0, count: 3 });
     const out = ctx.full([rows, c.hq, c.d], 'f16', Number.NaN);
     const lsePoisoned = ctx.full([rows, c.hq], 'f32', Number.NaN);
