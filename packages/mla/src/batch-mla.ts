@@ -38,6 +38,7 @@ import {
 import { encodeLseToNatural } from './lse-natural';
 import { mlaScheduleUniforms, mlaScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaSmemBytes, mlaUniforms } from './shaders/mla-simt.wgsl';
+import { type MlaTcConfig, mlaTcWgsl, mlaTensorCoreSupport } from './shaders/mla-tc.wgsl';
 
 /** Workgroups that keep a large GPU busy; below it, long KV is split. */
 export const DEFAULT_MLA_TARGET_WORKGROUPS = 528;
@@ -88,7 +89,13 @@ export interface BatchMLAPlanArgs {
   disableSplitKv?: boolean;
   /** webinfer extension: workgroups that saturate the device. */
   targetWorkgroups?: number;
-  /** Bench only: drop a kernel phase to time the rest (results are wrong). */
+  /**
+   * webinfer extension: true runs the tensor-core (subgroup-matrix) kernel and throws where the
+   * device or config can't; false the f32 kernel; unset picks tensor cores where they can run
+   * (f16 q and KV, f16/bf16 output).
+   */
+  useTensorCores?: boolean;
+  /** Bench only: drop a kernel phase of the f32 kernel to time the rest (results are wrong). */
   debugSkip?: MlaShaderConfig['debugSkip'];
   /**
    * webinfer extension (xqaMla): decode with the page table and lengths on the GPU. The plan fixes
@@ -137,6 +144,8 @@ interface Plan {
   regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
   maxPageId: number;
   kernel: CompiledKernel;
+  /** The f32 kernel where `kernel` is the tensor-core one (which reads V from the ckv tile): runs with a separate vCache use it. */
+  f32Kernel: (() => CompiledKernel) | undefined;
   shapeKey: string;
   device: { splits: number; tiles: number; pagesPerSeq: number } | undefined;
 }
@@ -289,7 +298,7 @@ export class BatchMLAPagedAttentionWrapper {
       g.kvLenArr.write(kvLens);
     }
     const regions = this.workspace.carveSplitKV(cap.slots, H, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize);
-    const kernel = this.kernelFor(args, dtypes);
+    const { kernel, f32Kernel } = this.kernelFor(args, dtypes);
     const plan: Plan = {
       batchSize: B,
       tokens,
@@ -307,13 +316,28 @@ export class BatchMLAPagedAttentionWrapper {
       regions,
       maxPageId,
       kernel,
+      f32Kernel,
       shapeKey: '',
       device: undefined,
     };
     this.commit(plan, g !== undefined);
   }
 
-  private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): CompiledKernel {
+  /** The tensor-core kernel where it can run (unless `useTensorCores: false`), else the f32 kernel. */
+  private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): { kernel: CompiledKernel; f32Kernel: (() => CompiledKernel) | undefined } {
+    const f32 = () => this.f32KernelFor(args, d);
+    if (args.useTensorCores !== false && !args.debugSkip) {
+      const why = mlaTensorCoreSupport(this.ctx, { ...d, headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe });
+      if (why === undefined) {
+        const config: MlaTcConfig = { headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe, ...d, causal: args.causal, nativeF16: true, subgroupSize: this.ctx.subgroupMinSize };
+        return { kernel: getKernel(this.ctx, { id: 'mla/tensor-core', config, wgsl: mlaTcWgsl, bindings: MLA_BINDINGS }), f32Kernel: f32 };
+      }
+      if (args.useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
+    }
+    return { kernel: f32(), f32Kernel: undefined };
+  }
+
+  private f32KernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): CompiledKernel {
     const config: MlaShaderConfig = {
       headDimCkv: args.headDimCkv,
       headDimKpe: args.headDimKpe,
@@ -330,7 +354,7 @@ export class BatchMLAPagedAttentionWrapper {
 
   /** Makes `plan` current; recorded dispatches survive only graph-mode plans of the same shape. */
   private commit(plan: Plan, graph: boolean): void {
-    const { maxPageId: _m, kernel: _k, shapeKey: _s, regions: r, ...shape } = plan;
+    const { maxPageId: _m, kernel: _k, f32Kernel: _f, shapeKey: _s, regions: r, ...shape } = plan;
     plan.shapeKey = JSON.stringify({ ...shape, regions: r && [r.partialO.offset, r.partialLse.offset] });
     if (!graph || this.current?.shapeKey !== plan.shapeKey) {
       this.token.invalidate('the wrapper was planned again with a different shape');
@@ -374,7 +398,7 @@ export class BatchMLAPagedAttentionWrapper {
       slotIndptrOffset,
       regions: this.workspace.carveSplitKV(numSlots, args.numHeads, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize),
       maxPageId: -1,
-      kernel: this.kernelFor(args, dtypes),
+      ...(({ kernel, f32Kernel }) => ({ kernel, f32Kernel }))(this.kernelFor(args, dtypes)),
       shapeKey: '',
       device: { splits, tiles, pagesPerSeq: ds.pagesPerSeq },
     };
@@ -500,7 +524,9 @@ export class BatchMLAPagedAttentionWrapper {
       }),
       Boolean(options.encoder),
     );
-    const group = this.dispatch.bindGroup(p.kernel, [
+    // The tensor-core kernel takes V from the ckv tile: a separate V cache runs on the f32 kernel.
+    const kernel = options.vCache && p.f32Kernel ? p.f32Kernel() : p.kernel;
+    const group = this.dispatch.bindGroup(kernel, [
       { buffer: uniform },
       qn.binding,
       qp.binding,
@@ -517,7 +543,7 @@ export class BatchMLAPagedAttentionWrapper {
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'mla' });
     noteCapture(options.encoder, this.token);
     if (p.device) this.encodeDeviceSchedule(encoder, p, options.deviceSchedule!);
-    if (p.numWork > 0) encodeDispatch(encoder, p.kernel, group, groups);
+    if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
     const temps: GPUBuffer[] = [];
     if (p.regions) {
       temps.push(

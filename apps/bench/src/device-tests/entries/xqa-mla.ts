@@ -1,0 +1,4 @@
+import '../../../../../packages/xqa/test/xqa-mla.test';
+import { main } from '../run';
+
+await main('xqa/test/xqa-mla');

@@ -1,0 +1,303 @@
+/**
+ * MLA attention on tensor cores (`chromium-experimental-subgroup-matrix`, 16x16x16 f16 -> f32),
+ * heads as the M dimension. A work item is 32 packed (token, head) rows, as for the f32 kernel,
+ * served by 8 subgroups: subgroup s owns row block rb = s / 4 (16 rows) and quarter qd = s % 4,
+ * i.e. a quarter of the K dims for S and a quarter (128) of the V dims for O.
+ *
+ * Per K tile of 16 keys (ckv | kpe rows, fetched a tile ahead into registers, stored as 16-byte
+ * words; V is the ckv part of the same tile):
+ *   S   each subgroup multiplies its quarter of Q (left matrices kept in registers) by the K tile:
+ *       4 partial S blocks per row block go to workgroup memory
+ *   soft  WG/32 lanes a row sum the 4 partials, mask (causal bottom-right), row max; P = exp2(s -
+ *       m_ref) as f16 with the lazy reference max of the prefill tensor-core kernel (m_ref moves,
+ *       and O is rescaled through memory, only when a row's max passes it by more than 8)
+ *   PV  O[rb][qd] (8 result matrices of 16x16) += P[rb] x V[:, quarter qd]
+ * Every workgroup variable is a multiple of 16 bytes (see the prefill kernel: matrix tiles lose
+ * their alignment otherwise) and all matrix tiles live in one `vec4<u32>` array.
+ */
+import { DIRECT, WORK_ITEM_WORDS, type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers, wgslPagedAddress } from '@webinfer/core-buffers';
+import { type MlaShaderConfig, mlaUniforms } from './mla-simt.wgsl';
+
+export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
+  subgroupSize: number;
+}
+
+const ROWS = 32;
+const BC = 16;
+const NSG = 8;
+
+/** Why the tensor-core MLA kernel can't serve this config on `ctx`, or undefined. */
+export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDtype: string; oDtype: string; headDimCkv: number; headDimKpe: number }): string | undefined {
+  if (!ctx.features.has('chromium-experimental-subgroup-matrix')) return 'the device offers no subgroup matrices';
+  if (!ctx.hasF16 || !ctx.hasSubgroups) return 'it needs the shader-f16 and subgroups features';
+  const ok = ctx.subgroupMatrixConfigs.some((m) => m.M === 16 && m.N === 16 && m.K === 16 && m.componentType === 'f16' && m.resultComponentType === 'f32');
+  if (!ok) return 'the device has no 16x16x16 f16->f32 subgroup-matrix config';
+  if (ctx.subgroupMinSize !== ctx.subgroupMaxSize || ![16, 32, 64].includes(ctx.subgroupMinSize)) return 'it needs one fixed subgroup size of 16, 32 or 64';
+  if (NSG * ctx.subgroupMinSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
+  if (c.qDtype !== 'f16' || c.kvDtype !== 'f16') return 'q and KV must be f16';
+  if (c.oDtype !== 'f16' && c.oDtype !== 'bf16') return 'the output must be f16 or bf16';
+  if (c.headDimCkv !== 512 || (c.headDimKpe !== 0 && c.headDimKpe !== 64)) return 'head dims must be 512 and 64 or 0';
+  if (mlaTcLayout(c.headDimCkv + c.headDimKpe).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
+  return undefined;
+}
+
+/** Workgroup memory in 16-byte words: K tile | S partials | P, with Q staged over all of it first. */
+export function mlaTcLayout(DK: number) {
+  const KST = (DK + 8) / 8; // K row stride in words (padded by 16 bytes)
+  const SST = (BC + 4) / 4; // S partial row stride in words (f32)
+  const PST = (BC + 8) / 8; // P row stride in words (f16)
+  const SP0 = BC * KST;
+  const P0 = SP0 + NSG * 16 * SST;
+  const words = Math.max(P0 + 2 * 16 * PST, ROWS * KST);
+  return { KST, SST, PST, SP0, P0, words, smemBytes: words * 16 + ROWS * 16 + 32 + 16 };
+}
+
+export function mlaTcWgsl(c: MlaTcConfig): string {
+  const DC = c.headDimCkv;
+  const DP = c.headDimKpe;
+  const DK = DC + DP;
+  const { KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK);
+  const SG = c.subgroupSize;
+  const WG = NSG * SG;
+  const LPR = WG / ROWS; // softmax lanes per row
+  const KPL = BC / LPR; // keys per lane
+  const NK = DK / 64; // k-steps of each subgroup's quarter of the K dims
+  const QW = DK / 32; // words in a quarter of the K dims (DK / 4 elements)
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const red = (v: string, op: 'max' | '+') => {
+    const l: string[] = [];
+    for (let m = 1; m < LPR; m *= 2) l.push(op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`);
+    return l.join(' ');
+  };
+  const pack8 = (a: string, b: string) => `vec4<u32>(pack2x16float(${a}.xy), pack2x16float(${a}.zw), pack2x16float(${b}.xy), pack2x16float(${b}.zw))`;
+  // K tile units: 8 elements of key `kc`: units 0..DC/8 from ckv, the rest from kpe.
+  const UPK = DK / 8;
+  const units = BC * UPK;
+  const iters = Math.ceil(units / WG);
+  const fetch = (t: string) =>
+    Array.from({ length: iters }, (_, i) => `{
+      let idx = lid + ${i * WG}u; let kc = idx / ${UPK}u; let u = idx % ${UPK}u; let j = ${t} + kc;
+      kr_${i} = vec4<u32>(0u);
+      if (idx < ${units}u && j < kv_hi) {
+        let page = plan[params.indices_offset + wi.page_base + j / params.page_size];
+        let slot = j % params.page_size;
+        ${DP > 0 ? `if (u < ${DC / 8}u) { kr_${i} = raw_ckv(ckv_elem(page, slot, 0u) + u * 8u); } else { kr_${i} = raw_kpe(kpe_elem(page, slot, 0u) + (u - ${DC / 8}u) * 8u); }` : `kr_${i} = raw_ckv(ckv_elem(page, slot, 0u) + u * 8u);`}
+      }
+    }`).join('\n    ');
+  const put = Array.from({ length: iters }, (_, i) => `{
+      let idx = lid + ${i * WG}u;
+      if (idx < ${units}u) { smem[(idx / ${UPK}u) * ${KST}u + idx % ${UPK}u] = kr_${i}; }
+    }`).join('\n    ');
+  // P of this lane's KPL keys with reference max `mr`, written as f16 pairs; returns the rounded sum.
+  const writeP = (mr: string) => `{
+      var sum = 0.0;
+      for (var e = 0u; e < ${KPL / 2}u; e++) {
+        let h = vec2<f16>(p16(x[2u * e], ${mr}), p16(x[2u * e + 1u], ${mr}));
+        sum += f32(h.x) + f32(h.y);
+        let key = part * ${KPL}u + 2u * e;
+        smem[${P0}u + srb * ${16 * PST}u + sr * ${PST}u + key / 8u][(key % 8u) / 2u] = bitcast<u32>(h);
+      }
+      tile_l = sum;
+    }`;
+  // Stages O block `b` of this subgroup through its S partial area; `body` sees the lane's row
+  // `orow` (0..15), dims `dim` (4 of them, `o4`) of V quarter qd.
+  const staged = (body: string, reload: boolean) =>
+    Array.from({ length: 8 }, (_, b) => `{
+    subgroupMatrixStore<row_major>(&smem, s_area, o_${b}, ${SST}u);
+    workgroupBarrier();
+    for (var e = 0u; e < ${16 / (SG / 16) / 4}u; e++) {
+      let orow = sl / ${SG / 16}u;
+      let c4 = (sl % ${SG / 16}u) * ${16 / (SG / 16) / 4}u + e;
+      let at = s_area + orow * ${SST}u + c4;
+      var o4 = bitcast<vec4<f32>>(smem[at]);
+      let dim = qd * 128u + ${b * 16}u + c4 * 4u;
+      ${body}
+      ${reload ? 'smem[at] = bitcast<vec4<u32>>(o4);' : ''}
+    }
+    workgroupBarrier();
+    ${reload ? `o_${b} = subgroupMatrixLoad<${result}, row_major>(&smem, s_area, ${SST}u);\n    workgroupBarrier();` : ''}
+  }`).join('\n  ');
+  const oPer = 2;
+
+  return `diagnostic(off, chromium.subgroup_matrix_uniformity);
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+var<workgroup> smem: array<vec4<u32>, ${words}>;
+${mlaUniforms.wgsl()}
+${wgslAttentionCommon()}
+${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
+${wgslPackHelpers([c.oDtype], { nativeF16: true })}
+
+struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32 }
+
+@group(0) @binding(0) var<uniform> params: MlaParams;
+@group(0) @binding(1) var<storage, read> q_nope: array<u32>;
+@group(0) @binding(2) var<storage, read> q_pe: array<u32>;
+@group(0) @binding(3) var<storage, read> ckv: array<u32>;
+@group(0) @binding(4) var<storage, read> kpe: array<u32>;
+@group(0) @binding(5) var<storage, read> plan: array<u32>;
+@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
+@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+@group(0) @binding(9) var<storage, read> val: array<u32>;
+
+${wgslLoadVec4('load_qn', 'q_nope', c.qDtype)}
+${wgslLoadVec4('load_qp', 'q_pe', c.qDtype)}
+${wgslPagedAddress('ckv')}
+${wgslPagedAddress('kpe')}
+
+// 32 bytes (a multiple of 16), as every workgroup variable here.
+var<workgroup> item: WorkItem;
+var<workgroup> flag: array<atomic<u32>, 4>;
+// Per row: m (reference max), l (sum), alpha (rescale factor).
+var<workgroup> row_s: array<vec4<f32>, ${ROWS}>;
+
+// 8 f16 (16 bytes) at element e (a multiple of 4) of the ckv or kpe cache.
+fn raw_ckv(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(ckv[w], ckv[w + 1u], ckv[w + 2u], ckv[w + 3u]); }
+fn raw_kpe(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(kpe[w], kpe[w + 1u], kpe[w + 2u], kpe[w + 3u]); }
+fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let work = wg.x + wg.y * params.groups_x;
+  // No early return for padding workgroups: they run an empty KV range and write nothing.
+  let live = work < params.num_work;
+  if (lid == 0u) {
+    let b = select(0u, work, live) * ${WORK_ITEM_WORDS}u;
+    item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u]);
+  }
+  let wi = workgroupUniformLoad(&item);
+  if (wi.qo_len == 0u) { return; } // padding of a graph-mode schedule
+  let H = params.num_heads;
+  let last_tok = min((wi.tile + ${ROWS - 1}u) / H, wi.qo_len - 1u);
+  let delta = i32(wi.kv_len) - i32(wi.qo_len);
+  var kv_hi = wi.kv_end;
+  ${c.causal ? 'kv_hi = min(kv_hi, u32(max(i32(last_tok) + delta + 1, 0)));' : ''}
+  if (!live) { kv_hi = wi.kv_start; }
+
+  let sg = lid / ${SG}u;
+  let sl = lid % ${SG}u;
+  let rb = sg / 4u;   // row block of this subgroup
+  let qd = sg % 4u;   // its quarter of the K dims (S) and of the V dims (O)
+  let s_area = ${SP0}u + sg * ${16 * SST}u;
+  // Softmax roles: row r (0..31) of the work item, part of its keys.
+  let r = lid / ${LPR}u;
+  let part = lid % ${LPR}u;
+  let srb = r / 16u;
+  let sr = r % 16u;
+  let tok = (wi.tile + r) / H;
+  var vis_hi = select(i32(kv_hi), -1, tok >= wi.qo_len);
+  ${c.causal ? 'vis_hi = min(vis_hi, i32(tok) + delta + 1);' : ''}
+
+  // Q rows (nope | pe) -> f16 words, then each subgroup's quarter as left matrices.
+  for (var idx = lid; idx < ${ROWS * UPK}u; idx += ${WG}u) {
+    let qr = idx / ${UPK}u;
+    let u = idx % ${UPK}u;
+    let qt = (wi.tile + qr) / H;
+    let qh = (wi.tile + qr) % H;
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    if (qt < wi.qo_len) {
+      ${
+        DP > 0
+          ? `if (u < ${DC / 8}u) {
+        let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
+        a = load_qn(base); b = load_qn(base + 4u);
+      } else {
+        let base = params.qp_offset + (wi.qo_start + qt) * params.qp_stride_tok + qh * params.qp_stride_head + (u - ${DC / 8}u) * 8u;
+        a = load_qp(base); b = load_qp(base + 4u);
+      }`
+          : `let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
+      a = load_qn(base); b = load_qn(base + 4u);`
+      }
+    }
+    smem[qr * ${KST}u + u] = ${pack8('a', 'b')};
+  }
+  workgroupBarrier();
+  ${Array.from({ length: NK }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, rb * ${16 * KST}u + qd * ${QW}u + ${2 * i}u, ${KST}u);`).join('\n  ')}
+  ${Array.from({ length: 8 }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
+  var m = NEG_BIG;   // this lane's row's reference max
+  var l = 0.0;       // this lane's share of the row sum
+  var tile_l = 0.0;
+  var x: array<f32, ${KPL}>;
+  ${Array.from({ length: iters }, (_, i) => `var kr_${i} = vec4<u32>(0u);`).join('\n  ')}
+  ${fetch('wi.kv_start')}
+
+  for (var t0 = wi.kv_start; t0 < kv_hi; t0 += ${BC}u) {
+    workgroupBarrier();  // the last tile's P V is done with the K tile and P (and Q staging)
+    if (lid == 0u) { atomicStore(&flag[0], 0u); }
+    ${put}
+    workgroupBarrier();
+    ${fetch(`t0 + ${BC}u`)}
+    {
+      var s = ${result}();
+      ${Array.from({ length: NK }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, qd * ${QW}u + ${2 * i}u, ${KST}u), s);`).join('\n      ')}
+      subgroupMatrixStore<row_major>(&smem, s_area, s, ${SST}u);
+    }
+    workgroupBarrier();
+    // Logits of this lane's keys: the 4 quarters' partial sums, scaled and masked.
+    var mx = NEG_BIG;
+    for (var e = 0u; e < ${KPL}u; e++) {
+      let key = part * ${KPL}u + e;
+      let j = t0 + key;
+      var v = NEG_BIG;
+      if (i32(j) < vis_hi) {
+        var acc = 0.0;
+        for (var q = 0u; q < 4u; q++) {
+          acc += bitcast<vec4<f32>>(smem[${SP0}u + (srb * 4u + q) * ${16 * SST}u + sr * ${SST}u + key / 4u])[key % 4u];
+        }
+        v = acc * params.sm_scale_log2;
+      }
+      x[e] = v;
+      mx = max(mx, v);
+    }
+    ${red('mx', 'max')}
+    if (m <= NEG_BIG) { m = mx; }  // O of this row is still zero
+    if (mx > m + 8.0) { atomicOr(&flag[0], 1u); }
+    ${writeP('m')}
+    if (workgroupUniformLoad(&flag[0]) != 0u) {
+      // Some row's max moved by more than 8: move every reference, rescale l and O, redo P.
+      let m_new = max(m, mx);
+      let alpha = exp2(m - m_new);
+      m = m_new;
+      l *= alpha;
+      if (part == 0u) { row_s[r].z = alpha; }
+      workgroupBarrier();
+      ${staged('o4 *= row_s[rb * 16u + orow].z;', true)}
+      ${writeP('m')}
+      workgroupBarrier();
+    }
+    l += tile_l;
+    {
+      let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${P0}u + rb * ${16 * PST}u, ${PST}u);
+      ${Array.from({ length: 8 }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, qd * 16u + ${2 * i}u, ${KST}u), o_${i});`).join('\n      ')}
+    }
+  }
+  ${red('l', '+')}
+  if (part == 0u) { row_s[r] = vec4<f32>(m, l, 0.0, 0.0); }
+  workgroupBarrier();
+  ${staged(`let orr = rb * 16u + orow;
+      let ot = (wi.tile + orr) / H;
+      if (live && ot < wi.qo_len) {
+        let oh = (wi.tile + orr) % H;
+        let grow = wi.qo_start + ot;
+        let st = row_s[orr];
+        let inv = select(0.0, 1.0 / st.y, st.y > 0.0);
+        if (wi.chunk == ${DIRECT}u) {
+          let val4 = o4 * (inv * params.v_scale);
+          let w = (params.o_offset + (grow * H + oh) * ${DC}u + dim) / ${oPer}u;
+          o_out[w] = pack_${c.oDtype}(val4.xy); o_out[w + 1u] = pack_${c.oDtype}(val4.zw);
+          if (dim == 0u) { lse_out[params.lse_offset + grow * H + oh] = lse_bits(st.x, st.y); }
+        } else {
+          let slot = plan[params.slot_indptr_offset + grow] + wi.chunk;
+          let at = params.part_o_offset + (slot * H + oh) * ${DC}u + dim;
+          let val4 = o4 * inv;
+          ws[at] = val4.x; ws[at + 1u] = val4.y; ws[at + 2u] = val4.z; ws[at + 3u] = val4.w;
+          if (dim == 0u) { ws[params.part_lse_offset + slot * H + oh] = bitcast<f32>(lse_bits(st.x, st.y)); }
+        }
+      }`, false)}
+}`;
+}
