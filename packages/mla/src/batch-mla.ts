@@ -38,7 +38,7 @@ import {
 import { encodeLseToNatural } from './lse-natural';
 import { mlaScheduleUniforms, mlaScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaSmemBytes, mlaUniforms } from './shaders/mla-simt.wgsl';
-import { type MlaTcConfig, mlaTcWgsl, mlaTensorCoreSupport } from './shaders/mla-tc.wgsl';
+import { type MlaTcConfig, mlaTcLayout, mlaTcWgsl, mlaTensorCoreSupport } from './shaders/mla-tc.wgsl';
 
 /** Workgroups that keep a large GPU busy; below it, long KV is split. */
 export const DEFAULT_MLA_TARGET_WORKGROUPS = 528;
@@ -95,6 +95,8 @@ export interface BatchMLAPlanArgs {
    * (f16 q and KV, f16/bf16 output).
    */
   useTensorCores?: boolean;
+  /** Bench only: tensor-core kernel variants. */
+  debugTensorCore?: { rowBlocks?: 1 | 2; prefetch?: boolean };
   /** Bench only: drop a kernel phase of the f32 kernel to time the rest (results are wrong). */
   debugSkip?: MlaShaderConfig['debugSkip'];
   /**
@@ -144,6 +146,10 @@ interface Plan {
   regions: { partialO: WorkspaceRegion; partialLse: WorkspaceRegion } | undefined;
   maxPageId: number;
   kernel: CompiledKernel;
+  /** Packed rows a work item holds (the kernel's tile). */
+  rowsPerTile: number;
+  /** The tensor-core kernel with 4-byte K loads, for caches whose rows are not 16-byte aligned. */
+  narrowKernel: (() => CompiledKernel) | undefined;
   /** The f32 kernel where `kernel` is the tensor-core one (which reads V from the ckv tile): runs with a separate vCache use it. */
   f32Kernel: (() => CompiledKernel) | undefined;
   shapeKey: string;
@@ -262,6 +268,7 @@ export class BatchMLAPagedAttentionWrapper {
     }
 
     const target = args.targetWorkgroups ?? DEFAULT_MLA_TARGET_WORKGROUPS;
+    const { kernel, narrowKernel, f32Kernel, rows } = this.kernelFor(args, dtypes);
     const sched = scheduleTiles({
       qoIndptr,
       kvLens,
@@ -269,7 +276,7 @@ export class BatchMLAPagedAttentionWrapper {
       maskBits: undefined,
       groupSize: H,
       numKvHeads: 1,
-      rowsPerTile: MLA_ROWS,
+      rowsPerTile: rows,
       keysPerTile: MLA_KEYS,
       causal: args.causal,
       windowLeft: -1,
@@ -278,7 +285,7 @@ export class BatchMLAPagedAttentionWrapper {
       disableSplitKv: args.disableSplitKv,
     });
     const tokens = qoIndptr[B];
-    const cap = g ? graphTileCapacity(tokens, B, H, MLA_ROWS, 1, target, g.kvIndices.shape[0] * args.pageSize) : { work: sched.numWork, slots: sched.numSlots };
+    const cap = g ? graphTileCapacity(tokens, B, H, rows, 1, target, g.kvIndices.shape[0] * args.pageSize) : { work: sched.numWork, slots: sched.numSlots };
     if (sched.numWork > cap.work || sched.numSlots > cap.slots) {
       throw new ValueError(`the split makes more work than a graph-mode schedule holds (${cap.work} items, ${cap.slots} states); use a larger fixedSplitSize`, 'fixedSplitSize');
     }
@@ -298,7 +305,6 @@ export class BatchMLAPagedAttentionWrapper {
       g.kvLenArr.write(kvLens);
     }
     const regions = this.workspace.carveSplitKV(cap.slots, H, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize);
-    const { kernel, f32Kernel } = this.kernelFor(args, dtypes);
     const plan: Plan = {
       batchSize: B,
       tokens,
@@ -316,7 +322,9 @@ export class BatchMLAPagedAttentionWrapper {
       regions,
       maxPageId,
       kernel,
+      narrowKernel,
       f32Kernel,
+      rowsPerTile: rows,
       shapeKey: '',
       device: undefined,
     };
@@ -324,17 +332,29 @@ export class BatchMLAPagedAttentionWrapper {
   }
 
   /** The tensor-core kernel where it can run (unless `useTensorCores: false`), else the f32 kernel. */
-  private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): { kernel: CompiledKernel; f32Kernel: (() => CompiledKernel) | undefined } {
+  private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): { kernel: CompiledKernel; narrowKernel: (() => CompiledKernel) | undefined; f32Kernel: (() => CompiledKernel) | undefined; rows: number } {
     const f32 = () => this.f32KernelFor(args, d);
     if (args.useTensorCores !== false && !args.debugSkip) {
       const why = mlaTensorCoreSupport(this.ctx, { ...d, headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe });
       if (why === undefined) {
-        const config: MlaTcConfig = { headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe, ...d, causal: args.causal, nativeF16: true, subgroupSize: this.ctx.subgroupMinSize };
-        return { kernel: getKernel(this.ctx, { id: 'mla/tensor-core', config, wgsl: mlaTcWgsl, bindings: MLA_BINDINGS }), f32Kernel: f32 };
+        const pageShift = Math.log2(args.pageSize);
+        const config: MlaTcConfig = {
+          headDimCkv: args.headDimCkv,
+          headDimKpe: args.headDimKpe,
+          ...d,
+          causal: args.causal,
+          nativeF16: true,
+          subgroupSize: this.ctx.subgroupMinSize,
+          ...(Number.isInteger(pageShift) ? { pageShift } : {}),
+          ...args.debugTensorCore,
+        };
+        const rows = mlaTcLayout(args.headDimCkv + args.headDimKpe, config.rowBlocks ?? 2).ROWS;
+        const compile = (wideKV: boolean) => getKernel(this.ctx, { id: 'mla/tensor-core', config: { ...config, wideKV }, wgsl: mlaTcWgsl, bindings: MLA_BINDINGS });
+        return { kernel: compile(true), narrowKernel: () => compile(false), f32Kernel: f32, rows };
       }
       if (args.useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
     }
-    return { kernel: f32(), f32Kernel: undefined };
+    return { kernel: f32(), narrowKernel: undefined, f32Kernel: undefined, rows: MLA_ROWS };
   }
 
   private f32KernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): CompiledKernel {
@@ -354,7 +374,7 @@ export class BatchMLAPagedAttentionWrapper {
 
   /** Makes `plan` current; recorded dispatches survive only graph-mode plans of the same shape. */
   private commit(plan: Plan, graph: boolean): void {
-    const { maxPageId: _m, kernel: _k, f32Kernel: _f, shapeKey: _s, regions: r, ...shape } = plan;
+    const { maxPageId: _m, kernel: _k, narrowKernel: _n, f32Kernel: _f, shapeKey: _s, regions: r, ...shape } = plan;
     plan.shapeKey = JSON.stringify({ ...shape, regions: r && [r.partialO.offset, r.partialLse.offset] });
     if (!graph || this.current?.shapeKey !== plan.shapeKey) {
       this.token.invalidate('the wrapper was planned again with a different shape');
@@ -371,7 +391,8 @@ export class BatchMLAPagedAttentionWrapper {
     }
     if (this.graph) throw new UnsupportedFeatureError('deviceSchedule plans are not available in graph mode', 'deviceSchedule');
     const B = ds.batchSize;
-    const tiles = Math.ceil(args.numHeads / MLA_ROWS);
+    const { kernel, narrowKernel, f32Kernel, rows } = this.kernelFor(args, dtypes);
+    const tiles = Math.ceil(args.numHeads / rows);
     const target = args.targetWorkgroups ?? DEFAULT_MLA_TARGET_WORKGROUPS;
     const busy = B * tiles;
     const splits = args.disableSplitKv || busy >= target ? 1 : Math.max(1, Math.min(Math.ceil(target / busy), Math.floor((ds.pagesPerSeq * args.pageSize) / 256)));
@@ -398,7 +419,10 @@ export class BatchMLAPagedAttentionWrapper {
       slotIndptrOffset,
       regions: this.workspace.carveSplitKV(numSlots, args.numHeads, args.headDimCkv, this.ctx.limits.maxStorageBufferBindingSize),
       maxPageId: -1,
-      ...(({ kernel, f32Kernel }) => ({ kernel, f32Kernel }))(this.kernelFor(args, dtypes)),
+      kernel,
+      narrowKernel,
+      f32Kernel,
+      rowsPerTile: rows,
       shapeKey: '',
       device: { splits, tiles, pagesPerSeq: ds.pagesPerSeq },
     };
@@ -421,7 +445,7 @@ export class BatchMLAPagedAttentionWrapper {
         splits: d.splits,
         pages_per_seq: d.pagesPerSeq,
         page_size: p.pageSize,
-        rows_per_tile: MLA_ROWS,
+        rows_per_tile: p.rowsPerTile,
         seq_offset: seq.elementOffset,
         seq_stride: s.seqLens.strides[0],
       }),
@@ -525,7 +549,8 @@ export class BatchMLAPagedAttentionWrapper {
       Boolean(options.encoder),
     );
     // The tensor-core kernel takes V from the ckv tile: a separate V cache runs on the f32 kernel.
-    const kernel = options.vCache && p.f32Kernel ? p.f32Kernel() : p.kernel;
+    const aligned = [ck, kp].every((b) => b.elementOffset % 8 === 0) && [ckvCache, kpeCache ?? ckvCache].every((t) => t.strides[0] % 8 === 0 && t.strides[1] % 8 === 0);
+    const kernel = options.vCache && p.f32Kernel ? p.f32Kernel() : !aligned && p.narrowKernel ? p.narrowKernel() : p.kernel;
     const group = this.dispatch.bindGroup(kernel, [
       { buffer: uniform },
       qn.binding,

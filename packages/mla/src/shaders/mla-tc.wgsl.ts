@@ -20,11 +20,17 @@ import { type MlaShaderConfig, mlaUniforms } from './mla-simt.wgsl';
 
 export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
   subgroupSize: number;
+  /** Row blocks of 16 packed rows per workgroup, 4 subgroups each (default 2: 32 rows, 8 subgroups). */
+  rowBlocks?: 1 | 2;
+  /** K tiles fetched a tile ahead into registers (default true). */
+  prefetch?: boolean;
+  /** ckv/kpe read 16 bytes at a time (rows on multiples of 8 elements; else 4-byte words). */
+  wideKV?: boolean;
+  /** log2 of the page size when it is a power of two (page and slot by shift and mask). */
+  pageShift?: number;
 }
 
-const ROWS = 32;
 const BC = 16;
-const NSG = 8;
 
 /** Why the tensor-core MLA kernel can't serve this config on `ctx`, or undefined. */
 export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDtype: string; oDtype: string; headDimCkv: number; headDimKpe: number }): string | undefined {
@@ -33,30 +39,33 @@ export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDty
   const ok = ctx.subgroupMatrixConfigs.some((m) => m.M === 16 && m.N === 16 && m.K === 16 && m.componentType === 'f16' && m.resultComponentType === 'f32');
   if (!ok) return 'the device has no 16x16x16 f16->f32 subgroup-matrix config';
   if (ctx.subgroupMinSize !== ctx.subgroupMaxSize || ![16, 32, 64].includes(ctx.subgroupMinSize)) return 'it needs one fixed subgroup size of 16, 32 or 64';
-  if (NSG * ctx.subgroupMinSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
+  if (8 * ctx.subgroupMinSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
   if (c.qDtype !== 'f16' || c.kvDtype !== 'f16') return 'q and KV must be f16';
   if (c.oDtype !== 'f16' && c.oDtype !== 'bf16') return 'the output must be f16 or bf16';
   if (c.headDimCkv !== 512 || (c.headDimKpe !== 0 && c.headDimKpe !== 64)) return 'head dims must be 512 and 64 or 0';
-  if (mlaTcLayout(c.headDimCkv + c.headDimKpe).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
+  if (mlaTcLayout(c.headDimCkv + c.headDimKpe, 2).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
   return undefined;
 }
 
 /** Workgroup memory in 16-byte words: K tile | S partials | P, with Q staged over all of it first. */
-export function mlaTcLayout(DK: number) {
+export function mlaTcLayout(DK: number, RB: number) {
+  const ROWS = 16 * RB;
+  const NSG = 4 * RB;
   const KST = (DK + 8) / 8; // K row stride in words (padded by 16 bytes)
   const SST = (BC + 4) / 4; // S partial row stride in words (f32)
   const PST = (BC + 8) / 8; // P row stride in words (f16)
   const SP0 = BC * KST;
   const P0 = SP0 + NSG * 16 * SST;
-  const words = Math.max(P0 + 2 * 16 * PST, ROWS * KST);
-  return { KST, SST, PST, SP0, P0, words, smemBytes: words * 16 + ROWS * 16 + 32 + 16 };
+  const words = Math.max(P0 + RB * 16 * PST, ROWS * KST);
+  return { ROWS, NSG, KST, SST, PST, SP0, P0, words, smemBytes: words * 16 + ROWS * 16 + 32 + 16 };
 }
 
 export function mlaTcWgsl(c: MlaTcConfig): string {
   const DC = c.headDimCkv;
   const DP = c.headDimKpe;
   const DK = DC + DP;
-  const { KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK);
+  const { ROWS, NSG, KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK, c.rowBlocks ?? 2);
+  const prefetch = c.prefetch ?? true;
   const SG = c.subgroupSize;
   const WG = NSG * SG;
   const LPR = WG / ROWS; // softmax lanes per row
@@ -81,8 +90,11 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
       let idx = lid + ${i * WG}u; let kc = idx / ${UPK}u; let u = idx % ${UPK}u; let j = ${t} + kc;
       kr_${i} = vec4<u32>(0u);
       if (idx < ${units}u && j < kv_hi) {
-        let page = plan[params.indices_offset + wi.page_base + j / params.page_size];
-        let slot = j % params.page_size;
+        ${
+          c.pageShift === undefined
+            ? 'let page = plan[params.indices_offset + wi.page_base + j / params.page_size];\n        let slot = j % params.page_size;'
+            : `let page = plan[params.indices_offset + wi.page_base + (j >> ${c.pageShift}u)];\n        let slot = j & ${(2 ** c.pageShift - 1) >>> 0}u;`
+        }
         ${DP > 0 ? `if (u < ${DC / 8}u) { kr_${i} = raw_ckv(ckv_elem(page, slot, 0u) + u * 8u); } else { kr_${i} = raw_kpe(kpe_elem(page, slot, 0u) + (u - ${DC / 8}u) * 8u); }` : `kr_${i} = raw_ckv(ckv_elem(page, slot, 0u) + u * 8u);`}
       }
     }`).join('\n    ');
@@ -136,8 +148,8 @@ struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile:
 @group(0) @binding(0) var<uniform> params: MlaParams;
 @group(0) @binding(1) var<storage, read> q_nope: array<u32>;
 @group(0) @binding(2) var<storage, read> q_pe: array<u32>;
-@group(0) @binding(3) var<storage, read> ckv: array<u32>;
-@group(0) @binding(4) var<storage, read> kpe: array<u32>;
+@group(0) @binding(3) var<storage, read> ckv: array<${c.wideKV ? 'vec4<u32>' : 'u32'}>;
+@group(0) @binding(4) var<storage, read> kpe: array<${c.wideKV ? 'vec4<u32>' : 'u32'}>;
 @group(0) @binding(5) var<storage, read> plan: array<u32>;
 @group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
 @group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
@@ -155,9 +167,12 @@ var<workgroup> flag: array<atomic<u32>, 4>;
 // Per row: m (reference max), l (sum), alpha (rescale factor).
 var<workgroup> row_s: array<vec4<f32>, ${ROWS}>;
 
-// 8 f16 (16 bytes) at element e (a multiple of 4) of the ckv or kpe cache.
-fn raw_ckv(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(ckv[w], ckv[w + 1u], ckv[w + 2u], ckv[w + 3u]); }
-fn raw_kpe(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(kpe[w], kpe[w + 1u], kpe[w + 2u], kpe[w + 3u]); }
+// 8 f16 (16 bytes) at element e (a multiple of 4; of 8 with 16-byte words) of the ckv or kpe cache.
+${
+  c.wideKV
+    ? 'fn raw_ckv(e: u32) -> vec4<u32> { return ckv[e >> 3u]; }\nfn raw_kpe(e: u32) -> vec4<u32> { return kpe[e >> 3u]; }'
+    : 'fn raw_ckv(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(ckv[w], ckv[w + 1u], ckv[w + 2u], ckv[w + 3u]); }\nfn raw_kpe(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(kpe[w], kpe[w + 1u], kpe[w + 2u], kpe[w + 3u]); }'
+}
 fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
 
 @compute @workgroup_size(${WG})
@@ -224,14 +239,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var tile_l = 0.0;
   var x: array<f32, ${KPL}>;
   ${Array.from({ length: iters }, (_, i) => `var kr_${i} = vec4<u32>(0u);`).join('\n  ')}
-  ${fetch('wi.kv_start')}
+  ${prefetch ? fetch('wi.kv_start') : ''}
 
   for (var t0 = wi.kv_start; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();  // the last tile's P V is done with the K tile and P (and Q staging)
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
+    ${prefetch ? '' : fetch('t0')}
     ${put}
     workgroupBarrier();
-    ${fetch(`t0 + ${BC}u`)}
+    ${prefetch ? fetch(`t0 + ${BC}u`) : ''}
     {
       var s = ${result}();
       ${Array.from({ length: NK }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, qd * ${QW}u + ${2 * i}u, ${KST}u), s);`).join('\n      ')}
