@@ -48,19 +48,21 @@ export function profileMla(ctx: GpuContext, opts: SuiteOptions): Promise<CaseRes
 
 export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profile?: boolean }): Promise<CaseResult[]> {
   // [batch, kvLen, heads, page, targetWorkgroups (undefined: the default split), phase to skip (f32 kernel), kernel]
-  type Kernel = { tc?: boolean; rowBlocks?: 1 | 2; prefetch?: boolean };
+  type Kernel = { tc?: boolean; rowBlocks?: 1 | 2; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
   type Shape = [number, number, number, number, number?, ('S' | 'softmax' | 'PV')?, Kernel?];
   const f32: Kernel = { tc: false };
   const shapes: Shape[] = opts.quick
     ? [[2, 256, 16, 16], [2, 256, 16, 16, undefined, undefined, f32]]
     : opts.profile
       ? [[64, 4096, 128, 64, undefined, undefined, f32], [64, 4096, 128, 64, undefined, 'S', f32], [64, 4096, 128, 64, undefined, 'softmax', f32], [64, 4096, 128, 64, undefined, 'PV', f32]]
-      : process.env.WEBINFER_BENCH_MLA_VARIANTS
+      : process.env.WEBINFER_BENCH_MLA_TC_PROFILE
+        ? ([[], ['load'], ['qk'], ['softmax'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv'], ['load', 'qk', 'softmax', 'pv']] as const).map((sk): Shape => [64, 4096, 128, 64, undefined, undefined, { tc: true, rowBlocks: 2, skip: [...sk] }])
+        : process.env.WEBINFER_BENCH_MLA_VARIANTS
         ? ([[2, true], [2, false], [1, true], [1, false]] as const).map(([rowBlocks, prefetch]): Shape => [64, 4096, 128, 64, undefined, undefined, { tc: true, rowBlocks, prefetch }])
         : [[64, 4096, 128, 64], [64, 4096, 128, 64, undefined, undefined, f32], [64, 4096, 128, 64, 1], [8, 8192, 128, 64], [128, 1024, 16, 64]];
   const results: CaseResult[] = [];
   for (const [batch, kvLen, H, page, target, skip, kernel] of shapes) {
-    const kname = kernel?.tc === false ? ' f32 kernel' : kernel?.rowBlocks ? ` tensor-core ${16 * kernel.rowBlocks} rows${kernel.prefetch === false ? ', no prefetch' : ''}` : '';
+    const kname = kernel?.tc === false ? ' f32 kernel' : kernel?.rowBlocks ? ` tensor-core ${16 * kernel.rowBlocks} rows${kernel.prefetch === false ? ', no prefetch' : ''}${kernel.skip ? ` skip [${kernel.skip.join(',')}]` : ''}` : '';
     const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target ? ', no split' : ''}${kname}${skip ? ` [without ${skip}]` : ''}`;
     if (opts.filter && !name.includes(opts.filter)) continue;
     opts.progress(`mla: ${name}`);
@@ -86,7 +88,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profil
     try {
       const w = new BatchMLAPagedAttentionWrapper(ctx, ws);
       const smScale = 1 / Math.sqrt(192);
-      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16', targetWorkgroups: target, debugSkip: skip, ...(kernel?.tc !== undefined ? { useTensorCores: kernel.tc } : {}), ...(kernel?.rowBlocks ? { debugTensorCore: { rowBlocks: kernel.rowBlocks, prefetch: kernel.prefetch } } : {}) });
+      w.plan({ qoIndptr, kvIndptr, kvIndices: perm, kvLenArr: Array(batch).fill(kvLen), numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: false, smScale, qDataType: 'f16', kvDataType: 'f16', targetWorkgroups: target, debugSkip: skip, ...(kernel?.tc !== undefined ? { useTensorCores: kernel.tc } : {}), ...(kernel?.rowBlocks ? { debugTensorCore: { rowBlocks: kernel.rowBlocks, prefetch: kernel.prefetch, ...(kernel.skip?.length ? { skip: kernel.skip } : {}) } } : {}) });
       const encode = (enc: GPUCommandEncoder) => void w.run(qn, qp, ckv, kpe, { out, lse, encoder: enc });
       await ctx.checkErrors(async () => {
         const enc = ctx.device.createCommandEncoder();

@@ -28,6 +28,8 @@ export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debug
   wideKV?: boolean;
   /** log2 of the page size when it is a power of two (page and slot by shift and mask). */
   pageShift?: number;
+  /** Bench profiling only: phases left out (results are wrong). */
+  skip?: ('load' | 'qk' | 'softmax' | 'pv')[];
 }
 
 const BC = 16;
@@ -66,10 +68,15 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
   const DK = DC + DP;
   const { ROWS, NSG, KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK, c.rowBlocks ?? 2);
   const prefetch = c.prefetch ?? true;
+  const skip = new Set(c.skip ?? []);
   const SG = c.subgroupSize;
   const WG = NSG * SG;
-  const LPR = WG / ROWS; // softmax lanes per row
-  const KPL = BC / LPR; // keys per lane
+  // Softmax: 4 keys a lane (one 16-byte read per quarter's partial S), 4 lanes a row; with more
+  // invocations than ROWS * 4 the rest sit the softmax out.
+  const KPL = 4;
+  const LPR = BC / KPL;
+  const SOFT = ROWS * LPR;
+  if (SOFT > WG || LPR > SG) throw new Error(`MLA tensor-core softmax needs ${SOFT} invocations`);
   const NK = DK / 64; // k-steps of each subgroup's quarter of the K dims
   const QW = DK / 32; // words in a quarter of the K dims (DK / 4 elements)
   const left = 'subgroup_matrix_left<f16, 16, 16>';
@@ -102,16 +109,16 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
       let idx = lid + ${i * WG}u;
       if (idx < ${units}u) { smem[(idx / ${UPK}u) * ${KST}u + idx % ${UPK}u] = kr_${i}; }
     }`).join('\n    ');
-  // P of this lane's KPL keys with reference max `mr`, written as f16 pairs; returns the rounded sum.
+  // P of this lane's 4 keys with reference max \`mr\` (two f16 pairs); tile_l gets the rounded sum.
   const writeP = (mr: string) => `{
-      var sum = 0.0;
-      for (var e = 0u; e < ${KPL / 2}u; e++) {
-        let h = vec2<f16>(p16(x[2u * e], ${mr}), p16(x[2u * e + 1u], ${mr}));
-        sum += f32(h.x) + f32(h.y);
-        let key = part * ${KPL}u + 2u * e;
-        smem[${P0}u + srb * ${16 * PST}u + sr * ${PST}u + key / 8u][(key % 8u) / 2u] = bitcast<u32>(h);
+      let h0 = vec2<f16>(p16(x.x, ${mr}), p16(x.y, ${mr}));
+      let h1 = vec2<f16>(p16(x.z, ${mr}), p16(x.w, ${mr}));
+      tile_l = f32(h0.x) + f32(h0.y) + f32(h1.x) + f32(h1.y);
+      if (soft) {
+        let w = ${P0}u + srb * ${16 * PST}u + sr * ${PST}u + part / 2u;
+        smem[w][(part % 2u) * 2u] = bitcast<u32>(h0);
+        smem[w][(part % 2u) * 2u + 1u] = bitcast<u32>(h1);
       }
-      tile_l = sum;
     }`;
   // Stages O block `b` of this subgroup through its S partial area; `body` sees the lane's row
   // `orow` (0..15), dims `dim` (4 of them, `o4`) of V quarter qd.
@@ -198,13 +205,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let rb = sg / 4u;   // row block of this subgroup
   let qd = sg % 4u;   // its quarter of the K dims (S) and of the V dims (O)
   let s_area = ${SP0}u + sg * ${16 * SST}u;
-  // Softmax roles: row r (0..31) of the work item, part of its keys.
-  let r = lid / ${LPR}u;
+  // Softmax roles: row r of the work item, its keys part * 4 .. part * 4 + 3.
+  let soft = lid < ${SOFT}u;
+  let r = min(lid / ${LPR}u, ${ROWS - 1}u);
   let part = lid % ${LPR}u;
   let srb = r / 16u;
   let sr = r % 16u;
   let tok = (wi.tile + r) / H;
-  var vis_hi = select(i32(kv_hi), -1, tok >= wi.qo_len);
+  var vis_hi = select(i32(kv_hi), -1, tok >= wi.qo_len || !soft);
   ${c.causal ? 'vis_hi = min(vis_hi, i32(tok) + delta + 1);' : ''}
 
   // Q rows (nope | pe) -> f16 words, then each subgroup's quarter as left matrices.
@@ -237,18 +245,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var m = NEG_BIG;   // this lane's row's reference max
   var l = 0.0;       // this lane's share of the row sum
   var tile_l = 0.0;
-  var x: array<f32, ${KPL}>;
+  var x = vec4<f32>(NEG_BIG);
   ${Array.from({ length: iters }, (_, i) => `var kr_${i} = vec4<u32>(0u);`).join('\n  ')}
-  ${prefetch ? fetch('wi.kv_start') : ''}
+  ${prefetch && !skip.has('load') ? fetch('wi.kv_start') : ''}
 
   for (var t0 = wi.kv_start; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();  // the last tile's P V is done with the K tile and P (and Q staging)
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
-    ${prefetch ? '' : fetch('t0')}
-    ${put}
+    ${skip.has('load') ? '' : `${prefetch ? '' : fetch('t0')}
+    ${put}`}
     workgroupBarrier();
-    ${prefetch ? fetch(`t0 + ${BC}u`) : ''}
-    {
+    ${prefetch && !skip.has('load') ? fetch(`t0 + ${BC}u`) : ''}
+    if (${skip.has('qk') ? 'false' : 'true'}) {
       var s = ${result}();
       ${Array.from({ length: NK }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, qd * ${QW}u + ${2 * i}u, ${KST}u), s);`).join('\n      ')}
       subgroupMatrixStore<row_major>(&smem, s_area, s, ${SST}u);
@@ -256,19 +264,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     // Logits of this lane's keys: the 4 quarters' partial sums, scaled and masked.
     var mx = NEG_BIG;
-    for (var e = 0u; e < ${KPL}u; e++) {
-      let key = part * ${KPL}u + e;
-      let j = t0 + key;
-      var v = NEG_BIG;
-      if (i32(j) < vis_hi) {
-        var acc = 0.0;
-        for (var q = 0u; q < 4u; q++) {
-          acc += bitcast<vec4<f32>>(smem[${SP0}u + (srb * 4u + q) * ${16 * SST}u + sr * ${SST}u + key / 4u])[key % 4u];
-        }
-        v = acc * params.sm_scale_log2;
+    if (${skip.has('softmax') ? 'false' : 'true'}) {
+      var acc = vec4<f32>(0.0);
+      for (var q = 0u; q < 4u; q++) {
+        acc += bitcast<vec4<f32>>(smem[${SP0}u + (srb * 4u + q) * ${16 * SST}u + sr * ${SST}u + part]);
       }
-      x[e] = v;
-      mx = max(mx, v);
+      let j0 = i32(t0 + part * 4u);
+      let vis = vec4<i32>(j0, j0 + 1, j0 + 2, j0 + 3) < vec4<i32>(vis_hi);
+      x = select(vec4<f32>(NEG_BIG), acc * params.sm_scale_log2, vis);
+      mx = max(max(x.x, x.y), max(x.z, x.w));
     }
     ${red('mx', 'max')}
     if (m <= NEG_BIG) { m = mx; }  // O of this row is still zero
@@ -280,20 +284,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let alpha = exp2(m - m_new);
       m = m_new;
       l *= alpha;
-      if (part == 0u) { row_s[r].z = alpha; }
+      if (soft && part == 0u) { row_s[r].z = alpha; }
       workgroupBarrier();
       ${staged('o4 *= row_s[rb * 16u + orow].z;', true)}
       ${writeP('m')}
       workgroupBarrier();
     }
     l += tile_l;
-    {
+    if (${skip.has('pv') ? 'false' : 'true'}) {
       let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${P0}u + rb * ${16 * PST}u, ${PST}u);
       ${Array.from({ length: 8 }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, qd * 16u + ${2 * i}u, ${KST}u), o_${i});`).join('\n      ')}
     }
   }
   ${red('l', '+')}
-  if (part == 0u) { row_s[r] = vec4<f32>(m, l, 0.0, 0.0); }
+  if (soft && part == 0u) { row_s[r] = vec4<f32>(m, l, 0.0, 0.0); }
   workgroupBarrier();
   ${staged(`let orr = rb * 16u + orow;
       let ot = (wi.tile + orr) / H;
