@@ -187,17 +187,19 @@ export function validatePagedKVIndices(args: {
     throw new ShapeError(`has ${lastPageLen.length} entries, expected batch_size = ${batch}`, 'lastPageLen');
   }
   const used = indptr[batch];
-  let maxPageId = -1;
   const limit = maxNumPages ?? 0x7fffffff;
+  // One branch-free pass for the range (plan runs every step); the offender is looked up only on error.
+  let maxPageId = -1;
+  let minPageId = 0;
   for (let i = 0; i < used; i++) {
     const page = indices[i];
-    if (page > maxPageId) maxPageId = page;
-    if (page < 0 || page >= limit) {
-      throw new IndexRangeError(
-        `page id ${page} at position ${i} is outside [0, ${maxNumPages ?? 'inf'})`,
-        'indices',
-      );
-    }
+    maxPageId = page > maxPageId ? page : maxPageId;
+    minPageId = page < minPageId ? page : minPageId;
+  }
+  if (minPageId < 0 || maxPageId >= limit) {
+    let i = 0;
+    while (indices[i] >= 0 && indices[i] < limit) i++;
+    throw new IndexRangeError(`page id ${indices[i]} at position ${i} is outside [0, ${maxNumPages ?? 'inf'})`, 'indices');
   }
   const kvLens = new Int32Array(batch);
   for (let b = 0; b < batch; b++) {

@@ -58,30 +58,39 @@ export function planSplitKV(input: SplitKVPlanInput): SplitKVPlan {
     chunkSize = Math.max(minChunk, roundUp(wanted, input.tile));
     if (chunkSize >= longest) chunkSize = 0;
   }
-  const row: number[] = [];
-  const start: number[] = [];
-  const end: number[] = [];
-  const slot: number[] = [];
+  // Two passes into typed arrays (plan runs every step: no growing arrays, no Int32Array.from).
+  const chunksOf = (r: number) => {
+    const s = input.rowStart[r];
+    const e = Math.max(s, input.rowEnd[r]);
+    return chunkSize > 0 ? Math.max(1, Math.ceil((e - s) / chunkSize)) : 1;
+  };
+  let count = 0;
+  for (let r = 0; r < rows; r++) count += chunksOf(r);
+  const row = new Int32Array(count);
+  const start = new Int32Array(count);
+  const end = new Int32Array(count);
+  const slot = new Int32Array(count);
   const slotIndptr = new Int32Array(rows + 1);
   let numSlots = 0;
+  let k = 0;
   for (let r = 0; r < rows; r++) {
     const s = input.rowStart[r];
     const e = Math.max(s, input.rowEnd[r]);
-    const n = chunkSize > 0 ? Math.max(1, Math.ceil((e - s) / chunkSize)) : 1;
-    for (let c = 0; c < n; c++) {
-      row.push(r);
-      start.push(n === 1 ? s : s + c * chunkSize);
-      end.push(n === 1 ? e : Math.min(e, s + (c + 1) * chunkSize));
-      slot.push(n === 1 ? -1 : numSlots + c);
+    const n = chunksOf(r);
+    for (let c = 0; c < n; c++, k++) {
+      row[k] = r;
+      start[k] = n === 1 ? s : s + c * chunkSize;
+      end[k] = n === 1 ? e : Math.min(e, s + (c + 1) * chunkSize);
+      slot[k] = n === 1 ? -1 : numSlots + c;
     }
     if (n > 1) numSlots += n;
     slotIndptr[r + 1] = numSlots;
   }
   return {
-    chunkRow: Int32Array.from(row),
-    chunkStart: Int32Array.from(start),
-    chunkEnd: Int32Array.from(end),
-    chunkSlot: Int32Array.from(slot),
+    chunkRow: row,
+    chunkStart: start,
+    chunkEnd: end,
+    chunkSlot: slot,
     slotIndptr,
     numSlots,
     chunkSize,

@@ -276,6 +276,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   readonly useCudaGraph: boolean;
   private readonly workspace: Workspace;
   private readonly planBuf: GrowableBuffer;
+  private readonly kernelChoices = new Map<string, { tile: number; subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined }>();
+  /** Host staging of the plan words, reused across plans (zeroed, not reallocated). */
+  private planWords = new Uint32Array(0);
   private readonly lseScratch: GrowableBuffer;
   private current: Plan | undefined;
   private readonly dispatch: DispatchCache;
@@ -394,8 +397,18 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       sinks: false,
       nativeF16: this.ctx.hasF16,
     };
-    const tile = args.debug?.tile ?? chooseTile(this.ctx, base);
-    const subgroup = this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup);
+    // Kernel choice depends only on these options: worked out once per distinct set (plan runs
+    // every step, so its CPU time counts).
+    const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${JSON.stringify(args.debug ?? null)}`;
+    let choice = this.kernelChoices.get(choiceKey);
+    if (!choice) {
+      choice = {
+        tile: args.debug?.tile ?? chooseTile(this.ctx, base),
+        subgroup: this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup),
+      };
+      this.kernelChoices.set(choiceKey, choice);
+    }
+    const { tile, subgroup } = choice;
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
     const headGroups = subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1;
     const targetWorkgroups = args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS;
@@ -434,7 +447,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // Device-scheduled speculative plans keep the draft mask rows after the slot indptr.
     const maskWords = ds?.maskWords ?? 0;
     const maskOffset = slotIndptrOffset + rows + 1;
-    const words = new Uint32Array(Math.ceil((maskOffset + rows * maskWords) / 4) * 4);
+    const wordCount = Math.ceil((maskOffset + rows * maskWords) / 4) * 4;
+    if (this.planWords.length < wordCount) this.planWords = new Uint32Array(Math.max(wordCount, this.planWords.length * 2));
+    const words = this.planWords.subarray(0, wordCount);
+    // Everything but the page indices (written below) starts at zero, as in a fresh array.
+    words.fill(0, 0, indicesOffset);
+    words.fill(0, indicesOffset + (ds ? 0 : indices.length));
     for (let c = chunks; c < numWork; c++) words[workOffset + c * WORK_ITEM_WORDS] = PADDING_ROW;
     for (let c = 0; c < (ds ? 0 : chunks); c++) {
       const r = split.chunkRow[c];
@@ -499,7 +517,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       shapeKey: '',
       device: ds && { splits: chunks / rows, pagesPerSeq: ds.pagesPerSeq, window: windowLeft >= 0 ? windowLeft + 1 : 0, qLenPerReq, maskWords, maskOffset },
     };
-    plan.shapeKey = planShapeKey(plan);
+    // Only graph mode keeps recorded dispatches across plans, so only it needs the shape key.
+    plan.shapeKey = this.graph ? planShapeKey(plan) : '';
     // Recorded dispatches survive a re-plan only in graph mode, and only with the same shape.
     if (!this.graph || this.current?.shapeKey !== plan.shapeKey) {
       this.token.invalidate('the wrapper was planned again with a different shape');

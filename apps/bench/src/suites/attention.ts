@@ -130,8 +130,8 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
       row('one BatchAttention run', msA, verified ?? 'not run'),
       row('prefill + decode wrappers back to back', msB, `${verified ? `${verified}; ` : ''}BatchAttention time / wrappers time = ${(msA / msB).toFixed(3)}`),
       row('one BatchAttention run, decode rows on the prefill kernel too (decodeKernel: false)', median(tC.samples), `${verifiedC}; time / wrappers time = ${(median(tC.samples) / msB).toFixed(3)}`),
-      row('the prefill wrapper alone', median(tP.samples), 'part of the above'),
-      row('the decode wrapper alone', median(tD.samples), 'part of the above'),
+      row('the prefill wrapper alone', median(tP.samples), verified ? `${verified}; timed alone` : 'not run'),
+      row('the decode wrapper alone', median(tD.samples), verified ? `${verified}; timed alone` : 'not run'),
     ];
   } finally {
     for (const t of tensors) t.destroy();
