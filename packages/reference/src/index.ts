@@ -7,3 +7,4 @@ export * from './mla';
 export * from './mask';
 export * from './random';
 export * from './compare';
+export * from './wgsl-layout';
