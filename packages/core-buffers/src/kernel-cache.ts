@@ -121,7 +121,7 @@ export function kernelCacheSize(ctx: GpuContext): number {
 /** A buffer binding: a whole buffer, or a byte range of it. */
 export type BufferBinding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
-function isGpuBuffer(b: BufferBinding): b is GPUBuffer {
+export function isGpuBuffer(b: BufferBinding): b is GPUBuffer {
   return typeof (b as GPUBuffer).getMappedRange === 'function';
 }
 

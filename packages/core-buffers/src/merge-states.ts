@@ -8,7 +8,8 @@
 import type { GpuContext } from './context';
 import type { DType } from './dtype';
 import { ShapeError } from './errors';
-import { type BufferBinding, type IndirectDispatch, bindGroup, encodeDispatch, foldWorkgroups, getKernel } from './kernel-cache';
+import type { DispatchCache } from './dispatch-cache';
+import { type BufferBinding, type IndirectDispatch, bindGroup, encodeDispatch, foldWorkgroups, getKernel, isGpuBuffer } from './kernel-cache';
 import type { Tensor } from './tensor';
 import { UniformSchema } from './uniforms';
 import { wgslAttentionCommon } from './wgsl/attention';
@@ -123,6 +124,13 @@ export interface EncodeMergeArgs {
   vScale?: number;
   /** Dispatch size from this buffer (graph mode: 0 when a plan split nothing), else computed. */
   indirect?: IndirectDispatch;
+  /**
+   * A wrapper's cache for the merge's uniform buffer and bind group: with it, runs with the same
+   * values make no buffer and no bind group (a merge runs every step of a split plan), and
+   * nothing is left for the caller to destroy. `external`: the encoder is the caller's.
+   */
+  cache?: DispatchCache;
+  external?: boolean;
 }
 
 /** The workgroup counts of a merge over `numRows` rows (what an indirect merge dispatch holds). */
@@ -130,8 +138,11 @@ export function mergeWorkgroups(ctx: GpuContext, numRows: number, numHeads: numb
   return foldWorkgroups(ctx, Math.ceil((numRows * numHeads * (headDim / 4)) / WORKGROUP));
 }
 
-/** Encodes a merge into `encoder`. Returns the uniform buffer (destroy it after submit). */
-export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a: EncodeMergeArgs): GPUBuffer {
+/**
+ * Encodes a merge into `encoder`. Returns the uniform buffer to destroy after submit, or undefined
+ * when `a.cache` owns it.
+ */
+export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a: EncodeMergeArgs): GPUBuffer | undefined {
   const kernel = getKernel(ctx, {
     id: 'core/merge-states',
     config: a.config,
@@ -140,27 +151,25 @@ export function encodeMergeStates(ctx: GpuContext, encoder: GPUCommandEncoder, a
   });
   const total = a.numRows * a.numHeads * (a.headDim / 4);
   const groups = mergeWorkgroups(ctx, a.numRows, a.numHeads, a.headDim);
-  const uniform = mergeUniforms.createBuffer(
-    ctx.device,
-    {
-      num_rows: a.numRows,
-      num_heads: a.numHeads,
-      head_dim: a.headDim,
-      states_per_row: a.statesPerRow ?? 1,
-      v_offset: a.vOffset ?? 0,
-      s_offset: a.sOffset ?? 0,
-      indptr_offset: a.indptrOffset ?? 0,
-      out_offset: a.outOffset ?? 0,
-      lse_offset: a.lseOffset ?? 0,
-      v_scale: a.vScale ?? 1,
-      groups_x: groups[0],
-    },
-    'core/merge-states',
-  );
+  const values = {
+    num_rows: a.numRows,
+    num_heads: a.numHeads,
+    head_dim: a.headDim,
+    states_per_row: a.statesPerRow ?? 1,
+    v_offset: a.vOffset ?? 0,
+    s_offset: a.sOffset ?? 0,
+    indptr_offset: a.indptrOffset ?? 0,
+    out_offset: a.outOffset ?? 0,
+    lse_offset: a.lseOffset ?? 0,
+    v_scale: a.vScale ?? 1,
+    groups_x: groups[0],
+  };
+  const uniform = a.cache ? a.cache.uniform(mergeUniforms.pack(values), a.external ?? true) : mergeUniforms.createBuffer(ctx.device, values, 'core/merge-states');
   const dummy = a.s; // unused bindings point at a buffer already bound (read-only)
-  const group = bindGroup(ctx, kernel, [uniform, a.v, a.s, a.indptr ?? dummy, a.sinks ?? dummy, a.out, a.lse ?? a.out]);
+  const entries = [uniform, a.v, a.s, a.indptr ?? dummy, a.sinks ?? dummy, a.out, a.lse ?? a.out];
+  const group = a.cache ? a.cache.bindGroup(kernel, entries.map((b) => (isGpuBuffer(b) ? { buffer: b } : b))) : bindGroup(ctx, kernel, entries);
   if (total > 0) encodeDispatch(encoder, kernel, group, a.indirect ?? groups);
-  return uniform;
+  return a.cache ? undefined : uniform;
 }
 
 /** Where a split-KV plan keeps its partial states and how its rows map to them. */
@@ -182,6 +191,9 @@ export interface SplitKVMergeArgs {
   sinks?: BufferBinding;
   vScale: number;
   indirect?: IndirectDispatch;
+  /** See EncodeMergeArgs: the wrapper's merge DispatchCache and whether the encoder is the caller's. */
+  cache?: DispatchCache;
+  external?: boolean;
 }
 
 /**
@@ -189,7 +201,7 @@ export interface SplitKVMergeArgs {
  * get their partial states merged into `out` / `lse`; rows with one chunk were written by the
  * kernel itself and are left alone. Returns the uniform buffer (destroy it after submit).
  */
-export function encodeSplitKVMerge(ctx: GpuContext, encoder: GPUCommandEncoder, a: SplitKVMergeArgs): GPUBuffer {
+export function encodeSplitKVMerge(ctx: GpuContext, encoder: GPUCommandEncoder, a: SplitKVMergeArgs): GPUBuffer | undefined {
   return encodeMergeStates(ctx, encoder, {
     config: { vDtype: 'f32', outDtype: a.outDtype, ragged: true, skipSingle: true, sinks: a.sinks !== undefined, writeLse: true },
     numRows: a.numRows,
@@ -206,6 +218,8 @@ export function encodeSplitKVMerge(ctx: GpuContext, encoder: GPUCommandEncoder, 
     lseOffset: a.lseOffset,
     vScale: a.vScale,
     indirect: a.indirect,
+    cache: a.cache,
+    external: a.external,
   });
 }
 
@@ -217,7 +231,7 @@ function submitMerge(ctx: GpuContext, args: EncodeMergeArgs): void {
   const encoder = ctx.device.createCommandEncoder({ label: 'core/merge-states' });
   const uniform = encodeMergeStates(ctx, encoder, args);
   ctx.submit([encoder.finish()]);
-  uniform.destroy();
+  uniform?.destroy();
 }
 
 function contiguous(t: Tensor, argument: string): void {
@@ -352,7 +366,7 @@ function mergePairInto(
     }
   }
   ctx.submit([encoder.finish()]);
-  uniform.destroy();
+  uniform?.destroy();
   for (const t of [stackedV, stackedS, ...(mask ? [merged, mergedS] : [])]) t.destroy();
 }
 

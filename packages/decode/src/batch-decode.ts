@@ -276,6 +276,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   readonly useCudaGraph: boolean;
   private readonly workspace: Workspace;
   private readonly planBuf: GrowableBuffer;
+  private readonly mergeDispatch: DispatchCache;
   private readonly kernelChoices = new Map<string, { tile: number; subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined }>();
   /** Host staging of the plan words, reused across plans (zeroed, not reallocated). */
   private planWords = new Uint32Array(0);
@@ -305,6 +306,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, 'decode/params');
     this.scheduleDispatch = new DispatchCache(ctx, 'decode/device-schedule');
+    this.mergeDispatch = new DispatchCache(ctx, 'decode/merge');
     this.planBuf = new GrowableBuffer(ctx, 'decode/plan', GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 4096);
     this.lseScratch = new GrowableBuffer(ctx, 'decode/lse-scratch', GPUBufferUsage.STORAGE);
   }
@@ -750,6 +752,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         sinks: options.sinks?.buffer,
         vScale,
         indirect: this.indirect && { buffer: this.indirect, offset: 12 },
+        cache: this.mergeDispatch,
+        external: Boolean(options.encoder),
       });
     }
     if (!options.encoder) {
@@ -819,6 +823,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     this.indirect?.destroy();
     this.dispatch.destroy();
     this.scheduleDispatch.destroy();
+    this.mergeDispatch.destroy();
     this.current = undefined;
   }
 

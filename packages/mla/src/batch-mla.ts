@@ -194,6 +194,7 @@ export class BatchMLAPagedAttentionWrapper {
   private readonly planBuf: GrowableBuffer;
   private readonly lseScratch: GrowableBuffer;
   private readonly dispatch: DispatchCache;
+  private readonly mergeDispatch: DispatchCache;
   private readonly scheduleDispatch: DispatchCache;
   private readonly graph: GraphBuffers | undefined;
   private current: Plan | undefined;
@@ -213,6 +214,7 @@ export class BatchMLAPagedAttentionWrapper {
     this.lseScratch = new GrowableBuffer(ctx, 'mla/lse-scratch', GPUBufferUsage.STORAGE);
     this.dispatch = new DispatchCache(ctx, 'mla/params');
     this.scheduleDispatch = new DispatchCache(ctx, 'mla/device-schedule');
+    this.mergeDispatch = new DispatchCache(ctx, 'mla/merge');
   }
 
   /** How the last plan split the work (diagnostics, tests, bench). */
@@ -577,8 +579,7 @@ export class BatchMLAPagedAttentionWrapper {
     if (p.numWork > 0) encodeDispatch(encoder, kernel, group, groups);
     const temps: GPUBuffer[] = [];
     if (p.regions) {
-      temps.push(
-        encodeSplitKVMerge(ctx, encoder, {
+      encodeSplitKVMerge(ctx, encoder, {
           partialO: this.workspace.binding(p.regions.partialO),
           partialLse: this.workspace.binding(p.regions.partialLse),
           indptr: this.planBuf.buffer!,
@@ -591,8 +592,9 @@ export class BatchMLAPagedAttentionWrapper {
           lse: lseBinding,
           lseOffset: lse ? lse.offset : 0,
           vScale,
-        }),
-      );
+          cache: this.mergeDispatch,
+          external: Boolean(options.encoder),
+        });
     }
     if (lse && options.returnLseBaseOnE) temps.push(...encodeLseToNatural(ctx, encoder, lse));
     if (!options.encoder) {
@@ -611,6 +613,7 @@ export class BatchMLAPagedAttentionWrapper {
     this.lseScratch.destroy();
     this.dispatch.destroy();
     this.scheduleDispatch.destroy();
+    this.mergeDispatch.destroy();
     this.current = undefined;
   }
 

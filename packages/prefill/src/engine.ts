@@ -116,6 +116,7 @@ interface Plan extends EnginePlanArgs {
 export class PrefillEngine {
   private readonly workspace: Workspace;
   private readonly dispatch: DispatchCache;
+  private readonly mergeDispatch: DispatchCache;
   private readonly planBuf: GrowableBuffer;
   private readonly maskBuf: GrowableBuffer;
   private readonly lseScratch: GrowableBuffer;
@@ -130,6 +131,7 @@ export class PrefillEngine {
   ) {
     this.workspace = new Workspace(ctx, workspaceBuffer);
     this.dispatch = new DispatchCache(ctx, `${label}/params`);
+    this.mergeDispatch = new DispatchCache(ctx, `${label}/merge`);
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
     this.planBuf = new GrowableBuffer(ctx, `${label}/plan`, storage, 4096);
     this.maskBuf = new GrowableBuffer(ctx, `${label}/mask`, storage, 4096);
@@ -415,6 +417,8 @@ export class PrefillEngine {
         lseOffset: lse ? lse.offset : 0,
         sinks: sinksBind?.binding,
         vScale,
+        cache: this.mergeDispatch,
+        external: Boolean(r.encoder),
       });
     }
     if (!r.encoder) {
@@ -430,6 +434,7 @@ export class PrefillEngine {
     this.maskBuf.destroy();
     this.lseScratch.destroy();
     this.dispatch.destroy();
+    this.mergeDispatch.destroy();
     this.current = undefined;
   }
 }

@@ -1,0 +1,4 @@
+import '../../../../../packages/cuda-graph/test/graph.test';
+import { main } from '../run';
+
+await main('cuda-graph/test/graph');
