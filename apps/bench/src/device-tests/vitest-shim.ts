@@ -1,6 +1,6 @@
 /**
  * The few vitest APIs the package tests use, so their bundles run on a bare GPU host (node and
- * dawn.node, no node_modules): describe / it / it.each / beforeAll / afterAll and expect with
+ * dawn.node, no node_modules): describe(.each) / it(.each) / beforeAll / afterAll and expect with
  * toBe, toEqual, toThrow, toBeGreaterThan. `runRegistered()` runs what a test file registered.
  */
 import { isDeepStrictEqual } from 'node:util';
@@ -16,7 +16,7 @@ interface Scope {
 const root: Scope = { name: '', before: [], after: [], items: [] };
 let current = root;
 
-export function describe(name: string, body: () => void): void {
+function describeImpl(name: string, body: () => void): void {
   const scope: Scope = { name, before: [], after: [], items: [] };
   current.items.push(scope);
   const outer = current;
@@ -27,6 +27,15 @@ export function describe(name: string, body: () => void): void {
     current = outer;
   }
 }
+describeImpl.each =
+  <T>(rows: readonly T[]) =>
+  (template: string, body: (row: T) => void): void => {
+    rows.forEach((row, i) => {
+      const args = Array.isArray(row) ? (row as unknown[]) : [row];
+      describeImpl(title(template, row, i), () => (body as (...a: unknown[]) => void)(...args));
+    });
+  };
+export const describe = describeImpl;
 
 /** vitest's `$name` / `%s` / `%i` title formatting, enough for readable names. */
 function title(template: string, row: unknown, i: number): string {
