@@ -88,8 +88,10 @@ export function tensorCoreLayout(c: TensorCorePrefillConfig) {
   const words = P0 + (NSG * 16 * PST) / 8;
   const qChunk = Math.min(BR, Math.max(16, Math.floor((P0 * 8) / QST / 16) * 16));
   const rope = c.posEncoding === 'ROPE_LLAMA';
-  const smemBytes = Math.max(words, (qChunk * QST) / 8) * 16 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
-  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words: Math.max(words, up8(qChunk * QST) / 8), qChunk, smemBytes, WG: NSG * c.subgroupSize };
+  const total = Math.max(words, up8(qChunk * QST) / 8);
+  // The array, RoPE frequencies, the 48-byte work item and the 16-byte flag.
+  const smemBytes = total * 16 + (rope ? (DQ / 2) * 4 : 0) + 48 + 16;
+  return { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words: total, qChunk, smemBytes, WG: NSG * c.subgroupSize };
 }
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
