@@ -90,6 +90,24 @@ export const MLA_BINDINGS = [
   'read-only-storage',
 ] as const;
 
+/**
+ * The bindings both MLA kernels declare (MLA_BINDINGS). `wideKV` views ckv/kpe as 16-byte words.
+ * `val` holds the V rows: the ckv rows themselves (MLA) or a separate cache (xqaMla).
+ */
+export function mlaBindingsWgsl(wideKV: boolean): string {
+  const kv = wideKV ? 'vec4<u32>' : 'u32';
+  return `@group(0) @binding(0) var<uniform> params: MlaParams;
+@group(0) @binding(1) var<storage, read> q_nope: array<u32>;
+@group(0) @binding(2) var<storage, read> q_pe: array<u32>;
+@group(0) @binding(3) var<storage, read> ckv: array<${kv}>;
+@group(0) @binding(4) var<storage, read> kpe: array<${kv}>;
+@group(0) @binding(5) var<storage, read> plan: array<u32>;
+@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
+@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
+@group(0) @binding(9) var<storage, read> val: array<u32>;`;
+}
+
 export function mlaSimtWgsl(c: MlaShaderConfig): string {
   const DC = c.headDimCkv;
   const DP = c.headDimKpe;
@@ -137,17 +155,7 @@ ${c.oDtype === 'f32' ? '' : wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16
 
 struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32 }
 
-@group(0) @binding(0) var<uniform> params: MlaParams;
-@group(0) @binding(1) var<storage, read> q_nope: array<u32>;
-@group(0) @binding(2) var<storage, read> q_pe: array<u32>;
-@group(0) @binding(3) var<storage, read> ckv: array<u32>;
-@group(0) @binding(4) var<storage, read> kpe: array<u32>;
-@group(0) @binding(5) var<storage, read> plan: array<u32>;
-@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
-@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
-@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
-// V rows: the ckv rows themselves (MLA), or the first ${DC} dims of a separate cache (xqaMla).
-@group(0) @binding(9) var<storage, read> val: array<u32>;
+${mlaBindingsWgsl(false)}
 
 ${wgslLoadVec4('load_qn', 'q_nope', c.qDtype)}
 ${wgslLoadVec4('load_qp', 'q_pe', c.qDtype)}

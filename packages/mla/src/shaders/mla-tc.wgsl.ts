@@ -16,7 +16,7 @@
  * their alignment otherwise) and all matrix tiles live in one `vec4<u32>` array.
  */
 import { DIRECT, WORK_ITEM_WORDS, type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers, wgslPagedAddress } from '@webinfer/core-buffers';
-import { type MlaShaderConfig, mlaUniforms } from './mla-simt.wgsl';
+import { type MlaShaderConfig, mlaBindingsWgsl, mlaUniforms } from './mla-simt.wgsl';
 
 export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
   subgroupSize: number;
@@ -152,16 +152,7 @@ ${wgslPackHelpers([c.oDtype], { nativeF16: true })}
 
 struct WorkItem { qo_start: u32, qo_len: u32, kv_len: u32, page_base: u32, tile: u32, kv_start: u32, kv_end: u32, chunk: u32 }
 
-@group(0) @binding(0) var<uniform> params: MlaParams;
-@group(0) @binding(1) var<storage, read> q_nope: array<u32>;
-@group(0) @binding(2) var<storage, read> q_pe: array<u32>;
-@group(0) @binding(3) var<storage, read> ckv: array<${c.wideKV ? 'vec4<u32>' : 'u32'}>;
-@group(0) @binding(4) var<storage, read> kpe: array<${c.wideKV ? 'vec4<u32>' : 'u32'}>;
-@group(0) @binding(5) var<storage, read> plan: array<u32>;
-@group(0) @binding(6) var<storage, read_write> o_out: array<u32>;
-@group(0) @binding(7) var<storage, read_write> lse_out: array<u32>;
-@group(0) @binding(8) var<storage, read_write> ws: array<f32>;
-@group(0) @binding(9) var<storage, read> val: array<u32>;
+${mlaBindingsWgsl(Boolean(c.wideKV))}
 
 ${wgslLoadVec4('load_qn', 'q_nope', c.qDtype)}
 ${wgslLoadVec4('load_qp', 'q_pe', c.qDtype)}
