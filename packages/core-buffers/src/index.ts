@@ -17,3 +17,4 @@ export * from './growable-buffer';
 export * from './capture';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';
+export * from './wgsl/lazy-max';

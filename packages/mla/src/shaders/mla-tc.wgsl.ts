@@ -15,7 +15,7 @@
  * Every workgroup variable is a multiple of 16 bytes (see the prefill kernel: matrix tiles lose
  * their alignment otherwise) and all matrix tiles live in one `vec4<u32>` array.
  */
-import { DIRECT, WORK_ITEM_WORDS, type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers, wgslPagedAddress } from '@webinfer/core-buffers';
+import { DIRECT, WORK_ITEM_WORDS, type GpuContext, wgslAttentionCommon, wgslLazyMaxStep, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers, wgslPagedAddress } from '@webinfer/core-buffers';
 import { type MlaShaderConfig, mlaBindingsWgsl, mlaUniforms } from './mla-simt.wgsl';
 
 export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
@@ -265,23 +265,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       x = select(vec4<f32>(NEG_BIG), acc * params.sm_scale_log2, vis);
       mx = max(max(x.x, x.y), max(x.z, x.w));
     }
-    ${red('mx', 'max')}
-    if (m <= NEG_BIG) { m = mx; }  // O of this row is still zero
-    if (mx > m + 8.0) { atomicOr(&flag[0], 1u); }
-    ${writeP('m')}
-    if (workgroupUniformLoad(&flag[0]) != 0u) {
-      // Some row's max moved by more than 8: move every reference, rescale l and O, redo P.
-      let m_new = max(m, mx);
-      let alpha = exp2(m - m_new);
-      m = m_new;
-      l *= alpha;
-      if (soft && part == 0u) { row_s[r].z = alpha; }
+    ${wgslLazyMaxStep({
+      reduceMax: red('mx', 'max'),
+      writeP,
+      // O rows live in other subgroups' lanes: alpha goes through workgroup memory.
+      rescale: `if (soft && part == 0u) { row_s[r].z = alpha; }
       workgroupBarrier();
-      ${staged('o4 *= row_s[rb * 16u + orow].z;', true)}
-      ${writeP('m')}
-      workgroupBarrier();
-    }
-    l += tile_l;
+      ${staged('o4 *= row_s[rb * 16u + orow].z;', true)}`,
+    })}
     if (${skip.has('pv') ? 'false' : 'true'}) {
       let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${P0}u + rb * ${16 * PST}u, ${PST}u);
       ${Array.from({ length: 8 }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, qd * 16u + ${2 * i}u, ${KST}u), o_${i});`).join('\n      ')}

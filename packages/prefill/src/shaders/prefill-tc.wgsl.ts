@@ -23,7 +23,7 @@
  * and a matrix tile placed after a smaller variable loses the 16-byte alignment the matrix loads
  * assume (on the H100/H200 that gave wrong products and no error).
  */
-import { type GpuContext, wgslAttentionCommon, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
+import { type GpuContext, wgslAttentionCommon, wgslLazyMaxStep, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
 import {
   type PrefillKernelOptions,
   loadWorkItemWgsl,
@@ -386,21 +386,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${skip.has('softmax') ? '' : `
     var mx = NEG_BIG;
     ${logits}
-    ${reduce('mx', 'max')}
-    if (m <= NEG_BIG) { m = mx; }  // O is still zero: nothing to rescale
-    if (mx > m + 8.0) { atomicOr(&flag[0], 1u); }
-    ${writeP('m')}
-    if (workgroupUniformLoad(&flag[0]) != 0u) {
-      // Some row's max moved by more than 8: move every reference, rescale l and O, redo P.
-      let m_new = max(m, mx);
-      let alpha = exp2(m - m_new);
-      m = m_new;
-      l *= alpha;
-      ${staged('o *= alpha;', true)}
-      ${writeP('m')}
-      workgroupBarrier();
-    }
-    l += tile_l;
+    ${wgslLazyMaxStep({ reduceMax: reduce('mx', 'max'), writeP, rescale: staged('o *= alpha;', true) })}
     `}
     // O += P V.
     ${skip.has('pv') ? '' : `
