@@ -170,6 +170,8 @@ abstract class PrefillWrapperBase {
       tile: opts.debugTile,
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
       tensorCoreSkip: opts.debugTensorCoreSkip,
+      simtSkip: opts.debugSimtSkip,
+      simtLoadMode: opts.debugSimtLoadMode,
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

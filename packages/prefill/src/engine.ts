@@ -62,6 +62,10 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   tensorCoreSubgroups?: number;
   /** Bench profiling only: tensor-core phases left out. */
   tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
+  /** Bench profiling only: f32-kernel phases left out. */
+  simtSkip?: SimtPrefillConfig['debugSkip'];
+  /** Bench only: the f32 kernel's K/V load mode. */
+  simtLoadMode?: SimtPrefillConfig['loadMode'];
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
@@ -164,7 +168,7 @@ export class PrefillEngine {
     // tensor-core workgroup (shape only, so graph-mode re-plans keep their kernel).
     const bigTiles = Math.ceil((a.qoIndptr[a.qoIndptr.length - 1] * group) / 128) * a.numKvHeads;
     const subgroups = a.tensorCoreSubgroups ?? (bigTiles >= (a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS) ? [8, 4] : [4]);
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtLoadMode);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -242,7 +246,7 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip']) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtLoadMode?: SimtPrefillConfig['loadMode']) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
@@ -283,6 +287,8 @@ export class PrefillEngine {
         keysPerTile,
         ...(wide && wide !== 'none' ? { wide } : {}),
         ...(subgroupSoftmax ? { subgroupSoftmax } : {}),
+        ...(simtSkip?.length ? { debugSkip: simtSkip } : {}),
+        ...(simtLoadMode ? { loadMode: simtLoadMode } : {}),
       };
       const L = simtLayout(config);
       if (!L.valid || L.smemBytes > limit) continue;

@@ -67,6 +67,10 @@ export interface PrefillPlanOptions {
   debugTensorCoreSubgroups?: number;
   /** Bench profiling only: tensor-core phases left out (results are wrong). */
   debugTensorCoreSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
+  /** Bench profiling only: f32-kernel phases left out (results are wrong). */
+  debugSimtSkip?: ('load' | 'qk' | 'pv')[];
+  /** Tests/bench only: the f32 kernel's K/V load mode (default 'loop'; 'batch' and 'prefetch' not yet timed). */
+  debugSimtLoadMode?: 'loop' | 'batch' | 'prefetch';
 }
 
 export interface ParsedPrefillOptions {

@@ -30,6 +30,8 @@ interface PagedCase {
   oDtype?: 'f16' | 'f32' | 'bf16';
   /** 1: the largest workgroups (on tensor-core devices, 8 subgroups of 16 rows) and no split. */
   targetWorkgroups?: number;
+  /** The f32 kernel with this K/V load mode. */
+  simtLoadMode?: 'batch' | 'prefetch';
 }
 
 const pagedCases: PagedCase[] = [
@@ -46,10 +48,13 @@ const pagedCases: PagedCase[] = [
   { qoLens: [70, 3, 41], kvLens: [90, 3, 200], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', targetWorkgroups: 1 },
   { qoLens: [40, 150], kvLens: [45, 180], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', mask: true, targetWorkgroups: 1 },
   { qoLens: [130, 9], kvLens: [300, 77], page: 16, hq: 4, hkv: 4, d: 128, layout: 'NHD', form: 'one', causal: true, windowLeft: 50, kvDtype: 'fp8_e4m3', targetWorkgroups: 1 },
+  { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', causal: true, simtLoadMode: 'prefetch' },
+  { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', mask: true, simtLoadMode: 'batch' },
+  { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, oDtype: 'f32', simtLoadMode: 'prefetch' },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
-  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups', async (c) => {
+  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups load $simtLoadMode', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
     const kvDtype = c.kvDtype ?? 'f16';
@@ -93,6 +98,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       disableSplitKv: c.disableSplitKv,
       oDataType: c.oDtype,
       targetWorkgroups: c.targetWorkgroups,
+      ...(c.simtLoadMode ? { useTensorCores: false, debugSimtLoadMode: c.simtLoadMode } : {}),
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);

@@ -21,6 +21,9 @@ interface PrefillCase {
   subgroups?: number;
   /** Tensor-core phases left out (profiling; not verified). */
   skip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
+  /** f32-kernel phases left out (profiling; not verified). */
+  simtSkip?: ('load' | 'qk' | 'pv')[];
+  simtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all'];
 }
@@ -49,6 +52,17 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     // Experiment: decode-shaped batches (one query row per request, GQA 8) through the prefill kernels.
     return [true, false].flatMap((tc) =>
       [64, 128].map((b) => ({ ...c('paged', b, 1, b === 64 ? 4096 : 2048, tc, 64), kvHeads: 8, name: `decode-shaped paged B=${b} qo=1 kv=${b === 64 ? 4096 : 2048} H=64/8 D=128 f16 ${tc ? 'tensor-core' : 'f32 path'}` })),
+    );
+  }
+  if (process.env.WEBINFER_BENCH_SIMT_PROFILE) {
+    // Experiment: the f32 kernel's time with phases left out.
+    const skips: ('load' | 'qk' | 'pv')[][] = [[], ['load'], ['qk'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv']];
+    return skips.map((simtSkip) => ({ ...c('single', 1, 4096, 4096, false), simtSkip, name: `single causal 4096 f32 path skip [${simtSkip.join(',')}]` }));
+  }
+  if (process.env.WEBINFER_BENCH_SIMT_LOAD) {
+    // Experiment: the f32 kernel's K/V load modes.
+    return (['loop', 'batch', 'prefetch'] as const).flatMap((simtLoadMode) =>
+      [c('single', 1, 4096, 4096, false), c('paged', 8, 2048, 2048, false)].map((k) => ({ ...k, simtLoadMode, name: `${k.name} load ${simtLoadMode}` })),
     );
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
@@ -109,7 +123,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

@@ -50,6 +50,16 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
    * at least 8 lanes; otherwise one thread per row does it after a barrier.
    */
   subgroupSoftmax?: boolean;
+  /**
+   * How K/V tiles load when their words can be stored as read (no RoPE, tiles in the KV dtype):
+   * 'loop' (a loop of load-then-store), 'batch' (every load of the tile issued, then every store),
+   * 'prefetch' (the next tile's loads issued before this tile's math). Default 'loop': the other
+   * two pass the tests but have not been timed on a GPU yet (the profile says loads are half the
+   * f32 kernel's time on the H200, BENCHMARKS.md).
+   */
+  loadMode?: 'loop' | 'batch' | 'prefetch';
+  /** Bench profiling only: phases left out (results are wrong). */
+  debugSkip?: ('load' | 'qk' | 'pv')[];
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -230,6 +240,44 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
   }
   for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tkv}(v_s[t * ${VS}u + co + ${j * CGO}u]);`);
 
+  const skipLoad = c.debugSkip?.includes('load') ?? false;
+  // Raw K/V words: tiles keep the KV dtype's own bits, so a unit goes from global to workgroup
+  // memory untouched, and a tile's loads can all be in flight at once.
+  const raw = !rope && tkv === c.kvDtype && (c.loadMode ?? 'loop') !== 'loop' && !skipLoad;
+  const prefetch = raw && c.loadMode === 'prefetch';
+  const rawType = unitType(tkv);
+  const itK = Math.ceil((BC * DQ4) / WG);
+  const itV = Math.ceil((BC * DV4) / WG);
+  const rawWord = (buf: string) =>
+    tkv === 'f32'
+      ? `vec4<u32>(${buf}[e], ${buf}[e + 1u], ${buf}[e + 2u], ${buf}[e + 3u])`
+      : `vec2<u32>(${buf}[e >> 1u], ${buf}[(e >> 1u) + 1u])`;
+  const fused = DQ4 === DV4;
+  const rawRegs = raw ? [...Array.from({ length: itK }, (_, i) => `var kr_${i} = ${rawType}(0u);`), ...Array.from({ length: itV }, (_, i) => `var vr_${i} = ${rawType}(0u);`)].join('\n  ') : '';
+  const unitAt = (i: number, per: number, total: number) => `let idx = lid + ${i * WG}u; let c = idx / ${per}u; let u = idx % ${per}u; let inside = ${total % WG === 0 ? 'true' : `idx < ${total}u`};`;
+  const fetchRaw = (t: string) =>
+    fused
+      ? Array.from({ length: itK }, (_, i) => `{
+      ${unitAt(i, DQ4, BC * DQ4)} let j = ${t} + c;
+      kr_${i} = ${rawType}(0u); vr_${i} = ${rawType}(0u);
+      if (inside && j < kv_hi) { let rows = kv_rows(j, wi.page_base, kvh) + u * 4u; { let e = rows.x; kr_${i} = ${rawWord('k_cache')}; } { let e = rows.y; vr_${i} = ${rawWord('v_cache')}; } }
+    }`).join('\n    ')
+      : [
+          ...Array.from({ length: itK }, (_, i) => `{
+      ${unitAt(i, DQ4, BC * DQ4)} let j = ${t} + c;
+      kr_${i} = ${rawType}(0u);
+      if (inside && j < kv_hi) { let e = k_row(j, wi.page_base, kvh) + u * 4u; kr_${i} = ${rawWord('k_cache')}; }
+    }`),
+          ...Array.from({ length: itV }, (_, i) => `{
+      ${unitAt(i, DV4, BC * DV4)} let j = ${t} + c;
+      vr_${i} = ${rawType}(0u);
+      if (inside && j < kv_hi) { let e = v_row(j, wi.page_base, kvh) + u * 4u; vr_${i} = ${rawWord('v_cache')}; }
+    }`),
+        ].join('\n    ');
+  const putRaw = [
+    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = kr_${i}; } }`),
+    ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = vr_${i}; } }`),
+  ].join('\n    ');
   const qLoad = rope
     ? `var x = vec4<f32>(0.0);
       var y = vec4<f32>(0.0);
@@ -309,9 +357,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let ro = lid / ${CGO}u;
   let co = lid % ${CGO}u;
   ${oDecl.join('\n  ')}
+  ${rawRegs}
+  ${prefetch ? fetchRaw('kv_lo') : ''}
   for (var t0 = kv_lo; t0 < kv_hi; t0 += ${BC}u) {
     workgroupBarrier();
-    for (var idx = lid; idx < ${BC * (rope ? DQ4 / 2 : DQ4)}u; idx += ${WG}u) {
+    ${raw ? `${prefetch ? '' : fetchRaw('t0')}
+    ${putRaw}` : ''}
+    for (var idx = lid; idx < ${skipLoad || raw ? 0 : BC * (rope ? DQ4 / 2 : DQ4)}u; idx += ${WG}u) {
       let c = idx / ${rope ? DQ4 / 2 : DQ4}u;
       let u = idx % ${rope ? DQ4 / 2 : DQ4}u;
       let j = t0 + c;
@@ -319,7 +371,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         ${kLoad}
       }
     }
-    for (var idx = lid; idx < ${BC * DV4}u; idx += ${WG}u) {
+    for (var idx = lid; idx < ${skipLoad || raw ? 0 : BC * DV4}u; idx += ${WG}u) {
       let c = idx / ${DV4}u;
       let u = idx % ${DV4}u;
       let j = t0 + c;
@@ -328,9 +380,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       v_s[c * ${VS}u + u] = pack4_${tkv}(x);
     }
     workgroupBarrier();
+    ${prefetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
     {
       ${sDecl.join('\n      ')}
-      for (var d = 0u; d < ${DQ4}u; d++) {
+      for (var d = 0u; d < ${c.debugSkip?.includes('qk') ? 0 : DQ4}u; d++) {
         ${sLoad.join('\n        ')}
         ${sFma.join('\n        ')}
       }
@@ -339,7 +392,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${softmaxPass}
     workgroupBarrier();
     ${oScale.join('\n    ')}
-    for (var t = 0u; t < ${BC}u; t++) {
+    for (var t = 0u; t < ${c.debugSkip?.includes('pv') ? 0 : BC}u; t++) {
       ${oLoad.join('\n      ')}
       ${oFma.join('\n      ')}
     }
