@@ -25,6 +25,8 @@ interface Case {
   fused?: boolean;
   fixedSplitSize?: number;
   lseBaseE?: boolean;
+  /** false: the f32 kernel even where the tensor-core one would run. */
+  useTensorCores?: boolean;
 }
 
 // The spec's MLA grid in miniature: batch 1/3/7, kv 0/17/33/96/97, qo 1..17, causal both ways,
@@ -38,6 +40,8 @@ const cases: Case[] = [
   // Shares the causal f16 kernel with the append case (each dtype/mask mix is one slow cold compile on lavapipe).
   { name: 'fused 576-wide cache', qoLens: [1, 3], kvLens: [40, 96], numHeads: 16, pageSize: 16, causal: true, fused: true },
   { name: 'B=1 long, forced split, LSE base e', qoLens: [6], kvLens: [300], numHeads: 16, pageSize: 16, causal: true, fixedSplitSize: 64, lseBaseE: true },
+  // Same shapes as the first case (one compile on lavapipe); on tensor-core devices it keeps the f32 kernel tested.
+  { name: 'decode B=3, f32 kernel forced (useTensorCores: false)', qoLens: [1, 1, 1], kvLens: [17, 33, 96], numHeads: 16, pageSize: 16, causal: false, useTensorCores: false },
   { name: 'fp8 e4m3 KV, f16 q', qoLens: [1, 2], kvLens: [50, 97], numHeads: 16, pageSize: 16, causal: true, kvDtype: 'fp8_e4m3' },
 ];
 
@@ -83,7 +87,7 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
     }
     const smScale = 1 / Math.sqrt(128 + 64);
     const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
-    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: kvDtype, fixedSplitSize: c.fixedSplitSize });
+    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: kvDtype, fixedSplitSize: c.fixedSplitSize, useTensorCores: c.useTensorCores });
     if (c.fixedSplitSize) expect(w.planInfo!.numSlots).toBeGreaterThan(0);
     const out = ctx.full([T, H, DC], dtype, Number.NaN);
     const lse = ctx.full([T, H], 'f32', Number.NaN);
@@ -140,6 +144,11 @@ describe('BatchMLAPagedAttentionWrapper errors', () => {
     expect(() => w.plan({ ...base, kvLenArr: [40] })).toThrow(/kvLenArr/);
     expect(() => w.plan({ ...base, kvIndices: [0, -1] })).toThrow(IndexRangeError);
     expect(() => w.plan({ ...base, qoIndptr: [0, 1, 2] })).toThrow(/qoIndptr/);
+    // Tensor cores take f16 only, and never fall back silently when forced.
+    expect(() => w.plan({ ...base, qDataType: 'bf16', useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable/);
+    if (!ctx.features.has('chromium-experimental-subgroup-matrix')) {
+      expect(() => w.plan({ ...base, useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable: the device offers no subgroup matrices/);
+    }
     expect(() => w.run(ctx.zeros([1, 16, 512], 'f16'), undefined, ctx.zeros([2, 16, 512], 'f16'), undefined)).toThrow(PlanMismatchError);
     w.plan(base);
     const qn = ctx.zeros([1, 16, 512], 'f16');
