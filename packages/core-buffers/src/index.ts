@@ -18,3 +18,4 @@ export * from './capture';
 export * from './wgsl/attention';
 export * from './wgsl/dtype';
 export * from './wgsl/lazy-max';
+export * from './wgsl/subgroup-matrix';

@@ -32,3 +32,8 @@ export function wgslLazyMaxStep(o: {
     }
     l += tile_l;`;
 }
+
+/** `fn p16(x, m) -> f16`: exp2(x - m) as f16, 0 for a masked logit (x = NEG_BIG). */
+export function wgslLazyMaxHelpers(): string {
+  return 'fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }';
+}

@@ -15,7 +15,21 @@
  * Every workgroup variable is a multiple of 16 bytes (see the prefill kernel: matrix tiles lose
  * their alignment otherwise) and all matrix tiles live in one `vec4<u32>` array.
  */
-import { DIRECT, WORK_ITEM_WORDS, type GpuContext, wgslAttentionCommon, wgslLazyMaxStep, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers, wgslPagedAddress } from '@webinfer/core-buffers';
+import {
+  DIRECT,
+  type GpuContext,
+  WORK_ITEM_WORDS,
+  subgroupMatrixF16Support,
+  wgslAttentionCommon,
+  wgslDtypeHelpers,
+  wgslLazyMaxHelpers,
+  wgslLazyMaxStep,
+  wgslLoadVec4,
+  wgslPackF16x8,
+  wgslPackHelpers,
+  wgslPagedAddress,
+  wgslShuffleReduce,
+} from '@webinfer/core-buffers';
 import { type MlaShaderConfig, mlaBindingsWgsl, mlaUniforms } from './mla-simt.wgsl';
 
 export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
@@ -36,11 +50,8 @@ const BC = 16;
 
 /** Why the tensor-core MLA kernel can't serve this config on `ctx`, or undefined. */
 export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDtype: string; oDtype: string; headDimCkv: number; headDimKpe: number }): string | undefined {
-  if (!ctx.features.has('chromium-experimental-subgroup-matrix')) return 'the device offers no subgroup matrices';
-  if (!ctx.hasF16 || !ctx.hasSubgroups) return 'it needs the shader-f16 and subgroups features';
-  const ok = ctx.subgroupMatrixConfigs.some((m) => m.M === 16 && m.N === 16 && m.K === 16 && m.componentType === 'f16' && m.resultComponentType === 'f32');
-  if (!ok) return 'the device has no 16x16x16 f16->f32 subgroup-matrix config';
-  if (ctx.subgroupMinSize !== ctx.subgroupMaxSize || ![16, 32, 64].includes(ctx.subgroupMinSize)) return 'it needs one fixed subgroup size of 16, 32 or 64';
+  const device = subgroupMatrixF16Support(ctx);
+  if (device !== undefined) return device;
   if (8 * ctx.subgroupMinSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
   if (c.qDtype !== 'f16' || c.kvDtype !== 'f16') return 'q and KV must be f16';
   if (c.oDtype !== 'f16' && c.oDtype !== 'bf16') return 'the output must be f16 or bf16';
@@ -82,12 +93,8 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
-  const red = (v: string, op: 'max' | '+') => {
-    const l: string[] = [];
-    for (let m = 1; m < LPR; m *= 2) l.push(op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`);
-    return l.join(' ');
-  };
-  const pack8 = (a: string, b: string) => `vec4<u32>(pack2x16float(${a}.xy), pack2x16float(${a}.zw), pack2x16float(${b}.xy), pack2x16float(${b}.zw))`;
+  const red = (v: string, op: 'max' | '+') => wgslShuffleReduce(v, op, LPR);
+  const pack8 = wgslPackF16x8;
   // K tile units: 8 elements of key `kc`: units 0..DC/8 from ckv, the rest from kpe.
   const UPK = DK / 8;
   const units = BC * UPK;
@@ -171,7 +178,7 @@ ${
     ? 'fn raw_ckv(e: u32) -> vec4<u32> { return ckv[e >> 3u]; }\nfn raw_kpe(e: u32) -> vec4<u32> { return kpe[e >> 3u]; }'
     : 'fn raw_ckv(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(ckv[w], ckv[w + 1u], ckv[w + 2u], ckv[w + 3u]); }\nfn raw_kpe(e: u32) -> vec4<u32> { let w = e >> 1u; return vec4<u32>(kpe[w], kpe[w + 1u], kpe[w + 2u], kpe[w + 3u]); }'
 }
-fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
+${wgslLazyMaxHelpers()}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

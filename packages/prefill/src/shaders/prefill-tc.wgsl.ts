@@ -23,7 +23,18 @@
  * and a matrix tile placed after a smaller variable loses the 16-byte alignment the matrix loads
  * assume (on the H100/H200 that gave wrong products and no error).
  */
-import { type GpuContext, wgslAttentionCommon, wgslLazyMaxStep, wgslDtypeHelpers, wgslLoadVec4, wgslPackHelpers } from '@webinfer/core-buffers';
+import {
+  type GpuContext,
+  subgroupMatrixF16Support,
+  wgslAttentionCommon,
+  wgslDtypeHelpers,
+  wgslLazyMaxHelpers,
+  wgslLazyMaxStep,
+  wgslLoadVec4,
+  wgslPackF16x8,
+  wgslPackHelpers,
+  wgslShuffleReduce,
+} from '@webinfer/core-buffers';
 import {
   type PrefillKernelOptions,
   loadWorkItemWgsl,
@@ -47,15 +58,8 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
 
 /** Why the tensor-core kernel cannot run this config on `ctx`, or undefined when it can. */
 export function tensorCoreSupport(ctx: GpuContext, o: PrefillKernelOptions): string | undefined {
-  if (!ctx.features.has('chromium-experimental-subgroup-matrix')) return 'the device offers no subgroup matrices';
-  if (!ctx.hasF16 || !ctx.hasSubgroups) return 'it needs the shader-f16 and subgroups features';
-  const ok = ctx.subgroupMatrixConfigs.some(
-    (c) => c.M === 16 && c.N === 16 && c.K === 16 && c.componentType === 'f16' && c.resultComponentType === 'f32',
-  );
-  if (!ok) return 'the device has no 16x16x16 f16->f32 subgroup-matrix config';
-  if (ctx.subgroupMinSize !== ctx.subgroupMaxSize || ![16, 32, 64].includes(ctx.subgroupMinSize)) {
-    return 'it needs one fixed subgroup size of 16, 32 or 64';
-  }
+  const device = subgroupMatrixF16Support(ctx);
+  if (device !== undefined) return device;
   if (o.qDtype !== 'f16') return 'q must be f16 (bf16 and f32 q use the f32 path)';
   if (o.kvDtype !== 'f16' && o.kvDtype !== 'fp8_e4m3' && o.kvDtype !== 'fp8_e5m2') return 'KV must be f16 or fp8';
   if (o.headDimQk % 16 !== 0 || o.headDimVo % 32 !== 0) return 'head dims must be multiples of 16 (qk) and 32 (vo)';
@@ -112,20 +116,14 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
-  const reduce = (v: string, op: 'max' | '+') => {
-    const lines: string[] = [];
-    for (let m = 1; m < LPR; m *= 2) {
-      lines.push(op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`);
-    }
-    return lines.join(' ');
-  };
+  const reduce = (v: string, op: 'max' | '+') => wgslShuffleReduce(v, op, LPR);
   // Tiles live in workgroup memory as 16-byte words (8 f16): matrix offsets and strides are in
   // those words, and every tile row and unit is one 16-byte store.
   const w8 = (elems: number) => {
     if (elems % 8 !== 0) throw new Error(`tile offset ${elems} is not a multiple of 8 elements`);
     return elems / 8;
   };
-  const pack8 = (a: string, b: string) => `vec4<u32>(pack2x16float(${a}.xy), pack2x16float(${a}.zw), pack2x16float(${b}.xy), pack2x16float(${b}.zw))`;
+  const pack8 = wgslPackF16x8;
   // Q rows are staged in units of 8 elements (a pair of units d and d + D/2 with RoPE).
   const qPer = rope ? DQ / 16 : DQ / 8;
   const iters = (units: number) => Math.ceil(units / WG);
@@ -312,7 +310,7 @@ enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 var<workgroup> smem: array<vec4<u32>, ${words}>;
-fn p16(x: f32, m: f32) -> f16 { return f16(select(0.0, exp2(x - m), x > NEG_BIG)); }
+${wgslLazyMaxHelpers()}
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers([c.qDtype, c.kvDtype], { nativeF16: true })}
