@@ -4,6 +4,7 @@
  *
  *   webinfer-bench [--suite decode|prefill|attention|graph|mla|xqa|all] [--quick] [--verify] [--json out.json] [--md out.md]
  */
+
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { renderHtml } from './report-html';
-import { profileDecode, runDecodeSuite } from './suites/decode';
 import { runAttentionSuite } from './suites/attention';
+import { profileDecode, runDecodeSuite } from './suites/decode';
 import { runGraphSuite } from './suites/graph';
 import { profileMla, runMlaSuite, runXqaSuite } from './suites/mla-xqa';
+import { runPlanCpuSuite } from './suites/plan-cpu';
 import { profilePrefill, runPrefillSuite } from './suites/prefill';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
@@ -61,6 +63,7 @@ const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o:
   xqa: runXqaSuite,
   'profile-decode': profileDecode,
   'probe-subgroup-matrix': probeSubgroupMatrix,
+  'plan-cpu': runPlanCpuSuite,
 };
 
 interface PeerResult {
