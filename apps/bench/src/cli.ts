@@ -109,7 +109,7 @@ async function main(): Promise<number> {
   };
   progress('measuring ceilings');
   const ceilings = await measureCeilings(ctx, args.quick);
-  const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile') && !s.startsWith('probe')) : [args.suite];
+  const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile') && !s.startsWith('probe') && s !== 'plan-cpu') : [args.suite];
   const results: CaseResult[] = [];
   for (const s of suites) {
     const run = SUITES[s];
