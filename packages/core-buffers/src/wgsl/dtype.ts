@@ -51,28 +51,33 @@ export function wgslUnpackWord(dtype: FloatDType, options: WgslDtypeOptions = {}
     case 'bf16':
       return 'fn unpack_bf16(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }';
     case 'fp8_e5m2':
-      // e5m2 is the top byte of an f16: shift each byte into place and unpack as f16.
+      // e5m2 is the top byte of an f16: the even bytes (0, 2) and the odd bytes (1, 3) each move
+      // into place as one f16 pair.
       return [
         'fn unpack_fp8_e5m2(w: u32) -> vec4<f32> {',
-        '  let lo = unpack2x16float(((w & 0xffu) << 8u) | ((w & 0xff00u) << 16u));',
-        '  let hi = unpack2x16float(((w >> 8u) & 0xff00u) | (w & 0xff000000u));',
-        '  return vec4<f32>(lo, hi);',
+        '  let even = unpack2x16float((w & 0x00ff00ffu) << 8u);',
+        '  let odd = unpack2x16float(w & 0xff00ff00u);',
+        '  return vec4<f32>(even.x, odd.x, even.y, odd.y);',
         '}',
       ].join('\n');
     case 'fp8_e4m3':
-      // Two bytes at a time become an f16 pair: sign to bit 15, magnitude bits shifted left 7 form
-      // an f16 whose exponent bias is 8 too small, fixed by one exact multiply by 2^8.
-      // S.1111.111 is NaN (e4m3fn has no inf); the branch is almost never taken.
+      // Magnitude bits shifted left 7 and the sign moved to bit 15 make an f16 whose exponent bias
+      // is 8 too small: the even bytes (0, 2) and the odd bytes (1, 3) each become one f16 pair
+      // holding the values / 256 (`unpack_fp8_e4m3_div256`, for kernels that fold the 256 into a
+      // scale they apply anyway). S.1111.111 is NaN (e4m3fn has no inf): adding 1 to a byte's low
+      // 7 bits reaches bit 7 only for that pattern, so one test per word guards the rare branch.
       return [
-        'fn fp8_e4m3_pair(x: u32) -> vec2<f32> {',
-        '  return unpack2x16float(((x & 0x007f007fu) << 7u) | ((x & 0x00800080u) << 8u)) * 256.0;',
-        '}',
-        'fn unpack_fp8_e4m3(w: u32) -> vec4<f32> {',
-        '  var v = vec4<f32>(fp8_e4m3_pair((w & 0xffu) | ((w & 0xff00u) << 8u)), fp8_e4m3_pair(((w >> 16u) & 0xffu) | ((w >> 8u) & 0xff0000u)));',
-        '  let nan = vec4<bool>((w & 0x7fu) == 0x7fu, (w & 0x7f00u) == 0x7f00u, (w & 0x7f0000u) == 0x7f0000u, (w & 0x7f000000u) == 0x7f000000u);',
-        '  if (any(nan)) { v = select(v, vec4<f32>(bitcast<f32>(0x7fc00000u | (w & 0u))), nan); }',
+        'fn unpack_fp8_e4m3_div256(w: u32) -> vec4<f32> {',
+        '  let even = unpack2x16float(((w & 0x007f007fu) << 7u) | ((w & 0x00800080u) << 8u));',
+        '  let odd = unpack2x16float(((w >> 1u) & 0x3f803f80u) | (w & 0x80008000u));',
+        '  var v = vec4<f32>(even.x, odd.x, even.y, odd.y);',
+        '  if ((((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u) != 0u) {',
+        '    let nan = vec4<bool>((w & 0x7fu) == 0x7fu, (w & 0x7f00u) == 0x7f00u, (w & 0x7f0000u) == 0x7f0000u, (w & 0x7f000000u) == 0x7f000000u);',
+        '    v = select(v, vec4<f32>(bitcast<f32>(0x7fc00000u | (w & 0u))), nan);',
+        '  }',
         '  return v;',
         '}',
+        'fn unpack_fp8_e4m3(w: u32) -> vec4<f32> { return unpack_fp8_e4m3_div256(w) * 256.0; }',
       ].join('\n');
   }
 }

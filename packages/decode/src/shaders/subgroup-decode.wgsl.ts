@@ -72,6 +72,8 @@ function unpackLoad(dtype: FloatDType, w: string, v: number): string {
     case 'f32':
       return `bitcast<vec4<f32>>(${w})`;
     case 'fp8_e4m3':
+      // values / 256: the kernel multiplies logits and outputs by KV_UNIT instead (exact)
+      return `unpack_fp8_e4m3_div256(${w}.${'xy'[v]})`;
     case 'fp8_e5m2':
       return `unpack_${dtype}(${w}.${'xy'[v]})`;
     default: {
@@ -97,6 +99,9 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   const rs = Array.from({ length: RV }, (_, r) => r);
   const vs = Array.from({ length: NV }, (_, v) => v);
   const us = Array.from({ length: U }, (_, u) => u);
+  // e4m3 K/V unpack to their values / 256 (two fewer multiplies per element); logits and
+  // outputs take the factor back, which is exact (a power of two).
+  const unit = c.kvDtype === 'fp8_e4m3' ? ' * KV_UNIT' : '';
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
 
@@ -202,7 +207,7 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
       let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
     for (const u of us) {
       emit(`      var x${u} = NEG_BIG;
-      if (!masked${u}) { let acc = s${g}_${u}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
+      if (!masked${u}) { let acc = s${g}_${u}${unit}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
     }
     emit(`      let mn = max(m_${g}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
       let a = exp2(m_${g} - mn);`);
@@ -295,11 +300,11 @@ ${rs.flatMap((r) => vs.map((v) => `    o_${g}_${r}_${v} *= a;`)).join('\n')}
         let e = ${elemOf(r, v)};
         var res = vec4<f32>(0.0);
         if (wi.slot == ${DIRECT_SLOT}u) {
-          if (den > 0.0) { res = o_${g}_${r}_${v} * sc / den * params.v_scale; }
+          if (den > 0.0) { res = o_${g}_${r}_${v}${unit} * sc / den * params.v_scale; }
           let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${D}u + e) / ${oPer}u;
           ${storeVec('w')}
         } else {
-          if (den > 0.0) { res = o_${g}_${r}_${v} / den; }
+          if (den > 0.0) { res = o_${g}_${r}_${v}${unit} / den; }
           let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${D}u + e;
           ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
         }
@@ -320,6 +325,7 @@ ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 
 ${decodeBindingsWgsl(loadType)}
 ${specMaskWgsl(c.specMask)}
+${unit ? 'const KV_UNIT = 256.0;' : ''}
 var<workgroup> red_m: array<f32, ${NL * HPW}>;
 var<workgroup> red_d: array<f32, ${Math.max(1, (NL / 2) * HPW)}>;
 var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;

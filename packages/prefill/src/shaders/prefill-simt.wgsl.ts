@@ -154,7 +154,8 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   for (let i = 0; i < RS; i++) {
     for (let j = 0; j < CS; j++) {
       sDecl.push(`var s${i}_${j} = 0.0;`);
-      sFma.push(`s${i}_${j} += dot(q${i}, k${j});`);
+      // an explicit fma chain: `s += dot(q, k)` costs a multiply and an add more per 4 FMAs
+      sFma.push(`s${i}_${j} = fma(q${i}.w, k${j}.w, fma(q${i}.z, k${j}.z, fma(q${i}.y, k${j}.y, fma(q${i}.x, k${j}.x, s${i}_${j}))));`);
     }
   }
   const sStore: string[] = [];
