@@ -152,6 +152,8 @@ export interface BatchDecodePlanArgs {
     kernel?: 'subgroup' | 'tile';
     tokensPerStep?: number;
     headsPerWorkgroup?: number;
+    /** fp8 KV in 16-byte loads. */
+    wideFp8Loads?: boolean;
   };
 }
 
@@ -406,7 +408,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (!choice) {
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
-        subgroup: this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup),
+        subgroup: this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads),
       };
       this.kernelChoices.set(choiceKey, choice);
     }
@@ -552,6 +554,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     tokensPerStep: number | undefined,
     pageSize: number,
     headsPerWorkgroup: number | undefined,
+    wideFp8Loads = false,
   ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
     const ctx = this.ctx;
     if (force === 'tile') return undefined;
@@ -560,7 +563,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel needs the subgroups feature', 'debug.kernel');
       return undefined;
     }
-    const ept = elementsPerLoad(base.kvDtype);
+    const ept = elementsPerLoad(base.kvDtype, wideFp8Loads);
     const chunks = base.headDim / ept;
     let td = 1;
     while (td * 2 <= Math.min(chunks, sg, 32)) td *= 2;
@@ -585,6 +588,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       posEncoding: base.posEncoding,
       softCap: base.softCap,
       nativeF16: base.nativeF16,
+      wideFp8Loads,
     };
     if (subgroupDecodeLayout({ ...config, sinks: false }).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
       if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel does not fit workgroup memory', 'debug.kernel');

@@ -37,6 +37,8 @@ interface Case {
   ropeTheta?: number;
   /** Plan with these KV lengths (seqLens) instead of those the last pages imply. */
   seqLensOverride?: number[];
+  /** fp8 KV in 16-byte loads (subgroup kernel). */
+  wideFp8Loads?: boolean;
 }
 
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
@@ -49,6 +51,9 @@ const cases: Case[] = [
   { name: 'window 13', kvLens: [54, 97, 3], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, windowLeft: 13 },
   { name: 'soft cap bf16', kvLens: [97, 40], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, qDtype: 'bf16', kvDtype: 'bf16', logitsSoftCap: 30 },
   { name: 'fp8 e4m3 kv with scales', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kScale: 0.5, vScale: 2, qScale: 1.5 },
+  { name: 'fp8 e4m3 kv split into chunks', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64, kvDtype: 'fp8_e4m3', vScale: 0.5, split: 'force' },
+  { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
+  { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
   { name: 'fp8 e5m2 kv HND', kvLens: [31, 64], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND' },
   { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
   { name: 'f16 in, f32 out', kvLens: [29], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, oDtype: 'f32' },
@@ -100,7 +105,7 @@ describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
-      debug: { kernel },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);

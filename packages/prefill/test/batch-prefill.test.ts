@@ -31,7 +31,7 @@ interface PagedCase {
   /** 1: the largest workgroups (on tensor-core devices, 8 subgroups of 16 rows) and no split. */
   targetWorkgroups?: number;
   /** The f32 kernel with this K/V load mode. */
-  simtLoadMode?: 'batch' | 'prefetch';
+  simtLoadMode?: 'batch' | 'prefetch' | 'loop';
 }
 
 const pagedCases: PagedCase[] = [
@@ -48,7 +48,7 @@ const pagedCases: PagedCase[] = [
   { qoLens: [70, 3, 41], kvLens: [90, 3, 200], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', targetWorkgroups: 1 },
   { qoLens: [40, 150], kvLens: [45, 180], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', mask: true, targetWorkgroups: 1 },
   { qoLens: [130, 9], kvLens: [300, 77], page: 16, hq: 4, hkv: 4, d: 128, layout: 'NHD', form: 'one', causal: true, windowLeft: 50, kvDtype: 'fp8_e4m3', targetWorkgroups: 1 },
-  { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', causal: true, simtLoadMode: 'prefetch' },
+  { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', causal: true, simtLoadMode: 'loop' },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', mask: true, simtLoadMode: 'batch' },
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, oDtype: 'f32', simtLoadMode: 'prefetch' },
 ];

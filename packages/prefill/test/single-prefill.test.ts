@@ -26,7 +26,7 @@ interface Case {
   softCap?: number;
   /** Custom mask: 'causal' (tril equal to causal) or 'random'. */
   mask?: 'causal' | 'random';
-  tile?: [number, number];
+  tile?: [number, number, ('none' | 'kv' | 'all')?];
   kScale?: number;
   vScale?: number;
 }
@@ -50,6 +50,7 @@ const cases: Case[] = [
   { qoLen: 25, kvLen: 60, hq: 4, hkv: 2, dqk: 64, causal: true, kvDtype: 'fp8_e5m2', pos: 'ROPE_LLAMA' },
   { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 64, causal: true, tile: [16, 8] },
   { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 128, causal: true, tile: [32, 16], layout: 'HND' },
+  { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 128, causal: true, tile: [32, 16, 'kv'] }, // K/V widened to f32 as they are stored
   { qoLen: 16, kvLen: 700, hq: 4, hkv: 4, dqk: 64, causal: true, pos: 'ROPE_LLAMA' }, // append: split KV
 ];
 

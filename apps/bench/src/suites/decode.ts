@@ -248,7 +248,23 @@ async function runCase(
 /** Kernel-shape and phase-cost experiments on one case (bench --profile decode). */
 export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const single = c('single', 1, 32768, 32, 32, 32768);
-  const runs: [DecodeCase, string, Record<string, unknown>][] = [
+  const f16 = c('batch', 64, 4096, 32, 8, 16);
+  const fp8 = c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3');
+  // WEBINFER_BENCH_FP8=1: fp8 e4m3 against f16 at the issue's batch shape, with kernel shapes varied.
+  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_FP8
+    ? [
+        [f16, 'f16 default', {}],
+        [fp8, 'default', {}],
+        [fp8, 'U=1', { tokensPerStep: 1 }],
+        [fp8, 'U=4', { tokensPerStep: 4 }],
+        [fp8, '2 heads a workgroup', { headsPerWorkgroup: 2 }],
+        [fp8, '2 heads a workgroup, U=4', { headsPerWorkgroup: 2, tokensPerStep: 4 }],
+        [fp8, '16-byte loads (2 heads a workgroup)', { wideFp8Loads: true }],
+        [fp8, '16-byte loads, 4 heads a workgroup', { wideFp8Loads: true, headsPerWorkgroup: 4 }],
+        [fp8, '16-byte loads, 4 heads, U=1', { wideFp8Loads: true, headsPerWorkgroup: 4, tokensPerStep: 1 }],
+        [c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2'), 'e5m2 default', {}],
+      ]
+    : [
     [single, 'wrapper, auto split', {}],
     [single, 'per-call singleDecodeWithKVCache', { perCallApi: true }],
     [single, 'split 1024', { fixedSplitSize: 1024 }],
@@ -256,7 +272,7 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
     [single, 'split 512', { fixedSplitSize: 512 }],
     [single, 'tile kernel', { kernel: 'tile' }],
     [single, 'U=4', { tokensPerStep: 4 }],
-  ];
+      ];
   const results: CaseResult[] = [];
   for (const [k, label, debug] of runs) {
     opts.progress(`profile ${k.name} ${label}`);

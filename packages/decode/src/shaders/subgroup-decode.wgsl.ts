@@ -42,14 +42,16 @@ export interface SubgroupDecodeConfig {
   pagePow2: boolean;
   /** Speculative-decoding mask over the draft keys (xqa with qSeqLen > 1). */
   specMask?: boolean;
+  /** fp8 KV read 16 bytes (16 elements) a load instead of 8 (bench experiments). */
+  wideFp8Loads?: boolean;
 }
 
 /**
  * Elements per lane load: 8 for 1- and 2-byte dtypes (16-byte loads; 8-byte for fp8, which keeps
  * q and o of four heads in registers), 4 for f32.
  */
-export function elementsPerLoad(kvDtype: FloatDType): number {
-  return kvDtype === 'f32' ? 4 : 8;
+export function elementsPerLoad(kvDtype: FloatDType, wideFp8Loads = false): number {
+  return kvDtype === 'f32' ? 4 : wideFp8Loads && isFp8(kvDtype) ? 16 : 8;
 }
 
 function isFp8(d: FloatDType): boolean {
@@ -57,7 +59,7 @@ function isFp8(d: FloatDType): boolean {
 }
 
 export function subgroupDecodeLayout(c: SubgroupDecodeConfig) {
-  const EPT = elementsPerLoad(c.kvDtype);
+  const EPT = elementsPerLoad(c.kvDtype, c.wideFp8Loads);
   const chunks = c.headDim / EPT; // loads per row
   const RV = chunks / c.lanesPerToken; // loads per lane per row
   const NV = EPT / 4; // vec4<f32> per load
@@ -73,9 +75,9 @@ function unpackLoad(dtype: FloatDType, w: string, v: number): string {
       return `bitcast<vec4<f32>>(${w})`;
     case 'fp8_e4m3':
       // values / 256: the kernel multiplies logits and outputs by KV_UNIT instead (exact)
-      return `unpack_fp8_e4m3_div256(${w}.${'xy'[v]})`;
+      return `unpack_fp8_e4m3_div256(${w}.${'xyzw'[v]})`;
     case 'fp8_e5m2':
-      return `unpack_${dtype}(${w}.${'xy'[v]})`;
+      return `unpack_${dtype}(${w}.${'xyzw'[v]})`;
     default: {
       const [a, b] = v === 0 ? ['x', 'y'] : ['z', 'w'];
       return `vec4<f32>(unpack_${dtype}(${w}.${a}), unpack_${dtype}(${w}.${b}))`;
@@ -93,7 +95,7 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   const U = c.tokensPerStep;
   const WG = c.workgroupSize;
   const rope = c.posEncoding === 'ROPE_LLAMA';
-  const loadType = isFp8(c.kvDtype) ? 'vec2<u32>' : 'vec4<u32>';
+  const loadType = isFp8(c.kvDtype) && !c.wideFp8Loads ? 'vec2<u32>' : 'vec4<u32>';
   const oPer = elementsPerWord(c.oDtype);
   const heads = Array.from({ length: HPW }, (_, g) => g);
   const rs = Array.from({ length: RV }, (_, r) => r);

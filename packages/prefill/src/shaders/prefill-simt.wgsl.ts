@@ -52,10 +52,9 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
   subgroupSoftmax?: boolean;
   /**
    * How K/V tiles load when their words can be stored as read (no RoPE, tiles in the KV dtype):
-   * 'loop' (a loop of load-then-store), 'batch' (every load of the tile issued, then every store),
-   * 'prefetch' (the next tile's loads issued before this tile's math). Default 'loop': the other
-   * two pass the tests but have not been timed on a GPU yet (the profile says loads are half the
-   * f32 kernel's time on the H200, BENCHMARKS.md).
+   * 'prefetch' (default: the next tile's loads issued before this tile's math), 'batch' (every
+   * load of the tile issued, then every store) or 'loop' (a loop of load-then-store). On the H100,
+   * causal 4096: 7.67 ms prefetch, 7.68 batch, 13.49 loop (BENCHMARKS.md, session 5).
    */
   loadMode?: 'loop' | 'batch' | 'prefetch';
   /** Bench profiling only: phases left out (results are wrong). */
@@ -244,13 +243,16 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
   const skipLoad = c.debugSkip?.includes('load') ?? false;
   // Raw K/V words: tiles keep the KV dtype's own bits, so a unit goes from global to workgroup
   // memory untouched, and a tile's loads can all be in flight at once.
-  const raw = !rope && tkv === c.kvDtype && (c.loadMode ?? 'loop') !== 'loop' && !skipLoad;
-  const prefetch = raw && c.loadMode === 'prefetch';
-  const rawType = unitType(tkv);
+  // The words go to workgroup memory as read, or widened to f32 there when the tile is f32 ('kv').
+  const kvWord = tileDtype(c.kvDtype);
+  const raw = !rope && kvWord === c.kvDtype && (c.loadMode ?? 'prefetch') !== 'loop' && !skipLoad;
+  const prefetch = raw && (c.loadMode ?? 'prefetch') === 'prefetch';
+  const rawType = unitType(kvWord);
+  const putWord = (r: string) => (tkv === kvWord ? r : `pack4_${tkv}(unpack4_${kvWord}(${r}))`);
   const itK = Math.ceil((BC * DQ4) / WG);
   const itV = Math.ceil((BC * DV4) / WG);
   const rawWord = (buf: string) =>
-    tkv === 'f32'
+    kvWord === 'f32'
       ? `vec4<u32>(${buf}[e], ${buf}[e + 1u], ${buf}[e + 2u], ${buf}[e + 3u])`
       : `vec2<u32>(${buf}[e >> 1u], ${buf}[(e >> 1u) + 1u])`;
   const fused = DQ4 === DV4;
@@ -276,8 +278,8 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
     }`),
         ].join('\n    ');
   const putRaw = [
-    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = kr_${i}; } }`),
-    ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = vr_${i}; } }`),
+    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = ${putWord(`kr_${i}`)}; } }`),
+    ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = ${putWord(`vr_${i}`)}; } }`),
   ].join('\n    ');
   const qLoad = rope
     ? `var x = vec4<f32>(0.0);
@@ -314,13 +316,14 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
-${wgslPackHelpers([tq, tkv, c.oDtype], { nativeF16: c.nativeF16 })}
+${wgslPackHelpers([tq, tkv, tileDtype(c.kvDtype), c.oDtype], { nativeF16: c.nativeF16 })}
 ${prefillBindingsWgsl(c)}
 ${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
 ${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
 ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
 ${tileCodec(tq)}
 ${tq !== tkv ? tileCodec(tkv) : ''}
+${raw && kvWord !== tq && kvWord !== tkv ? tileCodec(kvWord) : ''}
 ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
