@@ -53,6 +53,7 @@ import {
 } from './options';
 import { deviceScheduleUniforms, deviceScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { type SubgroupDecodeConfig, elementsPerLoad, subgroupDecodeLayout, subgroupDecodeWgsl } from './shaders/subgroup-decode.wgsl';
+import { type TensorCoreDecodeConfig, tensorCoreDecodeLayout, tensorCoreDecodeSupport, tensorCoreDecodeWgsl } from './shaders/tc-decode.wgsl';
 import {
   DIRECT_SLOT,
   type DecodeShaderConfig,
@@ -90,8 +91,12 @@ export interface BatchDecodeWrapperOptions {
    * the padded direct dispatch's extra workgroups exit at once (BENCHMARKS.md has both).
    */
   indirectDispatch?: boolean;
-  /** FlashInfer runs decode through its prefill kernel here; webinfer's decode kernel already
-   * serves all heads of a group together, so this changes no numerics. */
+  /**
+   * Run the tensor-core decode kernel (f16 subgroup matrices; f16 q and KV, head dim a multiple
+   * of 32, pages a multiple of 16 tokens, no RoPE): as FlashInfer's tensor-core decode, exact f16
+   * products summed in f32 with P rounded to f16. plan() throws UnsupportedFeatureError, naming
+   * the reason, where it can't run. Default false (the f32 kernels).
+   */
   useTensorCores?: boolean;
 }
 
@@ -148,8 +153,8 @@ export interface BatchDecodePlanArgs {
     tile?: number;
     workgroupSize?: number;
     debugSkip?: DecodeShaderConfig['debugSkip'];
-    /** Force a kernel: 'subgroup' (registers + shuffles) or 'tile' (workgroup-memory tiles). */
-    kernel?: 'subgroup' | 'tile';
+    /** Force a kernel: 'subgroup' (registers + shuffles), 'tile' (workgroup-memory tiles) or 'tensor-core'. */
+    kernel?: 'subgroup' | 'tile' | 'tensor-core';
     tokensPerStep?: number;
     headsPerWorkgroup?: number;
     /** fp8 KV in 16-byte loads. */
@@ -198,6 +203,8 @@ interface Plan {
   debugSkip: DecodeShaderConfig['debugSkip'];
   /** The subgroup kernel's config (without sinks), or undefined for the tile kernel. */
   subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
+  /** The tensor-core kernel's config (without sinks) when it runs instead. */
+  tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
   headGroups: number;
   /** Compiled pipelines, without and with sinks, filled on first run. */
   kernels: [CompiledKernelRef | undefined, CompiledKernelRef | undefined];
@@ -279,7 +286,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly workspace: Workspace;
   private readonly planBuf: GrowableBuffer;
   private readonly mergeDispatch: DispatchCache;
-  private readonly kernelChoices = new Map<string, { tile: number; subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined }>();
+  private readonly kernelChoices = new Map<
+    string,
+    { tile: number; subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined; tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined }
+  >();
   /** Host staging of the plan words, reused across plans (zeroed, not reallocated). */
   private planWords = new Uint32Array(0);
   private readonly lseScratch: GrowableBuffer;
@@ -319,9 +329,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** How the last plan split the work (for diagnostics and tests). */
-  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' } | undefined {
+  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core' } | undefined {
     const p = this.current;
-    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.subgroup ? 'subgroup' : 'tile' };
+    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? 'tensor-core' : p.subgroup ? 'subgroup' : 'tile' };
   }
 
   plan(args: BatchDecodePlanArgs): void {
@@ -403,18 +413,33 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     };
     // Kernel choice depends only on these options: worked out once per distinct set (plan runs
     // every step, so its CPU time counts).
-    const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${JSON.stringify(args.debug ?? null)}`;
+    // The tensor-core kernel's 16-key blocks may not cross pages: fine with pages of 16k tokens,
+    // or when no request spans two pages (single decode's one page).
+    let onePagePerRequest = false;
+    if (this.useTensorCores || args.debug?.kernel === 'tensor-core') {
+      onePagePerRequest = true;
+      for (let b = 0; b + 1 < indptr.length; b++) if (indptr[b + 1] - indptr[b] > 1) onePagePerRequest = false;
+    }
+    const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${onePagePerRequest}|${JSON.stringify(args.debug ?? null)}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
+      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel);
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
-        subgroup: this.subgroupConfig(base, args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads),
+        subgroup: tensorCore
+          ? undefined
+          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads),
+        tensorCore,
       };
       this.kernelChoices.set(choiceKey, choice);
     }
-    const { tile, subgroup } = choice;
+    const { tile, subgroup, tensorCore } = choice;
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
-    const headGroups = subgroup ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups : 1;
+    const headGroups = tensorCore
+      ? tensorCoreDecodeLayout({ ...tensorCore, sinks: false }).headGroups
+      : subgroup
+        ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups
+        : 1;
     const targetWorkgroups = args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS;
     const split = ds
       ? deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv)
@@ -511,6 +536,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       workgroupSize: base.workgroupSize,
       debugSkip: args.debug?.debugSkip,
       subgroup,
+      tensorCore,
       kernels: [undefined, undefined],
       headGroups,
       workOffset,
@@ -542,6 +568,31 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (this.boundPages !== undefined && maxPageId >= this.boundPages) {
       throw new IndexRangeError(`page id ${maxPageId} is outside the ${this.boundPages} pages of the cache the wrapper runs on`, 'indices');
     }
+  }
+
+  /**
+   * The tensor-core kernel's config when the wrapper asks for tensor cores (or the bench forces
+   * it); throws where it can't run. Undefined otherwise.
+   */
+  private tensorCoreConfig(
+    base: Omit<DecodeShaderConfig, 'tile'>,
+    pageSize: number,
+    onePagePerRequest: boolean,
+    force: 'subgroup' | 'tile' | 'tensor-core' | undefined,
+  ): Omit<TensorCoreDecodeConfig, 'sinks'> | undefined {
+    const wanted = force === 'tensor-core' || (this.useTensorCores && force === undefined);
+    if (!wanted) return undefined;
+    const why = tensorCoreDecodeSupport(this.ctx, { ...base, pageSize, onePagePerRequest });
+    if (why !== undefined) throw new UnsupportedFeatureError(`the tensor-core decode kernel is unavailable: ${why}`, 'useTensorCores');
+    return {
+      headDim: base.headDim,
+      groupSize: base.groupSize,
+      subgroupSize: this.ctx.subgroupMinSize,
+      oDtype: base.oDtype,
+      posEncoding: base.posEncoding,
+      softCap: base.softCap,
+      pagePow2: (pageSize & (pageSize - 1)) === 0,
+    };
   }
 
   /**
@@ -673,7 +724,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const withSinks = options.sinks !== undefined ? 1 : 0;
     const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
     if (!p.kernels[withSinks]) {
-      p.kernels[withSinks] = p.subgroup
+      p.kernels[withSinks] = p.tensorCore
+        ? getKernel(ctx, {
+            id: 'decode/tc-decode',
+            config: { ...p.tensorCore, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },
+            wgsl: tensorCoreDecodeWgsl,
+            bindings,
+          })
+        : p.subgroup
         ? getKernel(ctx, {
             id: 'decode/subgroup-decode',
             config: { ...p.subgroup, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },

@@ -1,4 +1,4 @@
-import { type FloatDType, type GpuContext, type KVLayout, createContext } from '@webinfer/core-buffers';
+import { type FloatDType, type GpuContext, type KVLayout, createContext, subgroupMatrixF16Support } from '@webinfer/core-buffers';
 import { type PosEncodingMode, compareClose, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchDecodeWithPagedKVCacheWrapper } from '../src';
@@ -67,8 +67,27 @@ const cases: Case[] = [
   { name: 'head dim 512', kvLens: [12, 5], pageSize: 4, numQoHeads: 2, numKvHeads: 1, headDim: 512 },
 ];
 
-describe.each(['subgroup', 'tile'] as const)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the float64 reference', (kernel) => {
-  it.each(cases)('$name', async (c) => {
+// The tensor-core kernel's grid (f16, no RoPE, pages of 16k tokens; GPU hosts with subgroup
+// matrices only: tensor-core-decode.test.ts checks its WGSL and its error on lavapipe).
+const tensorCoreCases: Case[] = [
+  { name: 'tc gqa8 odd lengths, empty request', kvLens: [1, 54, 97, 0, 16], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128 },
+  { name: 'tc gqa4 HND split forced, sinks', kvLens: [200, 97, 1, 33], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', split: 'force', sinks: true },
+  { name: 'tc gqa16 page 32, window 13', kvLens: [54, 97, 3], pageSize: 32, numQoHeads: 16, numKvHeads: 1, headDim: 64, windowLeft: 13 },
+  { name: 'tc group 20 (two head groups), soft cap, f32 out', kvLens: [70, 31], pageSize: 16, numQoHeads: 20, numKvHeads: 1, headDim: 128, logitsSoftCap: 30, oDtype: 'f32' },
+  { name: 'tc mha alibi, scales, pair form', kvLens: [45, 130], pageSize: 64, numQoHeads: 4, numKvHeads: 4, headDim: 256, posEncodingMode: 'ALIBI', qScale: 1.5, kScale: 0.5, vScale: 2, form: 'pair' },
+  { name: 'tc qLenPerReq 2 (causal multi-token)', kvLens: [40, 33], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128, qLenPerReq: 2 },
+  { name: 'tc long request split auto', kvLens: [3000], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128 },
+];
+
+const kernels = [
+  ['subgroup', cases],
+  ['tile', cases],
+  ['tensor-core', tensorCoreCases],
+] as const;
+
+describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the float64 reference', (kernel, list) => {
+  it.each(list)('$name', async (c) => {
+    if (kernel === 'tensor-core' && subgroupMatrixF16Support(ctx) !== undefined) return;
     const seed = testSeed();
     const r = rng(seed);
     const layout = c.layout ?? 'NHD';

@@ -251,7 +251,14 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
   const f16 = c('batch', 64, 4096, 32, 8, 16);
   const fp8 = c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3');
   // WEBINFER_BENCH_FP8=1: fp8 e4m3 against f16 at the batch shape, with kernel shapes varied.
-  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_FP8
+  const tc = (k: DecodeCase): [DecodeCase, string, Record<string, unknown>][] => [
+    [k, 'subgroup kernel', {}],
+    [k, 'tensor-core kernel', { kernel: 'tensor-core' }],
+  ];
+  // WEBINFER_BENCH_DECODE_TC=1: the tensor-core kernel against the default one.
+  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_DECODE_TC
+    ? [...tc(f16), ...tc(c('batch', 64, 4096, 64, 8, 16)), ...tc(c('batch', 128, 2048, 64, 8, 16)), ...tc(c('batch', 128, 2048, 64, 8, 64)), ...tc(c('batch', 8, 32768, 32, 8, 16))]
+    : process.env.WEBINFER_BENCH_FP8
     ? [
         [f16, 'f16 default', {}],
         [fp8, 'default', {}],

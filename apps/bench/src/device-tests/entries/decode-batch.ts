@@ -1,0 +1,4 @@
+import '../../../../../packages/decode/test/batch-decode.test';
+import { main } from '../run';
+
+await main('decode/test/batch-decode');

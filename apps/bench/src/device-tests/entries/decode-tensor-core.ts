@@ -1,0 +1,4 @@
+import '../../../../../packages/decode/test/tensor-core-decode.test';
+import { main } from '../run';
+
+await main('decode/test/tensor-core-decode');

@@ -1,0 +1,295 @@
+/**
+ * The tensor-core decode kernel (`useTensorCores`, and xqa where the device has subgroup
+ * matrices): one subgroup is one workgroup and serves up to 16 query heads of one KV head — the
+ * heads are the 16 rows of the matrices, so every K/V row is read once for the whole group.
+ *
+ *   Q      staged once as f16 and kept as left matrices in registers
+ *   S      per 16-key block (pages are multiples of 16 tokens, or one page holds the request, so
+ *          a block lies in one page): S = Q Kᵀ with Kᵀ read column-major straight from the cache
+ *          (stride = one slot)
+ *   soft   SG/16 lanes per head row: mask, logit transform, lazy running max, P as f16
+ *   P V    O += P V with V read straight from the cache
+ * A block reaching past the request's last token is staged with zeros instead, for K and V: rows
+ * there may hold anything (even NaN) or lie past the cache's end.
+ *
+ * Numerics are FlashInfer's tensor-core decode: exact f16 products accumulated in f32, P rounded
+ * to f16, l summing the rounded P. The lazy reference max (core-buffers) keeps P <= 256.
+ */
+import {
+  type FloatDType,
+  type GpuContext,
+  elementsPerWord,
+  subgroupMatrixF16Support,
+  wgslAttentionCommon,
+  wgslLazyMaxHelpers,
+  wgslLazyMaxStep,
+  wgslLoadElement,
+  wgslPackHelpers,
+  wgslShuffleReduce,
+} from '@webinfer/core-buffers';
+import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl, specMaskTerm, specMaskWgsl } from './decode-common';
+
+export interface TensorCoreDecodeConfig {
+  headDim: number;
+  groupSize: number;
+  subgroupSize: number;
+  oDtype: FloatDType;
+  posEncoding: PosEncodingMode;
+  softCap: boolean;
+  sinks: boolean;
+  pagePow2: boolean;
+  specMask?: boolean;
+}
+
+/** Why the tensor-core decode kernel can't run these options on `ctx`, or undefined. */
+export function tensorCoreDecodeSupport(
+  ctx: GpuContext,
+  o: { qDtype: FloatDType; kvDtype: FloatDType; headDim: number; pageSize: number; posEncoding: PosEncodingMode; onePagePerRequest: boolean },
+): string | undefined {
+  const device = subgroupMatrixF16Support(ctx);
+  if (device !== undefined) return device;
+  if (o.qDtype !== 'f16' || o.kvDtype !== 'f16') return 'q and KV must be f16';
+  if (o.headDim % 32 !== 0) return 'the head dim must be a multiple of 32';
+  // 16-key blocks start on multiples of 16 and must not cross a page.
+  if (o.pageSize % 16 !== 0 && !o.onePagePerRequest) return 'the page size must be a multiple of 16';
+  if (o.posEncoding === 'ROPE_LLAMA') return 'RoPE on the fly needs the keys staged (use the default kernel)';
+  return undefined;
+}
+
+/** Keys per step (two 16-key blocks). */
+const BC = 32;
+
+export function tensorCoreDecodeLayout(c: TensorCoreDecodeConfig) {
+  const D = c.headDim;
+  const SG = c.subgroupSize;
+  const LPR = SG / 16; // lanes per head row in the softmax
+  const CPL = BC / LPR; // S columns per lane
+  const RST = D + 8; // f16 per staged row (Q, or a V tail block)
+  const SST = BC + 4; // f32 per S row
+  const PST = BC + 8; // f16 per P row
+  const STAGE = 0;
+  const S0 = STAGE + (16 * RST) / 8;
+  const P0 = S0 + (16 * SST) / 4;
+  const words = P0 + (16 * PST) / 8;
+  const headGroups = Math.ceil(c.groupSize / 16);
+  return { D, SG, LPR, CPL, RST, SST, PST, STAGE, S0, P0, words, headGroups, smemBytes: words * 16 + 32 + 16 };
+}
+
+export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
+  const L = tensorCoreDecodeLayout(c);
+  const { D, SG, LPR, CPL, RST, SST, PST, STAGE, S0, P0, words, headGroups: HG } = L;
+  const G = c.groupSize;
+  const NQ = D / 16;
+  const NV = D / 16;
+  const U8 = D / 8; // 16-byte units per row
+  const RST8 = RST / 8;
+  const SST4 = SST / 4;
+  const PST8 = PST / 8;
+  const oPer = elementsPerWord(c.oDtype);
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const reduce = (v: string, op: 'max' | '+') => wgslShuffleReduce(v, op, LPR);
+  const pageOf = (j: string) => (c.pagePow2 ? `(${j} >> params.page_shift)` : `(${j} / params.page_size)`);
+  const slotOf = (j: string) => (c.pagePow2 ? `(${j} & (params.page_size - 1u))` : `(${j} % params.page_size)`);
+
+  // O blocks two at a time through the S area: `body` sees the lane's head row, the unit `d`
+  // (4 wide) and `o`; `reload` puts the changed values back into the matrices.
+  const staged = (body: string, reload: boolean) =>
+    Array.from({ length: NV / 2 }, (_, pair) => `subgroupMatrixStore<row_major>(&smem, ${S0}u, o_${2 * pair}, ${SST4}u);
+    subgroupMatrixStore<row_major>(&smem, ${S0 + 4}u, o_${2 * pair + 1}, ${SST4}u);
+    workgroupBarrier();
+    for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
+      let q4 = lr * ${32 / (4 * LPR)}u + e;
+      let at = ${S0}u + rr * ${SST4}u + q4;
+      var o = bitcast<vec4<f32>>(smem[at]);
+      let d = ${pair * 32}u + q4 * 4u;
+      ${body}
+      ${reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
+    }
+    workgroupBarrier();
+    ${
+      reload
+        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, ${S0}u, ${SST4}u);
+    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, ${S0 + 4}u, ${SST4}u);
+    workgroupBarrier();`
+        : ''
+    }`).join('\n    ');
+
+  const writeP = (mRef: string) => `{
+      var sum = 0.0;
+      ${Array.from({ length: CPL / 8 }, (_, w) => {
+        const h = (k: number) => `vec4<f16>(${[0, 1, 2, 3].map((i) => `p16(x[${w * 8 + k * 4 + i}], ${mRef})`).join(', ')})`;
+        return `{
+        let h0 = ${h(0)};
+        let h1 = ${h(1)};
+        sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
+        smem[${P0}u + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
+      }`;
+      }).join('\n      ')}
+      tile_l = sum;
+    }`;
+
+  const logits = Array.from({ length: CPL / 4 }, (_, g) => `{
+      let s4 = bitcast<vec4<f32>>(smem[${S0}u + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u]);
+      ${[0, 1, 2, 3].map((k) => `{
+        let j = t0 + lr * ${CPL}u + ${g * 4 + k}u;
+        var v = NEG_BIG;
+        if (i32(j) >= vis_lo && i32(j) < vis_hi${specMaskTerm(c.specMask, 'j').replace(' || ', ' && !')}) { let acc = s4[${k}]; v = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }
+        x[${g * 4 + k}] = v;
+        mx = max(mx, v);
+      }`).join('\n      ')}
+    }`).join('\n    ');
+
+  const block = (nb: number, body: string) => `{
+      let j0 = t0 + ${nb * 16}u;
+      if (j0 < wi.end) {
+        let pg = plan[params.indices_offset + wi.page_base + ${pageOf('j0')}];
+        let sl0 = ${slotOf('j0')};
+        ${body}
+      }
+    }`;
+  // A 16 x D block of rows j0.. into the stage area, zero past the request's last token.
+  const stageRows = (elem: string) => `for (var idx = lid; idx < ${16 * U8}u; idx += ${SG}u) {
+            let kr = idx / ${U8}u;
+            var w = vec4<u32>(0u);
+            if (j0 + kr < wi.kv_len) { w = ${elem}; }
+            smem[${STAGE}u + kr * ${RST8}u + idx % ${U8}u] = w;
+          }
+          workgroupBarrier();`;
+  const qk = (nb: number) =>
+    block(
+      nb,
+      `var s = ${result}();
+        if (j0 + 16u <= wi.kv_len) {
+          let kb = k_elem(pg, sl0, kvh) / 8u;
+          ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&k_cache, kb + ${2 * i}u, kstride), s);`).join('\n          ')}
+        } else {
+          ${stageRows(`k_cache[k_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
+          ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), s);`).join('\n          ')}
+          workgroupBarrier();
+        }
+        subgroupMatrixStore<row_major>(&smem, ${S0 + nb * 4}u, s, ${SST4}u);`,
+    );
+  const pv = (nb: number) =>
+    block(
+      nb,
+      `let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${P0 + nb * 2}u, ${PST8}u);
+        if (j0 + 16u <= wi.kv_len) {
+          let vb = v_elem(pg, sl0, kvh) / 8u;
+          ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&v_cache, vb + ${2 * i}u, vstride), o_${i});`).join('\n          ')}
+        } else {
+          ${stageRows(`v_cache[v_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
+          ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), o_${i});`).join('\n          ')}
+          workgroupBarrier();
+        }`,
+    );
+
+  const storeVec = (w: string) => {
+    if (oPer === 1) return `for (var i = 0u; i < 4u; i++) { o_out[${w} + i] = bitcast<u32>(res[i]); }`;
+    if (oPer === 2) return `o_out[${w}] = pack_${c.oDtype}(res.xy); o_out[${w} + 1u] = pack_${c.oDtype}(res.zw);`;
+    return `o_out[${w}] = pack_${c.oDtype}(res);`;
+  };
+
+  return `diagnostic(off, chromium.subgroup_matrix_uniformity);
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${decodeUniforms.wgsl()}
+${wgslAttentionCommon()}
+${wgslPackHelpers([c.oDtype], { nativeF16: true })}
+${decodeBindingsWgsl('vec4<u32>')}
+${specMaskWgsl(c.specMask)}
+${wgslLoadElement('load_q', 'q_in', 'f16')}
+${wgslLazyMaxHelpers()}
+var<workgroup> smem: array<vec4<u32>, ${words}>;
+var<workgroup> flag: array<atomic<u32>, 4>;
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let linear = wgid.x + wgid.y * params.groups_x;
+  if (linear >= params.num_work * params.num_kv_heads * ${HG}u) { return; }
+  let hg = linear % ${HG}u;
+  let kvh = (linear / ${HG}u) % params.num_kv_heads;
+  let work = linear / (${HG}u * params.num_kv_heads);
+  ${loadWorkItemWgsl('work')}
+  let rr = lid / ${LPR}u;            // this lane's head row (0..15)
+  let lr = lid % ${LPR}u;            // and its share of the row
+  let g = hg * 16u + rr;
+  let h = kvh * ${G}u + min(g, ${G - 1}u);
+  let kstride = params.k_stride_slot / 8u;  // one slot, in 16-byte words
+  let vstride = params.v_stride_slot / 8u;
+
+  // Q rows (heads past the group are zero) -> f16 left matrices.
+  for (var idx = lid; idx < ${16 * U8}u; idx += ${SG}u) {
+    let qr = idx / ${U8}u;
+    let u = idx % ${U8}u;
+    var w = vec4<u32>(0u);
+    if (hg * 16u + qr < ${G}u) {
+      let b = params.q_offset + wi.row * params.q_stride_row + (kvh * ${G}u + hg * 16u + qr) * params.q_stride_head + u * 8u;
+      w = vec4<u32>(pack2x16float(vec2<f32>(load_q(b), load_q(b + 1u))), pack2x16float(vec2<f32>(load_q(b + 2u), load_q(b + 3u))),
+                    pack2x16float(vec2<f32>(load_q(b + 4u), load_q(b + 5u))), pack2x16float(vec2<f32>(load_q(b + 6u), load_q(b + 7u))));
+    }
+    smem[${STAGE}u + qr * ${RST8}u + u] = w;
+  }
+  workgroupBarrier();
+  ${Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u);`).join('\n  ')}
+  workgroupBarrier();  // the stage area now takes V tail blocks
+
+  ${Array.from({ length: NV }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
+  var m = NEG_BIG;   // the row's reference max
+  var l = 0.0;       // this lane's share of the row sum
+  var tile_l = 0.0;
+  var x: array<f32, ${CPL}>;
+  var vis_lo = i32(wi.start);
+  if (params.window_left >= 0) { vis_lo = max(vis_lo, i32(wi.kv_len) - 1 - params.window_left); }
+  let vis_hi = select(-1, i32(wi.end), g < ${G}u);
+
+  for (var t0 = wi.start & ~15u; t0 < wi.end; t0 += ${BC}u) {
+    if (lid == 0u) { atomicStore(&flag[0], 0u); }
+    ${qk(0)}
+    ${qk(1)}
+    workgroupBarrier();
+    var mx = NEG_BIG;
+    ${logits}
+    ${wgslLazyMaxStep({ reduceMax: reduce('mx', 'max'), writeP, rescale: staged('o *= alpha;', true) })}
+    ${pv(0)}
+    ${pv(1)}
+  }
+  workgroupBarrier();
+  ${reduce('l', '+')}
+  var den = l;
+  var mm = m;
+  var sc = 1.0;
+  if (wi.slot == ${DIRECT_SLOT}u) {
+    ${
+      c.sinks
+        ? `let sk = sinks[h] * LOG2E;
+    let m2 = max(mm, sk);
+    sc = exp2(mm - m2);
+    den = den * sc + exp2(sk - m2);
+    mm = m2;`
+        : ''
+    }
+    if (g < ${G}u && lr == 0u) { lse_out[params.lse_offset + wi.row * params.num_qo_heads + h] = lse_bits(mm, den); }
+  } else if (g < ${G}u && lr == 0u) {
+    ws[params.part_lse_offset + wi.slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(mm, den));
+  }
+  ${staged(
+    `if (g < ${G}u) {
+        var res = vec4<f32>(0.0);
+        if (wi.slot == ${DIRECT_SLOT}u) {
+          if (den > 0.0) { res = o * sc / den * params.v_scale; }
+          let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${D}u + d) / ${oPer}u;
+          ${storeVec('w')}
+        } else {
+          if (den > 0.0) { res = o / den; }
+          let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${D}u + d;
+          ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
+        }
+      }`,
+    false,
+  )}
+}
+`;
+}
