@@ -159,6 +159,8 @@ export interface BatchDecodePlanArgs {
     headsPerWorkgroup?: number;
     /** fp8 KV in 16-byte loads. */
     wideFp8Loads?: boolean;
+    /** Tensor-core kernel: V matrices loaded with K (default true). */
+    tensorCoreEarlyV?: boolean;
   };
 }
 
@@ -423,7 +425,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${onePagePerRequest}|${JSON.stringify(args.debug ?? null)}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
-      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel);
+      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV);
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
@@ -440,7 +442,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       : subgroup
         ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups
         : 1;
-    const targetWorkgroups = args.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS;
+    // The tensor-core kernel's workgroups are one subgroup each: 4x as many fill the device
+    // (H100: B=64, kv 4096 took 0.656 ms at 2112 against 0.851 at 528, BENCHMARKS.md).
+    const targetWorkgroups = args.targetWorkgroups ?? (tensorCore ? 4 * DEFAULT_TARGET_WORKGROUPS : DEFAULT_TARGET_WORKGROUPS);
     const split = ds
       ? deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv)
       : planSplitKV({
@@ -579,6 +583,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     pageSize: number,
     onePagePerRequest: boolean,
     force: 'subgroup' | 'tile' | 'tensor-core' | undefined,
+    earlyV: boolean | undefined,
   ): Omit<TensorCoreDecodeConfig, 'sinks'> | undefined {
     const wanted = force === 'tensor-core' || (this.useTensorCores && force === undefined);
     if (!wanted) return undefined;
@@ -592,6 +597,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       posEncoding: base.posEncoding,
       softCap: base.softCap,
       pagePow2: (pageSize & (pageSize - 1)) === 0,
+      ...(earlyV === false ? { earlyV } : {}),
     };
   }
 

@@ -1,7 +1,7 @@
 /**
  * The few vitest APIs the package tests use, so their bundles run on a bare GPU host (node and
  * dawn.node, no node_modules): describe(.each) / it(.each) / beforeAll / afterAll and expect with
- * toBe, toEqual, toThrow, toBeGreaterThan. `runRegistered()` runs what a test file registered.
+ * toBe, toEqual, toThrow, toBeGreaterThan, toBeLessThanOrEqual. `runRegistered()` runs what a test file registered.
  */
 import { isDeepStrictEqual } from 'node:util';
 
@@ -94,6 +94,9 @@ export function expect(actual: unknown) {
     },
     toBeGreaterThan(want: number) {
       if (!((actual as number) > want)) fail(`expected ${String(actual)} > ${want}`);
+    },
+    toBeLessThanOrEqual(want: number) {
+      if (!((actual as number) <= want)) fail(`expected ${String(actual)} <= ${want}`);
     },
     toThrow(want?: unknown) {
       try {

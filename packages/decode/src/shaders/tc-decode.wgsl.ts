@@ -21,6 +21,7 @@ import {
   elementsPerWord,
   subgroupMatrixF16Support,
   wgslAttentionCommon,
+  wgslDtypeHelpers,
   wgslLazyMaxHelpers,
   wgslLazyMaxStep,
   wgslLoadElement,
@@ -39,6 +40,8 @@ export interface TensorCoreDecodeConfig {
   sinks: boolean;
   pagePow2: boolean;
   specMask?: boolean;
+  /** Load a block's V matrices with its K (before the softmax) instead of after (default true). */
+  earlyV?: boolean;
 }
 
 /** Why the tensor-core decode kernel can't run these options on `ctx`, or undefined. */
@@ -157,6 +160,10 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
             smem[${STAGE}u + kr * ${RST8}u + idx % ${U8}u] = w;
           }
           workgroupBarrier();`;
+  const earlyV = c.earlyV ?? true;
+  const vLoad = (nb: number) =>
+    `let vb = v_elem(pg, sl0, kvh) / 8u;
+          ${Array.from({ length: NV }, (_, i) => `vm_${nb}_${i} = subgroupMatrixLoad<${right}, row_major>(&v_cache, vb + ${2 * i}u, vstride);`).join('\n          ')}`;
   const qk = (nb: number) =>
     block(
       nb,
@@ -164,6 +171,7 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
         if (j0 + 16u <= wi.kv_len) {
           let kb = k_elem(pg, sl0, kvh) / 8u;
           ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&k_cache, kb + ${2 * i}u, kstride), s);`).join('\n          ')}
+          ${earlyV ? `${vLoad(nb)}  // in flight during the softmax` : ''}
         } else {
           ${stageRows(`k_cache[k_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
           ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), s);`).join('\n          ')}
@@ -176,8 +184,8 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
       nb,
       `let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${P0 + nb * 2}u, ${PST8}u);
         if (j0 + 16u <= wi.kv_len) {
-          let vb = v_elem(pg, sl0, kvh) / 8u;
-          ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&v_cache, vb + ${2 * i}u, vstride), o_${i});`).join('\n          ')}
+          ${earlyV ? '' : vLoad(nb)}
+          ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, vm_${nb}_${i}, o_${i});`).join('\n          ')}
         } else {
           ${stageRows(`v_cache[v_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
           ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), o_${i});`).join('\n          ')}
@@ -197,6 +205,7 @@ enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 ${decodeUniforms.wgsl()}
 ${wgslAttentionCommon()}
+${wgslDtypeHelpers(['f16'], { nativeF16: true })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: true })}
 ${decodeBindingsWgsl('vec4<u32>')}
 ${specMaskWgsl(c.specMask)}
@@ -247,6 +256,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
 
   for (var t0 = wi.start & ~15u; t0 < wi.end; t0 += ${BC}u) {
     if (lid == 0u) { atomicStore(&flag[0], 0u); }
+    ${Array.from({ length: 2 * NV }, (_, i) => `var vm_${Math.floor(i / NV)}_${i % NV}: ${right};`).join('\n    ')}
     ${qk(0)}
     ${qk(1)}
     workgroupBarrier();
