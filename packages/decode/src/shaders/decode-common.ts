@@ -3,7 +3,7 @@
  * the same bindings, so the wrapper binds them the same way), the work-item load and the logit
  * transform.
  */
-import { type PosEncodingMode, UniformSchema, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
+import { type FloatDType, type PosEncodingMode, UniformSchema, elementsPerWord, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
 
 export type { PosEncodingMode } from '@webinfer/core-buffers';
 
@@ -102,4 +102,53 @@ export function decodeLogitExpr(posEncoding: PosEncodingMode, softCap: boolean):
   }
   if (softCap) return 'soft_cap(acc * params.sm_scale, params.soft_cap) * LOG2E';
   return 'acc * params.sm_scale_log2';
+}
+
+/**
+ * WGSL finishing query head `h` of work item `wi` from its state `m` / `den` (vars): a direct
+ * write folds the sink in (and sets `sc`, the factor it puts on O) and stores the LSE; a split
+ * chunk stores its LSE in its partial slot. `lead` is the condition of the one lane that stores.
+ */
+export function decodeFinishStateWgsl(sinks: boolean, lead: string): string {
+  return `var sc = 1.0;
+  if (wi.slot == ${DIRECT_SLOT}u) {
+    ${
+      sinks
+        ? `let sk = sinks[h] * LOG2E;
+    let m2 = max(m, sk);
+    sc = exp2(m - m2);
+    den = den * sc + exp2(sk - m2);
+    m = m2;`
+        : ''
+    }
+    if (${lead}) { lse_out[params.lse_offset + wi.row * params.num_qo_heads + h] = lse_bits(m, den); }
+  } else if (${lead}) {
+    ws[params.part_lse_offset + wi.slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(m, den));
+  }`;
+}
+
+/**
+ * WGSL storing `o` (elements e..e+3 of head `h`, not yet divided by `den`): to the output in its
+ * dtype (times `sc` and v_scale), or to the chunk's partial slot.
+ */
+export function decodeStoreO4Wgsl(oDtype: FloatDType, headDim: number, o: string, e: string): string {
+  const per = elementsPerWord(oDtype);
+  const store =
+    per === 1
+      ? 'for (var i = 0u; i < 4u; i++) { o_out[w + i] = bitcast<u32>(res[i]); }'
+      : per === 2
+        ? `o_out[w] = pack_${oDtype}(res.xy); o_out[w + 1u] = pack_${oDtype}(res.zw);`
+        : `o_out[w] = pack_${oDtype}(res);`;
+  return `{
+        var res = vec4<f32>(0.0);
+        if (wi.slot == ${DIRECT_SLOT}u) {
+          if (den > 0.0) { res = ${o} * sc / den * params.v_scale; }
+          let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${headDim}u + ${e}) / ${per}u;
+          ${store}
+        } else {
+          if (den > 0.0) { res = ${o} / den; }
+          let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${headDim}u + ${e};
+          ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
+        }
+      }`;
 }

@@ -11,14 +11,23 @@
  */
 import {
   type FloatDType,
-  elementsPerWord,
   wgslAttentionCommon,
   wgslDtypeHelpers,
   wgslEnables,
   wgslLoadElement,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
-import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl, specMaskTerm, specMaskWgsl } from './decode-common';
+import {
+  type PosEncodingMode,
+  decodeBindingsWgsl,
+  decodeFinishStateWgsl,
+  decodeLogitExpr,
+  decodeStoreO4Wgsl,
+  decodeUniforms,
+  loadWorkItemWgsl,
+  specMaskTerm,
+  specMaskWgsl,
+} from './decode-common';
 
 export interface SubgroupDecodeConfig {
   headDim: number;
@@ -96,7 +105,6 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   const WG = c.workgroupSize;
   const rope = c.posEncoding === 'ROPE_LLAMA';
   const loadType = isFp8(c.kvDtype) && !c.wideFp8Loads ? 'vec2<u32>' : 'vec4<u32>';
-  const oPer = elementsPerWord(c.oDtype);
   const heads = Array.from({ length: HPW }, (_, g) => g);
   const rs = Array.from({ length: RV }, (_, r) => r);
   const vs = Array.from({ length: NV }, (_, v) => v);
@@ -270,47 +278,16 @@ ${rs.flatMap((r) => vs.map((v) => `    o_${g}_${r}_${v} *= a;`)).join('\n')}
   }
 
   // ---- write: lane 0 holds every head's result for its elements
-  const storeVec = (w: string) => {
-    if (oPer === 1) return `for (var i = 0u; i < 4u; i++) { o_out[${w} + i] = bitcast<u32>(res[i]); }`;
-    if (oPer === 2) return `o_out[${w}] = pack_${c.oDtype}(res.xy); o_out[${w} + 1u] = pack_${c.oDtype}(res.zw);`;
-    return `o_out[${w}] = pack_${c.oDtype}(res);`;
-  };
   emit('  if (lane == 0u) {');
   for (const g of heads) {
     emit(`    if (hg * ${HPW}u + ${g}u < ${G}u) {
       let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;
       var m = m_${g};
       var den = d_${g};
-      var sc = 1.0;
-      if (wi.slot == ${DIRECT_SLOT}u) {
-        ${
-          c.sinks
-            ? `let sk = sinks[h] * LOG2E;
-        let m2 = max(m, sk);
-        sc = exp2(m - m2);
-        den = den * sc + exp2(sk - m2);
-        m = m2;`
-            : ''
-        }
-        if (sl == 0u) { lse_out[params.lse_offset + wi.row * params.num_qo_heads + h] = lse_bits(m, den); }
-      } else if (sl == 0u) {
-        ws[params.part_lse_offset + wi.slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(m, den));
-      }`);
+      ${decodeFinishStateWgsl(c.sinks, 'sl == 0u')}`);
     for (const r of rs) {
       for (const v of vs) {
-        emit(`      {
-        let e = ${elemOf(r, v)};
-        var res = vec4<f32>(0.0);
-        if (wi.slot == ${DIRECT_SLOT}u) {
-          if (den > 0.0) { res = o_${g}_${r}_${v}${unit} * sc / den * params.v_scale; }
-          let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${D}u + e) / ${oPer}u;
-          ${storeVec('w')}
-        } else {
-          if (den > 0.0) { res = o_${g}_${r}_${v}${unit} / den; }
-          let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${D}u + e;
-          ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
-        }
-      }`);
+        emit(`      { let e = ${elemOf(r, v)}; ${decodeStoreO4Wgsl(c.oDtype, D, `(o_${g}_${r}_${v}${unit})`, 'e')} }`);
       }
     }
     emit('    }');

@@ -18,7 +18,6 @@
 import {
   type FloatDType,
   type GpuContext,
-  elementsPerWord,
   subgroupMatrixF16Support,
   wgslAttentionCommon,
   wgslDtypeHelpers,
@@ -28,7 +27,17 @@ import {
   wgslPackHelpers,
   wgslShuffleReduce,
 } from '@webinfer/core-buffers';
-import { DIRECT_SLOT, type PosEncodingMode, decodeBindingsWgsl, decodeLogitExpr, decodeUniforms, loadWorkItemWgsl, specMaskTerm, specMaskWgsl } from './decode-common';
+import {
+  type PosEncodingMode,
+  decodeBindingsWgsl,
+  decodeFinishStateWgsl,
+  decodeLogitExpr,
+  decodeStoreO4Wgsl,
+  decodeUniforms,
+  loadWorkItemWgsl,
+  specMaskTerm,
+  specMaskWgsl,
+} from './decode-common';
 
 export interface TensorCoreDecodeConfig {
   headDim: number;
@@ -88,7 +97,6 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
   const RST8 = RST / 8;
   const SST4 = SST / 4;
   const PST8 = PST / 8;
-  const oPer = elementsPerWord(c.oDtype);
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
@@ -193,12 +201,6 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
         }`,
     );
 
-  const storeVec = (w: string) => {
-    if (oPer === 1) return `for (var i = 0u; i < 4u; i++) { o_out[${w} + i] = bitcast<u32>(res[i]); }`;
-    if (oPer === 2) return `o_out[${w}] = pack_${c.oDtype}(res.xy); o_out[${w} + 1u] = pack_${c.oDtype}(res.zw);`;
-    return `o_out[${w}] = pack_${c.oDtype}(res);`;
-  };
-
   return `diagnostic(off, chromium.subgroup_matrix_uniformity);
 enable f16;
 enable subgroups;
@@ -269,35 +271,9 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   workgroupBarrier();
   ${reduce('l', '+')}
   var den = l;
-  var mm = m;
-  var sc = 1.0;
-  if (wi.slot == ${DIRECT_SLOT}u) {
-    ${
-      c.sinks
-        ? `let sk = sinks[h] * LOG2E;
-    let m2 = max(mm, sk);
-    sc = exp2(mm - m2);
-    den = den * sc + exp2(sk - m2);
-    mm = m2;`
-        : ''
-    }
-    if (g < ${G}u && lr == 0u) { lse_out[params.lse_offset + wi.row * params.num_qo_heads + h] = lse_bits(mm, den); }
-  } else if (g < ${G}u && lr == 0u) {
-    ws[params.part_lse_offset + wi.slot * params.num_qo_heads + h] = bitcast<f32>(lse_bits(mm, den));
-  }
+  ${decodeFinishStateWgsl(c.sinks, `g < ${G}u && lr == 0u`)}
   ${staged(
-    `if (g < ${G}u) {
-        var res = vec4<f32>(0.0);
-        if (wi.slot == ${DIRECT_SLOT}u) {
-          if (den > 0.0) { res = o * sc / den * params.v_scale; }
-          let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${D}u + d) / ${oPer}u;
-          ${storeVec('w')}
-        } else {
-          if (den > 0.0) { res = o / den; }
-          let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${D}u + d;
-          ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
-        }
-      }`,
+    `if (g < ${G}u) ${decodeStoreO4Wgsl(c.oDtype, D, 'o', 'd')}`,
     false,
   )}
 }
