@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createContext } from '@webinfer/core-buffers';
+import { DEFAULT_DAWN_FLAGS, createContext } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { renderHtml } from './report-html';
 import { runAttentionSuite } from './suites/attention';
@@ -98,7 +98,11 @@ function fmt(x: number, digits = 1): string {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const ctx = await createContext();
+  // WEBINFER_BENCH_DAWN_ENABLE=toggle,...: extra Dawn toggles for experiments (e.g. disable_robustness).
+  const extra = process.env.WEBINFER_BENCH_DAWN_ENABLE;
+  const ctx = await createContext(
+    extra ? { dawnFlags: DEFAULT_DAWN_FLAGS.map((f) => (f.startsWith('enable-dawn-features=') ? `${f},${extra}` : f)) } : {},
+  );
   const info = ctx.adapterInfo;
   const device = info.description || `${info.vendor} ${info.architecture}`;
   // One status line, redrawn: a bar when the message says "i/N", then the case.

@@ -161,6 +161,8 @@ export interface BatchDecodePlanArgs {
     wideFp8Loads?: boolean;
     /** Tensor-core kernel: V matrices loaded with K (default true). */
     tensorCoreEarlyV?: boolean;
+    /** Tensor-core kernel: caches bound as array<f16>. */
+    tensorCoreF16Cache?: boolean;
   };
 }
 
@@ -425,7 +427,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${onePagePerRequest}|${JSON.stringify(args.debug ?? null)}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
-      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV);
+      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache);
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
@@ -584,6 +586,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     onePagePerRequest: boolean,
     force: 'subgroup' | 'tile' | 'tensor-core' | undefined,
     earlyV: boolean | undefined,
+    f16Cache: boolean | undefined,
   ): Omit<TensorCoreDecodeConfig, 'sinks'> | undefined {
     const wanted = force === 'tensor-core' || (this.useTensorCores && force === undefined);
     if (!wanted) return undefined;
@@ -598,6 +601,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       softCap: base.softCap,
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       ...(earlyV === false ? { earlyV } : {}),
+      ...(f16Cache !== undefined ? { f16Cache } : {}),
     };
   }
 

@@ -39,6 +39,8 @@ interface Case {
   seqLensOverride?: number[];
   /** fp8 KV in 16-byte loads (subgroup kernel). */
   wideFp8Loads?: boolean;
+  /** Tensor-core kernel with the caches bound as array<f16>. */
+  f16Cache?: boolean;
 }
 
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
@@ -77,6 +79,8 @@ const tensorCoreCases: Case[] = [
   { name: 'tc mha alibi, scales, pair form', kvLens: [45, 130], pageSize: 64, numQoHeads: 4, numKvHeads: 4, headDim: 256, posEncodingMode: 'ALIBI', qScale: 1.5, kScale: 0.5, vScale: 2, form: 'pair' },
   { name: 'tc qLenPerReq 2 (causal multi-token)', kvLens: [40, 33], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128, qLenPerReq: 2 },
   { name: 'tc long request split auto', kvLens: [3000], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128 },
+  { name: 'tc caches as f16 arrays, split forced', kvLens: [1, 54, 97, 200], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, split: 'force', f16Cache: true },
+  { name: 'tc caches as f16 arrays, HND page 32', kvLens: [33, 70], pageSize: 32, numQoHeads: 8, numKvHeads: 2, headDim: 64, layout: 'HND', f16Cache: true },
 ];
 
 const kernels = [
@@ -124,7 +128,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);

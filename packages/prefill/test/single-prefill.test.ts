@@ -26,7 +26,7 @@ interface Case {
   softCap?: number;
   /** Custom mask: 'causal' (tril equal to causal) or 'random'. */
   mask?: 'causal' | 'random';
-  tile?: [number, number, ('none' | 'kv' | 'all')?];
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
   kScale?: number;
   vScale?: number;
 }
@@ -51,6 +51,10 @@ const cases: Case[] = [
   { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 64, causal: true, tile: [16, 8] },
   { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 128, causal: true, tile: [32, 16], layout: 'HND' },
   { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 128, causal: true, tile: [32, 16, 'kv'] }, // K/V widened to f32 as they are stored
+  // f32 K with P in its memory, 2 x 8 micro-tiles: plain, RoPE (loop loads), custom mask + soft cap
+  { qoLen: 50, kvLen: 90, hq: 8, hkv: 2, dqk: 128, causal: true, tile: [32, 16, 'k'] },
+  { qoLen: 37, kvLen: 97, hq: 4, hkv: 1, dqk: 64, causal: true, pos: 'ROPE_LLAMA', tile: [64, 16, 'k'] },
+  { qoLen: 30, kvLen: 77, hq: 4, hkv: 2, dqk: 64, mask: 'random', softCap: 30, tile: [64, 16, 'k'], layout: 'HND' },
   { qoLen: 16, kvLen: 700, hq: 4, hkv: 4, dqk: 64, causal: true, pos: 'ROPE_LLAMA' }, // append: split KV
 ];
 

@@ -255,8 +255,7 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
   const tc = (k: DecodeCase): [DecodeCase, string, Record<string, unknown>][] => [
     [k, 'subgroup kernel', {}],
     [k, 'tensor-core kernel', { kernel: 'tensor-core' }],
-    [k, 'tensor-core kernel, V after the softmax', { kernel: 'tensor-core', tensorCoreEarlyV: false }],
-    [k, 'tensor-core kernel, target 1056', { kernel: 'tensor-core', targetWorkgroups: 1056 }],
+    [k, 'tensor-core kernel, caches as array<f16>', { kernel: 'tensor-core', tensorCoreF16Cache: true }],
   ];
   // WEBINFER_BENCH_DECODE_TC=1: the tensor-core kernel against the default one.
   const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_DECODE_TC

@@ -25,7 +25,7 @@ interface PrefillCase {
   simtSkip?: ('load' | 'qk' | 'pv')[];
   simtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** f32 path tile [rows, keys, wide] (profiling). */
-  tile?: [number, number, 'none' | 'kv' | 'all'];
+  tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -71,13 +71,11 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const v = (name: string, extra: Partial<PrefillCase>): PrefillCase => ({ ...base, ...extra, name: `${base.name} ${name}` });
     return [
       v('64x32', {}),
-      v('64x32 skip qk', { simtSkip: ['qk'] }),
-      v('64x32 skip pv', { simtSkip: ['pv'] }),
-      v('64x32 skip qk,pv', { simtSkip: ['qk', 'pv'] }),
-      v('64x16', { tile: [64, 16, 'none'] }),
-      v('64x16 kv f32', { tile: [64, 16, 'kv'] }),
-      v('32x32', { tile: [32, 32, 'none'] }),
-      v('32x32 kv f32', { tile: [32, 32, 'kv'] }),
+      v('64x32 K f32, P in K', { tile: [64, 32, 'k'] }),
+      v('64x32 K f32, P in K, skip qk', { tile: [64, 32, 'k'], simtSkip: ['qk'] }),
+      v('64x32 K f32, P in K, skip pv', { tile: [64, 32, 'k'], simtSkip: ['pv'] }),
+      v('64x16 K f32, P in K', { tile: [64, 16, 'k'] }),
+      v('32x32 K f32, P in K', { tile: [32, 32, 'k'] }),
     ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
@@ -96,7 +94,7 @@ function causalPairs(qo: number, kv: number): number {
 
 /** f32-path tile experiments on the causal 4096 case (bench --suite profile-prefill). */
 export async function profilePrefill(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  const tiles: [number, number, 'none' | 'kv' | 'all'][] = [
+  const tiles: [number, number, 'none' | 'kv' | 'all' | 'k'][] = [
     [64, 32, 'none'],
     [64, 16, 'none'],
     [64, 16, 'kv'],

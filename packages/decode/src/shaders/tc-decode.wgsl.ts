@@ -51,6 +51,8 @@ export interface TensorCoreDecodeConfig {
   specMask?: boolean;
   /** Load a block's V matrices with its K (before the softmax) instead of after (default true). */
   earlyV?: boolean;
+  /** Bind the caches as array<f16> (matrix offsets in elements) instead of 16-byte words. */
+  f16Cache?: boolean;
 }
 
 /** Why the tensor-core decode kernel can't run these options on `ctx`, or undefined. */
@@ -164,24 +166,31 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
   const stageRows = (elem: string) => `for (var idx = lid; idx < ${16 * U8}u; idx += ${SG}u) {
             let kr = idx / ${U8}u;
             var w = vec4<u32>(0u);
-            if (j0 + kr < wi.kv_len) { w = ${elem}; }
+            if (j0 + kr < wi.kv_len) { ${elem} }
             smem[${STAGE}u + kr * ${RST8}u + idx % ${U8}u] = w;
           }
           workgroupBarrier();`;
   const earlyV = c.earlyV ?? true;
+  // Matrix offsets into the caches: 16-byte words, or f16 elements when bound as array<f16>.
+  const f16 = c.f16Cache ?? false;
+  const cu = f16 ? 1 : 8; // elements per cache index
+  const cacheRow = (buf: 'k' | 'v') =>
+    f16
+      ? `{ let e = ${buf}_elem(pg, sl0 + kr, kvh) + (idx % ${U8}u) * 8u; w = vec4<u32>(${[0, 2, 4, 6].map((i) => `pack2x16float(vec2<f32>(f32(${buf}_cache[e + ${i}u]), f32(${buf}_cache[e + ${i + 1}u])))`).join(', ')}); }`
+      : `w = ${buf}_cache[${buf}_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u];`;
   const vLoad = (nb: number) =>
-    `let vb = v_elem(pg, sl0, kvh) / 8u;
-          ${Array.from({ length: NV }, (_, i) => `vm_${nb}_${i} = subgroupMatrixLoad<${right}, row_major>(&v_cache, vb + ${2 * i}u, vstride);`).join('\n          ')}`;
+    `let vb = v_elem(pg, sl0, kvh) / ${cu}u;
+          ${Array.from({ length: NV }, (_, i) => `vm_${nb}_${i} = subgroupMatrixLoad<${right}, row_major>(&v_cache, vb + ${(16 * i) / cu}u, vstride);`).join('\n          ')}`;
   const qk = (nb: number) =>
     block(
       nb,
       `var s = ${result}();
         if (j0 + 16u <= wi.kv_len) {
-          let kb = k_elem(pg, sl0, kvh) / 8u;
-          ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&k_cache, kb + ${2 * i}u, kstride), s);`).join('\n          ')}
+          let kb = k_elem(pg, sl0, kvh) / ${cu}u;
+          ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&k_cache, kb + ${(16 * i) / cu}u, kstride), s);`).join('\n          ')}
           ${earlyV ? `${vLoad(nb)}  // in flight during the softmax` : ''}
         } else {
-          ${stageRows(`k_cache[k_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
+          ${stageRows(cacheRow('k'))}
           ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(q_${i}, subgroupMatrixLoad<${right}, col_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), s);`).join('\n          ')}
           workgroupBarrier();
         }
@@ -195,7 +204,7 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
           ${earlyV ? '' : vLoad(nb)}
           ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, vm_${nb}_${i}, o_${i});`).join('\n          ')}
         } else {
-          ${stageRows(`v_cache[v_elem(pg, sl0 + kr, kvh) / 8u + idx % ${U8}u]`)}
+          ${stageRows(cacheRow('v'))}
           ${Array.from({ length: NV }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u), o_${i});`).join('\n          ')}
           workgroupBarrier();
         }`,
@@ -209,7 +218,7 @@ ${decodeUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(['f16'], { nativeF16: true })}
 ${wgslPackHelpers([c.oDtype], { nativeF16: true })}
-${decodeBindingsWgsl('vec4<u32>')}
+${decodeBindingsWgsl(c.f16Cache ? 'f16' : 'vec4<u32>')}
 ${specMaskWgsl(c.specMask)}
 ${wgslLoadElement('load_q', 'q_in', 'f16')}
 ${wgslLazyMaxHelpers()}
@@ -228,8 +237,8 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   let lr = lid % ${LPR}u;            // and its share of the row
   let g = hg * 16u + rr;
   let h = kvh * ${G}u + min(g, ${G - 1}u);
-  let kstride = params.k_stride_slot / 8u;  // one slot, in 16-byte words
-  let vstride = params.v_stride_slot / 8u;
+  let kstride = params.k_stride_slot / ${c.f16Cache ? 1 : 8}u;  // one slot, in cache indices
+  let vstride = params.v_stride_slot / ${c.f16Cache ? 1 : 8}u;
 
   // Q rows (heads past the group are zero) -> f16 left matrices.
   for (var idx = lid; idx < ${16 * U8}u; idx += ${SG}u) {

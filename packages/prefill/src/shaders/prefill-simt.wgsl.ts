@@ -43,7 +43,7 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
    * input format: more memory, but no f16->f32 conversion on every read (conversions run at a
    * fraction of the FMA rate on NVIDIA). Same numerics: widening is exact.
    */
-  wide?: 'none' | 'kv' | 'all';
+  wide?: 'none' | 'kv' | 'all' | 'k';
   /**
    * Softmax inside the S phase: the 8 threads that hold a row's logits (consecutive lanes) combine
    * their max and sum with subgroup shuffles, so no thread walks a row alone. Needs subgroups of
@@ -70,34 +70,43 @@ export function simtLayout(c: SimtPrefillConfig) {
   const DQ4 = c.headDimQk / 4;
   const DV4 = c.headDimVo / 4;
   const tq = c.wide === 'all' ? 'f32' : tileDtype(c.qDtype);
-  const tkv = c.wide === 'all' || c.wide === 'kv' ? 'f32' : tileDtype(c.kvDtype);
+  const tk = c.wide === 'all' || c.wide === 'kv' || c.wide === 'k' ? 'f32' : tileDtype(c.kvDtype);
+  const tv = c.wide === 'all' || c.wide === 'kv' ? 'f32' : tileDtype(c.kvDtype);
+  // 'k': P lives in K's memory (K is done once S is computed; one more barrier a tile), which is
+  // what makes room for an f32 K tile next to 64 rows of Q.
+  const pInK = c.wide === 'k';
   const QS = DQ4 + 1; // rows padded by one unit against bank conflicts
   const KS = DQ4 + 1;
   const VS = DV4;
   const PS = BC + 1;
-  // S: 16 row groups x 8 column groups.
-  const RS = BR / 16;
-  const CS = BC / 8;
+  // S: RG row groups x CG column groups; a thread holds RS rows x CS keys. With f32 K, 4 column
+  // groups (2 x 8 micro-tiles: 2 q and 8 k loads per 64 FMAs, the q ones converted).
+  const CG = pInK ? 4 : 8;
+  const RG = SIMT_WORKGROUP / CG;
+  const RS = BR / RG;
+  const CS = BC / CG;
   // O: RO rows x CO units per thread.
   const U = (BR * DV4) / SIMT_WORKGROUP;
   const CO = U >= 8 && DV4 % 4 === 0 ? 4 : U >= 2 ? 2 : 1;
   const RO = U / CO;
   const CGO = DV4 / CO;
   const RGO = SIMT_WORKGROUP / CGO;
+  const kBytes = BC * KS * unitBytes(tk);
   const smemBytes =
     BR * QS * unitBytes(tq) +
-    BC * KS * unitBytes(tkv) +
-    BC * VS * unitBytes(tkv) +
-    BR * PS * 4 +
+    kBytes +
+    BC * VS * unitBytes(tv) +
+    (pInK ? 0 : BR * PS * 4) +
     3 * BR * 4 +
     (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) +
     64;
-  const valid = Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1;
-  return { BR, BC, DQ4, DV4, tq, tkv, QS, KS, VS, PS, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
+  const valid =
+    Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1 && (!pInK || BR * PS * 4 <= kBytes);
+  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
 }
 
 /** Tiles to try, in order of preference: [rows, keys, wide] (64 rows: 1.55× the speed of 32 on the H100). */
-export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all'])[] = [
+export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all' | 'k'])[] = [
   [64, 32, 'none'],
   [64, 16, 'none'],
   [32, 32, 'none'],
@@ -136,20 +145,20 @@ export function ropeRotateWgsl(): string {
 export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   const L = simtLayout(c);
   if (!L.valid) throw new Error(`invalid prefill tile ${c.rowsPerTile}x${c.keysPerTile} for head dims ${c.headDimQk}/${c.headDimVo}`);
-  const { BR, BC, DQ4, DV4, tq, tkv, QS, KS, VS, PS, RS, CS, RO, CO, CGO, RGO } = L;
+  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
   const G = c.groupSize;
   const WG = SIMT_WORKGROUP;
   const rope = c.posEncoding === 'ROPE_LLAMA';
   const DQ = c.headDimQk;
   const qUnits = rope ? DQ4 / 2 : DQ4;
-  const dtypes: FloatDType[] = [c.qDtype, c.kvDtype, ...(tq === 'f32' ? [] : [tq]), ...(tkv === 'f32' ? [] : [tkv])];
+  const dtypes: FloatDType[] = [c.qDtype, c.kvDtype, ...[tq, tk, tv].filter((d) => d !== 'f32')];
 
   // S phase: unrolled micro-tile.
   const sDecl: string[] = [];
   const sLoad: string[] = [];
   const sFma: string[] = [];
-  for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * 16}u) * ${QS}u + d]);`);
-  for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tkv}(k_s[(cs + ${j * 8}u) * ${KS}u + d]);`);
+  for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * RG}u) * ${QS}u + d]);`);
+  for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tk}(k_s[(cs + ${j * CG}u) * ${KS}u + d]);`);
   for (let i = 0; i < RS; i++) {
     for (let j = 0; j < CS; j++) {
       sDecl.push(`var s${i}_${j} = 0.0;`);
@@ -159,17 +168,17 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   }
   const sStore: string[] = [];
   const shfl = (v: string, op: 'max' | '+') =>
-    [1, 2, 4].map((m) => (op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`)).join(' ');
+    [1, 2, 4].filter((m) => m < CG).map((m) => (op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`)).join(' ');
   for (let i = 0; i < RS; i++) {
     sStore.push(`{
-      let r = rs + ${i * 16}u;
+      let r = rs + ${i * RG}u;
       let pr = wi.tile + r;
       let row = pr / ${G}u;
       let h = kvh * ${G}u + pr % ${G}u;`);
     for (let j = 0; j < CS; j++) {
       sStore.push(`      var x${j} = NEG_BIG;
       {
-        let j = t0 + cs + ${j * 8}u;
+        let j = t0 + cs + ${j * CG}u;
         if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x${j} = ${logitExpr(c)}; }
       }`);
     }
@@ -179,7 +188,7 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
       var mx = max(m_old, ${xs.length > 1 ? xs.reduce((a, b) => `max(${a}, ${b})`) : xs[0]});
       ${shfl('mx', 'max')}
       var sum = 0.0;
-${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} - mx), x${j} > NEG_BIG); sum += p; p_s[r * ${PS}u + cs + ${j * 8}u] = p; }`).join('\n')}
+${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} - mx), x${j} > NEG_BIG); sum += p; p_set(r * ${PS}u + cs + ${j * CG}u, p); }`).join('\n')}
       ${shfl('sum', '+')}
       if (cs == 0u) {
         let alpha = exp2(m_old - mx);
@@ -188,7 +197,7 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
         l_s[r] = l_s[r] * alpha + sum;
       }`);
     } else {
-      for (let j = 0; j < CS; j++) sStore.push(`      p_s[r * ${PS}u + cs + ${j * 8}u] = x${j};`);
+      for (let j = 0; j < CS; j++) sStore.push(`      p_set(r * ${PS}u + cs + ${j * CG}u, x${j});`);
     }
     sStore.push('    }');
   }
@@ -199,12 +208,12 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
       let base = lid * ${PS}u;
       let m_old = m_s[lid];
       var mx = m_old;
-      for (var t = 0u; t < ${BC}u; t++) { mx = max(mx, p_s[base + t]); }
+      for (var t = 0u; t < ${BC}u; t++) { mx = max(mx, p_get(base + t)); }
       var sum = 0.0;
       for (var t = 0u; t < ${BC}u; t++) {
-        let s = p_s[base + t];
+        let s = p_get(base + t);
         let p = select(0.0, exp2(s - mx), s > NEG_BIG);
-        p_s[base + t] = p;
+        p_set(base + t, p);
         sum += p;
       }
       let alpha = exp2(m_old - mx);
@@ -221,7 +230,7 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
   const oWrite: string[] = [];
   for (let i = 0; i < RO; i++) {
     oScale.push(`{ let a = a_s[ro + ${i * RGO}u];${Array.from({ length: CO }, (_, j) => ` o${i}_${j} *= a;`).join('')} }`);
-    oLoad.push(`let p${i} = p_s[(ro + ${i * RGO}u) * ${PS}u + t];`);
+    oLoad.push(`let p${i} = p_get((ro + ${i * RGO}u) * ${PS}u + t);`);
     oWrite.push(`{
     let r = ro + ${i * RGO}u;
     let pr = wi.tile + r;
@@ -238,7 +247,7 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
       oFma.push(`o${i}_${j} += p${i} * v${j};`);
     }
   }
-  for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tkv}(v_s[t * ${VS}u + co + ${j * CGO}u]);`);
+  for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tv}(v_s[t * ${VS}u + co + ${j * CGO}u]);`);
 
   const skipLoad = c.debugSkip?.includes('load') ?? false;
   // Raw K/V words: tiles keep the KV dtype's own bits, so a unit goes from global to workgroup
@@ -248,7 +257,7 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
   const raw = !rope && kvWord === c.kvDtype && (c.loadMode ?? 'prefetch') !== 'loop' && !skipLoad;
   const prefetch = raw && (c.loadMode ?? 'prefetch') === 'prefetch';
   const rawType = unitType(kvWord);
-  const putWord = (r: string) => (tkv === kvWord ? r : `pack4_${tkv}(unpack4_${kvWord}(${r}))`);
+  const putWord = (r: string, t: 'f32' | 'f16' | 'bf16') => (t === kvWord ? r : `pack4_${t}(unpack4_${kvWord}(${r}))`);
   const itK = Math.ceil((BC * DQ4) / WG);
   const itV = Math.ceil((BC * DV4) / WG);
   const rawWord = (buf: string) =>
@@ -278,8 +287,8 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
     }`),
         ].join('\n    ');
   const putRaw = [
-    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = ${putWord(`kr_${i}`)}; } }`),
-    ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = ${putWord(`vr_${i}`)}; } }`),
+    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = ${putWord(`kr_${i}`, tk)}; } }`),
+    ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = ${putWord(`vr_${i}`, tv)}; } }`),
   ].join('\n    ');
   const qLoad = rope
     ? `var x = vec4<f32>(0.0);
@@ -306,31 +315,37 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
           x = xy[0];
           y = xy[1];
         }
-        k_s[c * ${KS}u + u] = pack4_${tkv}(x);
-        k_s[c * ${KS}u + u + ${DQ4 / 2}u] = pack4_${tkv}(y);`
+        k_s[c * ${KS}u + u] = pack4_${tk}(x);
+        k_s[c * ${KS}u + u + ${DQ4 / 2}u] = pack4_${tk}(y);`
     : `var x = vec4<f32>(0.0);
         if (j < kv_hi) { x = load_k4(k_row(j, wi.page_base, kvh) + u * 4u); }
-        k_s[c * ${KS}u + u] = pack4_${tkv}(x);`;
+        k_s[c * ${KS}u + u] = pack4_${tk}(x);`;
 
   return `${wgslEnables({ nativeF16: c.nativeF16, subgroups: c.subgroupSoftmax })}
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
-${wgslPackHelpers([tq, tkv, tileDtype(c.kvDtype), c.oDtype], { nativeF16: c.nativeF16 })}
+${wgslPackHelpers([tq, tk, tv, tileDtype(c.kvDtype), c.oDtype], { nativeF16: c.nativeF16 })}
 ${prefillBindingsWgsl(c)}
 ${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
 ${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
 ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
-${tileCodec(tq)}
-${tq !== tkv ? tileCodec(tkv) : ''}
-${raw && kvWord !== tq && kvWord !== tkv ? tileCodec(kvWord) : ''}
+${[...new Set([tq, tk, tv, ...(raw ? [kvWord] : [])])].map(tileCodec).join('\n')}
 ${keepFnWgsl(c)}
 ${writeOutputWgsl(c)}
 
 var<workgroup> q_s: array<${unitType(tq)}, ${BR * QS}>;
-var<workgroup> k_s: array<${unitType(tkv)}, ${BC * KS}>;
-var<workgroup> v_s: array<${unitType(tkv)}, ${BC * VS}>;
-var<workgroup> p_s: array<f32, ${BR * PS}>;
+var<workgroup> k_s: array<${unitType(tk)}, ${BC * KS}>;
+var<workgroup> v_s: array<${unitType(tv)}, ${BC * VS}>;
+${
+  pInK
+    ? `// P shares K's memory (f32 K: vec4<u32> units, one probability a word).
+fn p_get(i: u32) -> f32 { return bitcast<f32>(k_s[i >> 2u][i & 3u]); }
+fn p_set(i: u32, v: f32) { k_s[i >> 2u][i & 3u] = bitcast<u32>(v); }`
+    : `var<workgroup> p_s: array<f32, ${BR * PS}>;
+fn p_get(i: u32) -> f32 { return p_s[i]; }
+fn p_set(i: u32, v: f32) { p_s[i] = v; }`
+}
 var<workgroup> m_s: array<f32, ${BR}>;
 var<workgroup> l_s: array<f32, ${BR}>;
 var<workgroup> a_s: array<f32, ${BR}>;
@@ -356,8 +371,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ${qLoad}
     }
   }
-  let rs = lid / 8u;
-  let cs = lid % 8u;
+  let rs = lid / ${CG}u;
+  let cs = lid % ${CG}u;
   let ro = lid / ${CGO}u;
   let co = lid % ${CGO}u;
   ${oDecl.join('\n  ')}
@@ -381,7 +396,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let j = t0 + c;
       var x = vec4<f32>(0.0);
       if (j < kv_hi) { x = load_v4(v_row(j, wi.page_base, kvh) + u * 4u); }
-      v_s[c * ${VS}u + u] = pack4_${tkv}(x);
+      v_s[c * ${VS}u + u] = pack4_${tv}(x);
     }
     workgroupBarrier();
     ${prefetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
@@ -391,6 +406,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         ${sLoad.join('\n        ')}
         ${sFma.join('\n        ')}
       }
+      ${pInK ? 'workgroupBarrier();  // every thread is done with K: P goes into its memory' : ''}
       ${sStore.join('\n')}
     }
     ${softmaxPass}
