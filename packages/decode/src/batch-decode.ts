@@ -163,6 +163,8 @@ export interface BatchDecodePlanArgs {
     tensorCoreEarlyV?: boolean;
     /** Tensor-core kernel: caches bound as array<f16>. */
     tensorCoreF16Cache?: boolean;
+    /** Subgroup kernel: false finishes the dot products with a butterfly (every lane every head). */
+    scatterSoftmax?: boolean;
   };
 }
 
@@ -432,7 +434,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
           ? undefined
-          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads),
+          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax),
         tensorCore,
       };
       this.kernelChoices.set(choiceKey, choice);
@@ -616,6 +618,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     pageSize: number,
     headsPerWorkgroup: number | undefined,
     wideFp8Loads = false,
+    scatterSoftmax: boolean | undefined = undefined,
   ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
     const ctx = this.ctx;
     if (force === 'tile') return undefined;
@@ -637,10 +640,11 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       groupSize: base.groupSize,
       headsPerWorkgroup: hpw,
       lanesPerToken: td,
-      // Tokens per lane per step (H100, BENCHMARKS.md): 2 when a workgroup serves 3+ heads (f16
-      // and fp8), 4 when it serves 1-2 heads (little work per token, so more loads in flight).
-      // Unrolled loads per step (U x RV) stay <= 8, which bounds shader size (and compile time).
-      tokensPerStep: tokensPerStep ?? Math.min(hpw <= 2 ? 4 : 2, Math.max(1, Math.floor(8 / rv))),
+      // Tokens per lane per step (H100, reduce-scatter softmax, BENCHMARKS.md "Session 5"): 4
+      // (B = 64, kv 4096, H 32/8: 0.386 ms against 0.410 for 2; GQA 8: 0.489 against 0.605), but 2
+      // for e4m3, whose unpack is longer (0.390 against 0.454). Unrolled loads per step (U x RV)
+      // stay <= 8, which bounds shader size (and compile time).
+      tokensPerStep: tokensPerStep ?? Math.min(base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: 128,
       qDtype: base.qDtype,
@@ -650,6 +654,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       softCap: base.softCap,
       nativeF16: base.nativeF16,
       wideFp8Loads,
+      ...(scatterSoftmax === false ? { scatterSoftmax } : {}),
     };
     if (subgroupDecodeLayout({ ...config, sinks: false }).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
       if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel does not fit workgroup memory', 'debug.kernel');

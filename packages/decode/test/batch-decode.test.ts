@@ -41,6 +41,8 @@ interface Case {
   wideFp8Loads?: boolean;
   /** Tensor-core kernel with the caches bound as array<f16>. */
   f16Cache?: boolean;
+  /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
+  vNaN?: boolean;
 }
 
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
@@ -56,6 +58,7 @@ const cases: Case[] = [
   { name: 'fp8 e4m3 kv split into chunks', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64, kvDtype: 'fp8_e4m3', vScale: 0.5, split: 'force' },
   { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
   { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
+  { name: 'fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', vNaN: true },
   { name: 'fp8 e5m2 kv HND', kvLens: [31, 64], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND' },
   { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
   { name: 'f16 in, f32 out', kvLens: [29], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, oDtype: 'f32' },
@@ -101,6 +104,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
     const qLen = c.qLenPerReq ?? 1;
     const rows = c.kvLens.length * qLen;
     const f = makePagedFixture(r, c.kvLens, c.pageSize, c.numKvHeads, c.headDim, layout, kvDtype);
+    if (c.vNaN) f.vCache[f.indices[f.indptr[0]] * c.pageSize * c.numKvHeads * c.headDim + 3] = Number.NaN;
     const pageShape = layout === 'NHD' ? [c.pageSize, c.numKvHeads, c.headDim] : [c.numKvHeads, c.pageSize, c.headDim];
     const cache = uploadCache(ctx, f, c.form ?? 'one', pageShape, kvDtype);
     const qHost = exactRandn(r, rows * c.numQoHeads * c.headDim, qDtype);
@@ -162,6 +166,11 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
     });
+    if (c.vNaN) {
+      // The reference reads the finite fixture: the NaN reaches element 3 of row 0's heads of kv head 0.
+      const group = c.numQoHeads / c.numKvHeads;
+      for (let h = 0; h < group; h++) want.o[h * c.headDim + 3] = Number.NaN;
+    }
     const gotO = await out.toArray();
     const gotLse = await lse.toArray();
     const ro = compareClose(gotO, want.o, tolerance(oDtype));

@@ -257,8 +257,38 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
     [k, 'tensor-core kernel', { kernel: 'tensor-core' }],
     [k, 'tensor-core kernel, caches as array<f16>', { kernel: 'tensor-core', tensorCoreF16Cache: true }],
   ];
+  const scatter = (k: DecodeCase, extra: Record<string, unknown> = {}, label = ''): [DecodeCase, string, Record<string, unknown>][] => [
+    [k, `reduce-scatter softmax${label}`, extra],
+    [k, `butterfly${label}`, { ...extra, scatterSoftmax: false }],
+  ];
+  // WEBINFER_BENCH_SCATTER=1: the subgroup kernel's reduce-scatter softmax against the butterfly.
   // WEBINFER_BENCH_DECODE_TC=1: the tensor-core kernel against the default one.
-  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_DECODE_TC
+  const sweep = (k: DecodeCase, us = [2, 4, 8]): [DecodeCase, string, Record<string, unknown>][] =>
+    us.map((u): [DecodeCase, string, Record<string, unknown>] => [k, `U=${u}`, { tokensPerStep: u }]);
+  // WEBINFER_BENCH_U_SWEEP=1: tokens per lane step with the reduce-scatter softmax.
+  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_U_SWEEP
+    ? [
+        ...sweep(f16),
+        ...sweep(fp8),
+        ...sweep(c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2')),
+        ...sweep(c('batch', 128, 2048, 64, 8, 16)),
+        ...sweep(c('batch', 64, 4096, 64, 8, 16)),
+        ...sweep(c('batch', 8, 32768, 32, 8, 16)),
+        ...sweep(c('batch', 16, 4096, 32, 8, 16)),
+        [c('batch', 128, 2048, 64, 8, 16), '8 heads a workgroup, U=4', { headsPerWorkgroup: 8, tokensPerStep: 4 }],
+        [c('batch', 128, 2048, 64, 8, 16), '8 heads a workgroup, U=2', { headsPerWorkgroup: 8, tokensPerStep: 2 }],
+      ]
+    : process.env.WEBINFER_BENCH_SCATTER
+    ? [
+        ...scatter(f16),
+        ...scatter(fp8),
+        ...scatter(c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2')),
+        ...scatter(c('batch', 128, 2048, 64, 8, 16)),
+        ...scatter(c('batch', 128, 2048, 64, 8, 16), { headsPerWorkgroup: 8 }, ', 8 heads a workgroup'),
+        ...scatter(c('batch', 64, 4096, 32, 8, 16), { tokensPerStep: 4 }, ', U=4'),
+        ...scatter(fp8, { tokensPerStep: 4 }, ', U=4'),
+      ]
+    : process.env.WEBINFER_BENCH_DECODE_TC
     ? [...tc(f16), ...tc(c('batch', 128, 2048, 64, 8, 16)), ...tc(c('batch', 8, 32768, 32, 8, 16))]
     : process.env.WEBINFER_BENCH_FP8
     ? [

@@ -66,12 +66,18 @@ export function wgslUnpackWord(dtype: FloatDType, options: WgslDtypeOptions = {}
       // holding the values / 256 (`unpack_fp8_e4m3_div256`, for kernels that fold the 256 into a
       // scale they apply anyway). S.1111.111 is NaN (e4m3fn has no inf): adding 1 to a byte's low
       // 7 bits reaches bit 7 only for that pattern, so one test per word guards the rare branch.
+      // `unpack_fp8_e4m3_finite` skips the NaN test (a kernel that tests a whole step's words at
+      // once with `fp8_e4m3_nan_bits` and takes the exact unpack only when one is set).
       return [
-        'fn unpack_fp8_e4m3_div256(w: u32) -> vec4<f32> {',
+        'fn fp8_e4m3_nan_bits(w: u32) -> u32 { return ((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u; }',
+        'fn unpack_fp8_e4m3_finite(w: u32) -> vec4<f32> {',
         '  let even = unpack2x16float(((w & 0x007f007fu) << 7u) | ((w & 0x00800080u) << 8u));',
         '  let odd = unpack2x16float(((w >> 1u) & 0x3f803f80u) | (w & 0x80008000u));',
-        '  var v = vec4<f32>(even.x, odd.x, even.y, odd.y);',
-        '  if ((((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u) != 0u) {',
+        '  return vec4<f32>(even.x, odd.x, even.y, odd.y);',
+        '}',
+        'fn unpack_fp8_e4m3_div256(w: u32) -> vec4<f32> {',
+        '  var v = unpack_fp8_e4m3_finite(w);',
+        '  if (fp8_e4m3_nan_bits(w) != 0u) {',
         '    let nan = vec4<bool>((w & 0x7fu) == 0x7fu, (w & 0x7f00u) == 0x7f00u, (w & 0x7f0000u) == 0x7f0000u, (w & 0x7f000000u) == 0x7f000000u);',
         '    v = select(v, vec4<f32>(bitcast<f32>(0x7fc00000u | (w & 0u))), nan);',
         '  }',

@@ -53,6 +53,12 @@ export interface SubgroupDecodeConfig {
   specMask?: boolean;
   /** fp8 KV read 16 bytes (16 elements) a load instead of 8 (bench experiments). */
   wideFp8Loads?: boolean;
+  /**
+   * Finish the dot products with a reduce-scatter: each lane of a token ends with one head's sum
+   * and runs that head's softmax, then the probabilities are shuffled to every lane for P V
+   * (default; false: a butterfly gives every lane every head, and every lane runs every softmax).
+   */
+  scatterSoftmax?: boolean;
 }
 
 /**
@@ -78,13 +84,13 @@ export function subgroupDecodeLayout(c: SubgroupDecodeConfig) {
   return { EPT, chunks, RV, NV, NL, headGroups, smemBytes };
 }
 
-function unpackLoad(dtype: FloatDType, w: string, v: number): string {
+function unpackLoad(dtype: FloatDType, w: string, v: number, finite = false): string {
   switch (dtype) {
     case 'f32':
       return `bitcast<vec4<f32>>(${w})`;
     case 'fp8_e4m3':
       // values / 256: the kernel multiplies logits and outputs by KV_UNIT instead (exact)
-      return `unpack_fp8_e4m3_div256(${w}.${'xyzw'[v]})`;
+      return `unpack_fp8_e4m3_${finite ? 'finite' : 'div256'}(${w}.${'xyzw'[v]})`;
     case 'fp8_e5m2':
       return `unpack_${dtype}(${w}.${'xyzw'[v]})`;
     default: {
@@ -112,6 +118,9 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
   // e4m3 K/V unpack to their values / 256 (two fewer multiplies per element); logits and
   // outputs take the factor back, which is exact (a power of two).
   const unit = c.kvDtype === 'fp8_e4m3' ? ' * KV_UNIT' : '';
+  // e4m3: NaN codes are tested once per step over all its words, not once per word.
+  const nanStep = c.kvDtype === 'fp8_e4m3';
+  const NW = isFp8(c.kvDtype) && !c.wideFp8Loads ? 2 : 4; // u32 words per load
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
 
@@ -153,7 +162,20 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
       }
     }
   }
-  for (const g of heads) emit(`  var m_${g} = NEG_BIG;\n  var d_${g} = 0.0;`);
+  // Reduce-scatter geometry: HP heads (padded to a power of two) over the TD lanes of a token;
+  // lane sl finishes head (sl >> SH) & (HP - 1), replicated over the low SH bits.
+  const HP = 2 ** Math.ceil(Math.log2(HPW));
+  const scatter = (c.scatterSoftmax ?? true) && HPW >= 2 && HP <= TD;
+  const SH = Math.log2(TD) - Math.log2(HP);
+  if (scatter) {
+    emit(`  var m_me = NEG_BIG;
+  var d_me = 0.0;
+  let h_me = (sl >> ${SH}u) & ${HP - 1}u;
+  let h_glob = kvh * ${G}u + hg * ${HPW}u + min(h_me, ${HPW - 1}u);
+  let group_lane = sgid & ${~(TD - 1) >>> 0}u;`);
+  } else {
+    for (const g of heads) emit(`  var m_${g} = NEG_BIG;\n  var d_${g} = 0.0;`);
+  }
 
   // ---- main loop
   emit(`  let steps = (wi.end - wi.start + ${NL * U - 1}u) / ${NL * U}u;
@@ -172,9 +194,24 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
     let vw${u}_${r} = v_cache[vb${u} + ${r}u * ${TD}u + sl];`);
     }
   }
+  if (nanStep) {
+    const words = (p: string) => us.flatMap((u) => rs.flatMap((r) => Array.from({ length: NW }, (_, w) => `fp8_e4m3_nan_bits(${p}w${u}_${r}.${'xyzw'[w]})`)));
+    emit(`    let nan_k = ${words('k').join(' | ')};
+    let nan_v = ${words('v').join(' | ')};`);
+  }
   // dot products
   for (const u of us) {
-    for (const r of rs) for (const v of vs) emit(`    var k${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `kw${u}_${r}`, v)};`);
+    if (nanStep) {
+      // One test of the step's words picks the exact unpack (NaN-aware) or the finite one.
+      for (const r of rs) for (const v of vs) emit(`    var k${u}_${r}_${v}: vec4<f32>;`);
+      emit(`    if (nan_k != 0u) {
+${rs.flatMap((r) => vs.map((v) => `      k${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `kw${u}_${r}`, v)};`)).join('\n')}
+    } else {
+${rs.flatMap((r) => vs.map((v) => `      k${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `kw${u}_${r}`, v, true)};`)).join('\n')}
+    }`);
+    } else {
+      for (const r of rs) for (const v of vs) emit(`    var k${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `kw${u}_${r}`, v)};`);
+    }
     if (rope) {
       emit(`    {
       let pos = f32(j${u});`);
@@ -203,35 +240,89 @@ export function subgroupDecodeWgsl(c: SubgroupDecodeConfig): string {
       emit(`    var s${g}_${u} = ${terms};`);
     }
   }
-  // butterfly: every lane of the token ends with the full sums
-  for (let off = TD / 2; off >= 1; off /= 2) {
-    for (const g of heads) for (const u of us) emit(`    s${g}_${u} += subgroupShuffleXor(s${g}_${u}, ${off}u);`);
-  }
   // logits, online softmax, p * v
   for (const u of us) {
     emit(`    let masked${u} = !ok${u} || (params.window_left >= 0 && i32(j${u}) + params.window_left < i32(wi.kv_len) - 1)${specMaskTerm(c.specMask, `j${u}`)};`);
   }
-  for (const r of rs) for (const v of vs) for (const u of us) emit(`    let v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`);
-  for (const g of heads) {
-    emit(`    {
-      let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
+  if (nanStep) {
+    for (const r of rs) for (const v of vs) for (const u of us) emit(`    var v${u}_${r}_${v}: vec4<f32>;`);
+    emit(`    if (nan_v != 0u) {
+${rs.flatMap((r) => vs.flatMap((v) => us.map((u) => `      v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`))).join('\n')}
+    } else {
+${rs.flatMap((r) => vs.flatMap((v) => us.map((u) => `      v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v, true)};`))).join('\n')}
+    }`);
+  } else {
+    for (const r of rs) for (const v of vs) for (const u of us) emit(`    let v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`);
+  }
+  const softmaxStep = (m: string, d: string, sum: (u: number) => string) => {
     for (const u of us) {
       emit(`      var x${u} = NEG_BIG;
-      if (!masked${u}) { let acc = s${g}_${u}${unit}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
+      if (!masked${u}) { let acc = ${sum(u)}${unit}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
     }
-    emit(`      let mn = max(m_${g}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
-      let a = exp2(m_${g} - mn);`);
+    emit(`      let mn = max(${m}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
+      let a = exp2(${m} - mn);`);
     for (const u of us) emit(`      let p${u} = select(0.0, exp2(x${u} - mn), x${u} > NEG_BIG);`);
-    emit(`      d_${g} = d_${g} * a + ${us.map((u) => `p${u}`).join(' + ')};
-      m_${g} = mn;`);
-    for (const r of rs) {
-      for (const v of vs) {
-        emit(`      o_${g}_${r}_${v} = o_${g}_${r}_${v} * a + ${us.map((u) => `p${u} * v${u}_${r}_${v}`).join(' + ')};`);
+    emit(`      ${d} = ${d} * a + ${us.map((u) => `p${u}`).join(' + ')};
+      ${m} = mn;`);
+  };
+  if (scatter) {
+    // Reduce-scatter: each round halves the heads a lane carries (it keeps the upper half where
+    // its bit is set and sends the other half to its partner), then plain rounds finish the sum.
+    for (const u of us) {
+      let cur = Array.from({ length: HP }, (_, g) => (g < HPW ? `s${g}_${u}` : '0.0'));
+      let round = 0;
+      for (let off = TD / 2; cur.length > 1; off /= 2, round++) {
+        const half = cur.length / 2;
+        emit(`    let hi${u}_${round} = (sl & ${off}u) != 0u;`);
+        const next: string[] = [];
+        for (let i = 0; i < half; i++) {
+          const name = `rs${u}_${round}_${i}`;
+          emit(`    let ${name} = select(${cur[i]}, ${cur[i + half]}, hi${u}_${round}) + subgroupShuffleXor(select(${cur[i + half]}, ${cur[i]}, hi${u}_${round}), ${off}u);`);
+          next.push(name);
+        }
+        cur = next;
       }
+      emit(`    var sum${u} = ${cur[0]};`);
+      for (let off = TD >> (round + 1); off >= 1; off /= 2) emit(`    sum${u} += subgroupShuffleXor(sum${u}, ${off}u);`);
+    }
+    emit(`    {
+      let h = h_glob;`);
+    softmaxStep('m_me', 'd_me', (u) => `sum${u}`);
+    for (const g of heads) {
+      emit(`      {
+        let src = group_lane | ${g << SH}u;
+        let ag = subgroupShuffle(a, src);
+${us.map((u) => `        let pg${u} = subgroupShuffle(p${u}, src);`).join('\n')}`);
+      for (const r of rs) {
+        for (const v of vs) {
+          emit(`        o_${g}_${r}_${v} = o_${g}_${r}_${v} * ag + ${us.map((u) => `pg${u} * v${u}_${r}_${v}`).join(' + ')};`);
+        }
+      }
+      emit('      }');
     }
     emit('    }');
+  } else {
+    // butterfly: every lane of the token ends with the full sums
+    for (let off = TD / 2; off >= 1; off /= 2) {
+      for (const g of heads) for (const u of us) emit(`    s${g}_${u} += subgroupShuffleXor(s${g}_${u}, ${off}u);`);
+    }
+    for (const g of heads) {
+      emit(`    {
+      let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
+      softmaxStep(`m_${g}`, `d_${g}`, (u) => `s${g}_${u}`);
+      for (const r of rs) {
+        for (const v of vs) {
+          emit(`      o_${g}_${r}_${v} = o_${g}_${r}_${v} * a + ${us.map((u) => `p${u} * v${u}_${r}_${v}`).join(' + ')};`);
+        }
+      }
+      emit('    }');
+    }
   }
   emit('  }');
+  if (scatter) {
+    // every lane gets every head's state back for the merge below
+    for (const g of heads) emit(`  var m_${g} = subgroupShuffle(m_me, group_lane | ${g << SH}u);\n  var d_${g} = subgroupShuffle(d_me, group_lane | ${g << SH}u);`);
+  }
 
   // ---- merge the token lanes: common max, then a tree sum through workgroup memory
   const oStride = D + 1; // padded per-head row in red_o
@@ -312,7 +403,7 @@ var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;
 ${wgslLoadElement('load_q', 'q_in', c.qDtype)}
 
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sgid: u32) {
   let linear = wgid.x + wgid.y * params.groups_x;
   if (linear >= params.num_work * params.num_kv_heads * ${L.headGroups}u) { return; }
   let hg = linear % ${L.headGroups}u;
