@@ -50,6 +50,12 @@ describe('page-table validation (one test per error)', () => {
   it('page ids must be inside the cache', () => {
     expect(() => validatePagedKVIndices({ ...ok, indices: [4, 1, 0, 2, 5] })).toThrow(IndexRangeError);
     expect(() => validatePagedKVIndices({ ...ok, indices: [4, -1, 0, 2, 3] })).toThrow(/indices: page id -1/);
+    // the id past the last group of four, and negative ids with no cache size given
+    expect(() => validatePagedKVIndices({ ...ok, indices: [4, 1, 0, 2, 7] })).toThrow(/indices: page id 7 at position 4/);
+    const { maxNumPages: _, ...noLimit } = ok;
+    expect(() => validatePagedKVIndices({ ...noLimit, indices: [4, 1, 0, 2, -2] })).toThrow(/indices: page id -2 at position 4/);
+    expect(validatePagedKVIndices({ ...noLimit, indices: [4, 1, 9, 2, 3] }).maxPageId).toBe(9);
+    expect(validatePagedKVIndices({ ...ok, indptr: [0, 0, 0, 0], lastPageLen: [0, 0, 0] }).maxPageId).toBe(-1);
   });
   it('last page length must be in [1, page_size]', () => {
     expect(() => validatePagedKVIndices({ ...ok, lastPageLen: [0, 0, 1] })).toThrow(/request 0: last page length 0/);
