@@ -305,6 +305,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly graph: GraphBuffers | undefined;
   /** Pages in the cache of the last run: graph-mode plans must stay inside it (replays check nothing). */
   private boundPages: number | undefined;
+  /** The last cache run() was given and its resolved views (an engine passes the same one every step). */
+  private lastCache: { input: PagedKVCacheInput; resolved: ReturnType<typeof resolvePagedKVCache> } | undefined;
   /** Graph mode: the decode and merge dispatch sizes (u32 x3 each), written by plan(). */
   private readonly indirect: GPUBuffer | undefined;
   private token = new CaptureToken('BatchDecodeWithPagedKVCacheWrapper');
@@ -578,6 +580,25 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     }
   }
 
+  /** The tile kernel's config for plan `p`. */
+  private tileConfig(p: Plan, sinks: boolean): DecodeShaderConfig {
+    return {
+      headDim: p.headDim,
+      groupSize: p.numQoHeads / p.numKvHeads,
+      tile: p.tile,
+      workgroupSize: p.workgroupSize,
+      qDtype: p.qDtype,
+      kvDtype: p.kvDtype,
+      oDtype: p.oDtype,
+      posEncoding: p.posEncoding,
+      softCap: p.softCap > 0,
+      sinks,
+      nativeF16: this.ctx.hasF16,
+      ...(p.debugSkip ? { debugSkip: p.debugSkip } : {}),
+      ...(p.device?.maskWords ? { specMask: true } : {}),
+    };
+  }
+
   /**
    * The tensor-core kernel's config when the wrapper asks for tensor cores (or the bench forces
    * it); throws where it can't run. Undefined otherwise.
@@ -675,7 +696,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     if (options.windowLeft !== undefined && options.windowLeft !== p.windowLeft) {
       throw new PlanMismatchError(`windowLeft ${options.windowLeft} differs from the planned ${p.windowLeft}`, 'windowLeft');
     }
-    const cache = resolvePagedKVCache(pagedKvCache, this.kvLayout);
+    if (this.lastCache?.input !== pagedKvCache) this.lastCache = { input: pagedKvCache, resolved: resolvePagedKVCache(pagedKvCache, this.kvLayout) };
+    const cache = this.lastCache.resolved;
     if (cache.dtype !== p.kvDtype) throw new PlanMismatchError(`cache is ${cache.dtype} but plan said kvDataType ${p.kvDtype}`, 'pagedKvCache');
     if (cache.pageSize !== p.pageSize) throw new PlanMismatchError(`cache page size ${cache.pageSize} but plan said ${p.pageSize}`, 'pagedKvCache');
     if (cache.numKvHeads !== p.numKvHeads) throw new PlanMismatchError(`cache has ${cache.numKvHeads} kv heads but plan said ${p.numKvHeads}`, 'pagedKvCache');
@@ -720,21 +742,6 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       if (!options.lse.isContiguous()) throw new LayoutError('must be contiguous', 'lse');
     }
 
-    const config: DecodeShaderConfig = {
-      headDim: p.headDim,
-      groupSize: p.numQoHeads / p.numKvHeads,
-      tile: p.tile,
-      workgroupSize: p.workgroupSize,
-      qDtype: p.qDtype,
-      kvDtype: p.kvDtype,
-      oDtype: p.oDtype,
-      posEncoding: p.posEncoding,
-      softCap: p.softCap > 0,
-      sinks: options.sinks !== undefined,
-      nativeF16: ctx.hasF16,
-      ...(p.debugSkip ? { debugSkip: p.debugSkip } : {}),
-      ...(p.device?.maskWords ? { specMask: true } : {}),
-    };
     // The pipeline depends only on the plan (and on whether sinks are given): look it up once.
     const withSinks = options.sinks !== undefined ? 1 : 0;
     const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
@@ -753,7 +760,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
             wgsl: subgroupDecodeWgsl,
             bindings,
           })
-        : getKernel(ctx, { id: 'decode/tile-decode', config, wgsl: batchDecodeWgsl, bindings });
+        : getKernel(ctx, { id: 'decode/tile-decode', config: this.tileConfig(p, options.sinks !== undefined), wgsl: batchDecodeWgsl, bindings });
     }
     const kernel = p.kernels[withSinks]!;
     const sm = p.smScale * qScale * kScale;
