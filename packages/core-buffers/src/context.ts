@@ -152,6 +152,15 @@ export class GpuContext {
   get hasF16(): boolean {
     return this.features.has('shader-f16');
   }
+  /**
+   * The adapter renders on the CPU (Mesa llvmpipe/lavapipe, SwiftShader): kernels there pick
+   * smaller unrolls, since their compile time grows with shader size and speed is not the point.
+   */
+  get isSoftwareAdapter(): boolean {
+    const a = this.adapterInfo;
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.vendor} ${a.architecture} ${a.device} ${a.description}`);
+  }
+
   get hasSubgroups(): boolean {
     return this.features.has('subgroups');
   }

@@ -41,6 +41,8 @@ interface Case {
   wideFp8Loads?: boolean;
   /** Tensor-core kernel with the caches bound as array<f16>. */
   f16Cache?: boolean;
+  /** Subgroup kernel: tokens a lane step (a CPU adapter defaults to 1; GPUs to 2 or 4). */
+  tokensPerStep?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
   vNaN?: boolean;
 }
@@ -49,12 +51,12 @@ interface Case {
 // GQA 1/4/7/8, NHD/HND, each position encoding, window, soft cap, every dtype, split both ways.
 const cases: Case[] = [
   { name: 'mha page16 NHD f16', kvLens: [1, 54, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 4, headDim: 64 },
-  { name: 'gqa4 page5 HND rope', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA' },
+  { name: 'gqa4 page5 HND rope, 4 tokens a step', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA', tokensPerStep: 4 },
   { name: 'gqa8 page1 alibi, empty request', kvLens: [33, 0, 17], pageSize: 1, numQoHeads: 8, numKvHeads: 1, headDim: 64, posEncodingMode: 'ALIBI' },
   { name: 'gqa7 pair form', kvLens: [20, 9], pageSize: 8, numQoHeads: 7, numKvHeads: 1, headDim: 64, form: 'pair' },
   { name: 'window 13', kvLens: [54, 97, 3], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, windowLeft: 13 },
   { name: 'soft cap bf16', kvLens: [97, 40], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, qDtype: 'bf16', kvDtype: 'bf16', logitsSoftCap: 30 },
-  { name: 'fp8 e4m3 kv with scales', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kScale: 0.5, vScale: 2, qScale: 1.5 },
+  { name: 'fp8 e4m3 kv with scales', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kScale: 0.5, vScale: 2, qScale: 1.5, tokensPerStep: 2 },
   { name: 'fp8 e4m3 kv split into chunks', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64, kvDtype: 'fp8_e4m3', vScale: 0.5, split: 'force' },
   { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
   { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
@@ -62,7 +64,7 @@ const cases: Case[] = [
   { name: 'fp8 e5m2 kv HND', kvLens: [31, 64], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND' },
   { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
   { name: 'f16 in, f32 out', kvLens: [29], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, oDtype: 'f32' },
-  { name: 'split forced, rope + sinks', kvLens: [200, 97, 1, 0], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'force', posEncodingMode: 'ROPE_LLAMA', sinks: true },
+  { name: 'split forced, rope + sinks', kvLens: [200, 97, 1, 0], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'force', posEncodingMode: 'ROPE_LLAMA', sinks: true, tokensPerStep: 4 },
   { name: 'split forced, window', kvLens: [150, 60], pageSize: 5, numQoHeads: 4, numKvHeads: 4, headDim: 64, split: 'force', windowLeft: 100 },
   { name: 'split disabled, long', kvLens: [300], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'off' },
   { name: 'split auto (single long request)', kvLens: [700], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64 },
@@ -132,7 +134,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
