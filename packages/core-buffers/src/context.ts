@@ -102,6 +102,11 @@ function browserGpu(): GpuLike | undefined {
 
 let nextContextId = 1;
 
+/** Whether an adapter renders on the CPU (Mesa llvmpipe/lavapipe, SwiftShader), from its info. */
+export function isSoftwareAdapterInfo(a: AdapterSummary): boolean {
+  return /llvmpipe|lavapipe|swiftshader/i.test(`${a.vendor} ${a.architecture} ${a.device} ${a.description}`) || a.architecture === 'software';
+}
+
 /** A device and what it offers. Create with `createContext()`; release with `dispose()`. */
 export class GpuContext {
   readonly id = nextContextId++;
@@ -157,8 +162,7 @@ export class GpuContext {
    * smaller unrolls, since their compile time grows with shader size and speed is not the point.
    */
   get isSoftwareAdapter(): boolean {
-    const a = this.adapterInfo;
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.vendor} ${a.architecture} ${a.device} ${a.description}`);
+    return isSoftwareAdapterInfo(this.adapterInfo);
   }
 
   get hasSubgroups(): boolean {

@@ -7,6 +7,7 @@ import {
   kernelCacheSize,
   stableStringify,
   timeGpu,
+  isSoftwareAdapterInfo,
   warmupKernel,
 } from '../src';
 
@@ -19,6 +20,17 @@ describe('createContext', () => {
     ctx.dispose();
     expect(ctx.disposed).toBe(true);
     expect(() => ctx.empty([1], 'f32')).toThrow(DisposedError);
+  });
+  it('tells a CPU adapter (lavapipe, SwiftShader) from a GPU', async () => {
+    const lavapipe = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1' };
+    const swiftshader = { vendor: 'google', architecture: 'swiftshader', device: 'swiftshader-device', description: 'SwiftShader Device (Subzero)' };
+    const h100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA: 580.159.04 580.159.4.0' };
+    expect(isSoftwareAdapterInfo(lavapipe)).toBe(true);
+    expect(isSoftwareAdapterInfo(swiftshader)).toBe(true);
+    expect(isSoftwareAdapterInfo(h100)).toBe(false);
+    const ctx = await createContext();
+    expect(ctx.isSoftwareAdapter).toBe(isSoftwareAdapterInfo(ctx.adapterInfo));
+    ctx.dispose();
   });
 
   it('can leave out features to exercise the fallback paths', async () => {

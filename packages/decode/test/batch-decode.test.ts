@@ -41,6 +41,8 @@ interface Case {
   wideFp8Loads?: boolean;
   /** Tensor-core kernel with the caches bound as array<f16>. */
   f16Cache?: boolean;
+  /** Tensor-core kernel: V matrices loaded after the softmax instead of with K. */
+  lateV?: boolean;
   /** Subgroup kernel: tokens a lane step (a CPU adapter defaults to 1; GPUs to 2 or 4). */
   tokensPerStep?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
@@ -85,6 +87,7 @@ const tensorCoreCases: Case[] = [
   { name: 'tc qLenPerReq 2 (causal multi-token)', kvLens: [40, 33], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128, qLenPerReq: 2 },
   { name: 'tc long request split auto', kvLens: [3000], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128 },
   { name: 'tc caches as f16 arrays, split forced', kvLens: [1, 54, 97, 200], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, split: 'force', f16Cache: true },
+  { name: 'tc V loaded after the softmax, window, sinks', kvLens: [97, 1, 54], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, windowLeft: 30, sinks: true, lateV: true },
   { name: 'tc caches as f16 arrays, HND page 32', kvLens: [33, 70], pageSize: 32, numQoHeads: 8, numKvHeads: 2, headDim: 64, layout: 'HND', f16Cache: true },
 ];
 
@@ -146,7 +149,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
@@ -226,5 +229,35 @@ describe('caches inside buffers larger than one binding', () => {
     expect(ro.ok, `seed ${seed}: ${JSON.stringify(ro)}`).toBe(true);
     wrapper.destroy();
     big.destroy();
+  });
+});
+
+describe('run() with a different cache each call', () => {
+  it('reads the cache it is given, not the one of the previous run (run() keeps the last resolved cache)', async () => {
+    const seed = testSeed();
+    const r = rng(seed);
+    const [hq, hkv, d, page] = [8, 2, 64, 16];
+    const kvLens = [40, 17];
+    const f = makePagedFixture(r, kvLens, page, hkv, d, 'NHD', 'f16');
+    const pageShape = [page, hkv, d];
+    const cacheA = uploadCache(ctx, f, 'one', pageShape, 'f16');
+    // V doubled (exact in f16): o doubles, lse stays.
+    const cacheB = uploadCache(ctx, { ...f, vCache: f.vCache.map((x) => 2 * x) }, 'one', pageShape, 'f16');
+    const q = ctx.tensor(exactRandn(r, kvLens.length * hq * d, 'f16'), [kvLens.length, hq, d], 'f16');
+    const wrapper = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
+    // f32 output: doubling is exact there (in f16 a subnormal output may round differently).
+    wrapper.plan({ indptr: f.indptr, indices: f.indices, lastPageLen: f.lastPageLen, numQoHeads: hq, numKvHeads: hkv, headDim: d, pageSize: page, qDataType: 'f16', oDataType: 'f32' });
+    const runOn = async (cache: typeof cacheA) => {
+      const out = ctx.full([kvLens.length, hq, d], 'f32', Number.NaN);
+      await ctx.checkErrors(() => wrapper.run(q, cache, { out }));
+      return (await out.toArray()) as Float32Array;
+    };
+    const a1 = await runOn(cacheA);
+    const b = await runOn(cacheB);
+    const a2 = await runOn(cacheA);
+    const doubled = compareClose(b, Float64Array.from(a1, (x) => 2 * x), { rtol: 0, atol: 0 });
+    const same = compareClose(a2, Float64Array.from(a1), { rtol: 0, atol: 0 });
+    expect(JSON.stringify({ seed, doubled: doubled.ok ? 'ok' : doubled, same: same.ok ? 'ok' : same })).toBe(JSON.stringify({ seed, doubled: 'ok', same: 'ok' }));
+    wrapper.destroy();
   });
 });

@@ -32,3 +32,67 @@ export function wgslShuffleReduce(v: string, op: 'max' | '+', lanes: number): st
 export function wgslPackF16x8(a: string, b: string): string {
   return `vec4<u32>(pack2x16float(${a}.xy), pack2x16float(${a}.zw), pack2x16float(${b}.xy), pack2x16float(${b}.zw))`;
 }
+
+/**
+ * WGSL visiting every O result block (16 x 16 f32 `o_0`, `o_1`, ... in registers) two at a time
+ * through an f32 staging area of rows `stride` 16-byte words apart at word `base`: the lane owning
+ * row `rr` (`lanesPerRow` lanes a row, share `lr`) sees 4 values as `var o` and, per pair, the
+ * line `column(pair)` (which names the columns for `body`). `reload` writes `o` back and reloads
+ * the blocks (a rescale); without it the blocks are only read (the output write). Runs in uniform
+ * control flow (barriers).
+ */
+export function wgslStagedResultPairs(o: {
+  blocks: number;
+  base: string;
+  stride: number;
+  lanesPerRow: number;
+  column: (pair: number) => string;
+  body: string;
+  reload: boolean;
+}): string {
+  const per = 32 / (4 * o.lanesPerRow); // 4-wide units a lane takes of a 32-column pair
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const second = /^\d+u$/.test(o.base) ? `${Number.parseInt(o.base, 10) + 4}u` : `${o.base} + 4u`;
+  return Array.from({ length: o.blocks / 2 }, (_, pair) => `subgroupMatrixStore<row_major>(&smem, ${o.base}, o_${2 * pair}, ${o.stride}u);
+    subgroupMatrixStore<row_major>(&smem, ${second}, o_${2 * pair + 1}, ${o.stride}u);
+    workgroupBarrier();
+    for (var e = 0u; e < ${per}u; e++) {
+      let q4 = lr * ${per}u + e;
+      let at = ${o.base} + rr * ${o.stride}u + q4;
+      var o = bitcast<vec4<f32>>(smem[at]);
+      ${o.column(pair)}
+      ${o.body}
+      ${o.reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
+    }
+    workgroupBarrier();
+    ${
+      o.reload
+        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, ${o.base}, ${o.stride}u);
+    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, ${second}, ${o.stride}u);
+    workgroupBarrier();`
+        : ''
+    }`).join('\n    ');
+}
+
+/**
+ * WGSL writing the lane's `columns` probabilities p = exp2(x[i] - `mRef`) as f16 (`p16`), 8 a
+ * 16-byte store, into row `rr` of a P area at word `base` (rows `stride` words apart; the lane's
+ * share `lr` starts at column lr * columns), and setting `tile_l` to the sum of the rounded values
+ * (the ones P V multiplies).
+ */
+export function wgslWriteP16(o: { mRef: string; columns: number; base: string; stride: number }): string {
+  const words = Array.from({ length: o.columns / 8 }, (_, w) => {
+    const h = (k: number) => `vec4<f16>(${[0, 1, 2, 3].map((i) => `p16(x[${w * 8 + k * 4 + i}], ${o.mRef})`).join(', ')})`;
+    return `{
+        let h0 = ${h(0)};
+        let h1 = ${h(1)};
+        sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
+        smem[${o.base} + rr * ${o.stride}u + lr * ${o.columns / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
+      }`;
+  });
+  return `{
+      var sum = 0.0;
+      ${words.join('\n      ')}
+      tile_l = sum;
+    }`;
+}

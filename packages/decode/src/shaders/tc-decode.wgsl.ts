@@ -26,6 +26,8 @@ import {
   wgslLoadElement,
   wgslPackHelpers,
   wgslShuffleReduce,
+  wgslStagedResultPairs,
+  wgslWriteP16,
 } from '@webinfer/core-buffers';
 import {
   type PosEncodingMode,
@@ -106,42 +108,12 @@ export function tensorCoreDecodeWgsl(c: TensorCoreDecodeConfig): string {
   const pageOf = (j: string) => (c.pagePow2 ? `(${j} >> params.page_shift)` : `(${j} / params.page_size)`);
   const slotOf = (j: string) => (c.pagePow2 ? `(${j} & (params.page_size - 1u))` : `(${j} % params.page_size)`);
 
-  // O blocks two at a time through the S area: `body` sees the lane's head row, the unit `d`
-  // (4 wide) and `o`; `reload` puts the changed values back into the matrices.
+  // O blocks two at a time through the S area: `body` sees the lane's head row, the element `d`
+  // (4 wide) and `o`.
   const staged = (body: string, reload: boolean) =>
-    Array.from({ length: NV / 2 }, (_, pair) => `subgroupMatrixStore<row_major>(&smem, ${S0}u, o_${2 * pair}, ${SST4}u);
-    subgroupMatrixStore<row_major>(&smem, ${S0 + 4}u, o_${2 * pair + 1}, ${SST4}u);
-    workgroupBarrier();
-    for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
-      let q4 = lr * ${32 / (4 * LPR)}u + e;
-      let at = ${S0}u + rr * ${SST4}u + q4;
-      var o = bitcast<vec4<f32>>(smem[at]);
-      let d = ${pair * 32}u + q4 * 4u;
-      ${body}
-      ${reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
-    }
-    workgroupBarrier();
-    ${
-      reload
-        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, ${S0}u, ${SST4}u);
-    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, ${S0 + 4}u, ${SST4}u);
-    workgroupBarrier();`
-        : ''
-    }`).join('\n    ');
+    wgslStagedResultPairs({ blocks: NV, base: `${S0}u`, stride: SST4, lanesPerRow: LPR, column: (pair) => `let d = ${pair * 32}u + q4 * 4u;`, body, reload });
 
-  const writeP = (mRef: string) => `{
-      var sum = 0.0;
-      ${Array.from({ length: CPL / 8 }, (_, w) => {
-        const h = (k: number) => `vec4<f16>(${[0, 1, 2, 3].map((i) => `p16(x[${w * 8 + k * 4 + i}], ${mRef})`).join(', ')})`;
-        return `{
-        let h0 = ${h(0)};
-        let h1 = ${h(1)};
-        sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
-        smem[${P0}u + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
-      }`;
-      }).join('\n      ')}
-      tile_l = sum;
-    }`;
+  const writeP = (mRef: string) => wgslWriteP16({ mRef, columns: CPL, base: `${P0}u`, stride: PST8 });
 
   const logits = Array.from({ length: CPL / 4 }, (_, g) => `{
       let s4 = bitcast<vec4<f32>>(smem[${S0}u + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u]);

@@ -34,6 +34,8 @@ import {
   wgslPackF16x8,
   wgslPackHelpers,
   wgslShuffleReduce,
+  wgslStagedResultPairs,
+  wgslWriteP16,
 } from '@webinfer/core-buffers';
 import {
   type PrefillKernelOptions,
@@ -129,33 +131,10 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const iters = (units: number) => Math.ceil(units / WG);
   const guard = (units: number) => (units % WG === 0 ? 'true' : `idx < ${units}u`);
 
-  // Stages this subgroup's O blocks two at a time through its S area; `body` sees the lane's
-  // row `rr`, the 4-wide unit `unit` in D_vo and `o` (may change it; kept when reloading).
-  const staged = (body: string, reload: boolean) => {
-    const parts: string[] = [];
-    for (let pair = 0; pair < NV / 2; pair++) {
-      parts.push(`subgroupMatrixStore<row_major>(&smem, s_base, o_${2 * pair}, ${SST4}u);
-    subgroupMatrixStore<row_major>(&smem, s_base + 4u, o_${2 * pair + 1}, ${SST4}u);
-    workgroupBarrier();
-    for (var e = 0u; e < ${32 / (4 * LPR)}u; e++) {
-      let q4 = lr * ${32 / (4 * LPR)}u + e;
-      let at = s_base + rr * ${SST4}u + q4;
-      var o = bitcast<vec4<f32>>(smem[at]);
-      let unit = ${pair * 8}u + q4;
-      ${body}
-      ${reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
-    }
-    workgroupBarrier();
-    ${
-      reload
-        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, s_base, ${SST4}u);
-    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, s_base + 4u, ${SST4}u);
-    workgroupBarrier();`
-        : ''
-    }`);
-    }
-    return parts.join('\n    ');
-  };
+  // This subgroup's O blocks, two at a time through its S area; `body` sees the lane's row `rr`,
+  // the 4-wide unit `unit` in D_vo and `o`.
+  const staged = (body: string, reload: boolean) =>
+    wgslStagedResultPairs({ blocks: NV, base: 's_base', stride: SST4, lanesPerRow: LPR, column: (pair) => `let unit = ${pair * 8}u + q4;`, body, reload });
 
   // K/V tiles go through registers: every thread fetches its units of 8 elements of the next
   // tile (one 16-byte load where rows allow, else 8-byte words, or 8 fp8 bytes; independent loads)
@@ -272,22 +251,7 @@ fn as_f16x8(r: ${raw}) -> vec4<u32> { ${fp8 ? `let x = cvt8(r); return ${pack8('
   ${chunk * qChunk + rows < BR ? 'workgroupBarrier();  // the next chunk overwrites this one' : ''}`;
   };
   // P = exp2(x - m_ref) as f16, 8 columns a 16-byte store; l sums the rounded values P V uses.
-  const writeP = (mRef: string) => {
-    const words = Array.from({ length: CPL / 8 }, (_, w) => {
-      const h = (k: number) => `vec4<f16>(${[0, 1, 2, 3].map((i) => `p16(x[${w * 8 + k * 4 + i}], ${mRef})`).join(', ')})`;
-      return `{
-        let h0 = ${h(0)};
-        let h1 = ${h(1)};
-        sum += dot(vec4<f32>(h0) + vec4<f32>(h1), vec4<f32>(1.0));
-        smem[p_base + rr * ${PST8}u + lr * ${CPL / 8}u + ${w}u] = vec4<u32>(bitcast<vec2<u32>>(h0), bitcast<vec2<u32>>(h1));
-      }`;
-    });
-    return `{
-      var sum = 0.0;
-      ${words.join('\n      ')}
-      tile_l = sum;
-    }`;
-  };
+  const writeP = (mRef: string) => wgslWriteP16({ mRef, columns: CPL, base: 'p_base', stride: PST8 });
   // Logits of the lane's CPL columns (4 a load), masked, into x; mx is their max.
   const logits = Array.from({ length: CPL / 4 }, (_, g) => `{
       let s4 = bitcast<vec4<f32>>(smem[s_base + rr * ${SST4}u + lr * ${CPL / 4}u + ${g}u]);
