@@ -2,7 +2,7 @@
  * The device's ceilings, measured in the same process as the kernels: a stream-read kernel
  * (16-byte loads, every byte read once) and an f32 FMA kernel (independent vec4 FMA chains).
  */
-import { type GpuContext, bindGroup, encodeDispatch, getKernel, median, timeGpu } from '@webinfer/core-buffers';
+import { bindGroup, encodeDispatch, type GpuContext, getKernel, median, timeGpu } from '@webinfer/core-buffers';
 
 export interface Ceilings {
   readGBs: number;

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_DAWN_FLAGS, createContext } from '@webinfer/core-buffers';
+import { createContext, DEFAULT_DAWN_FLAGS } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { renderHtml } from './report-html';
 import { runAttentionSuite } from './suites/attention';

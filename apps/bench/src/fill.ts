@@ -4,15 +4,15 @@
  * computes the same values for --verify, so gigabyte caches never cross the bus.
  */
 import {
-  type FloatDType,
-  type GpuContext,
-  type Tensor,
-  UniformSchema,
   bindGroup,
   elementsPerWord,
   encodeDispatch,
+  type FloatDType,
   foldWorkgroups,
+  type GpuContext,
   getKernel,
+  type Tensor,
+  UniformSchema,
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
 

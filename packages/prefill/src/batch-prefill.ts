@@ -3,24 +3,24 @@
  * prefill/append. plan() reads the index arrays on the CPU and schedules; run() encodes.
  */
 import {
+  blockTablesToPagedKV,
+  checkGraphIndexBuffers,
   type GpuContext,
   IndexRangeError,
   type IntArray,
   type KVLayout,
   LayoutError,
+  lastPageLensOf,
+  type PagedKVCacheInput,
   PlanMismatchError,
+  parseKVLayout,
+  resolvePagedKVCache,
   ShapeError,
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
-  blockTablesToPagedKV,
-  checkGraphIndexBuffers,
-  lastPageLensOf,
-  parseKVLayout,
-  resolvePagedKVCache,
   validateIndptr,
   validatePagedKVIndices,
-  type PagedKVCacheInput,
 } from '@webinfer/core-buffers';
 import { type EngineKV, PrefillEngine } from './engine';
 import { type ParsedPrefillOptions, type PrefillPlanOptions, packRequestMasks, parsePrefillOptions, parseQoIndptr } from './options';
@@ -171,7 +171,7 @@ abstract class PrefillWrapperBase {
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
       tensorCoreSkip: opts.debugTensorCoreSkip,
       simtSkip: opts.debugSimtSkip,
-      simtLoadMode: opts.debugSimtLoadMode,
+      simtTuning: { loadMode: opts.debugSimtLoadMode, ...opts.debugSimtTuning },
       skip: opts.skipRequests,
       graphIndicesCapacity,
     });

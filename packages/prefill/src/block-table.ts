@@ -5,15 +5,15 @@
  * caches, LSE padded per request).
  */
 import {
+  checkLengths,
   type IntArray,
   type KVLayout,
   type PagedKVCacheInput,
-  ShapeError,
-  checkLengths,
-  type Tensor,
-  ValueError,
   pagedCacheGeometry,
   parseKVLayout,
+  ShapeError,
+  type Tensor,
+  ValueError,
   validateIndptr,
 } from '@webinfer/core-buffers';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper } from './batch-prefill';

@@ -11,28 +11,28 @@ import {
   CaptureToken,
   type CompiledKernel,
   DispatchCache,
-  GrowableBuffer,
+  encodeDispatch,
+  encodeSplitKVMerge,
+  foldWorkgroups,
   type GpuContext,
+  GrowableBuffer,
+  getKernel,
+  graphTileCapacity,
   LayoutError,
+  noteCapture,
   type PagedAddressing,
   PlanMismatchError,
+  pagedAddressingValues,
+  parseScale,
+  scheduleTiles,
   type Tensor,
   UnsupportedFeatureError,
   ValueError,
   Workspace,
   type WorkspaceRegion,
-  encodeDispatch,
-  encodeSplitKVMerge,
-  foldWorkgroups,
-  getKernel,
-  graphTileCapacity,
-  noteCapture,
-  scheduleTiles,
-  pagedAddressingValues,
-  parseScale,
 } from '@webinfer/core-buffers';
 import type { ParsedPrefillOptions } from './options';
-import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, WORK_ITEM_WORDS, prefillUniforms } from './shaders/prefill-common';
+import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms, WORK_ITEM_WORDS } from './shaders/prefill-common';
 import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
 
@@ -64,14 +64,17 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
   /** Bench profiling only: f32-kernel phases left out. */
   simtSkip?: SimtPrefillConfig['debugSkip'];
-  /** Bench only: the f32 kernel's K/V load mode. */
-  simtLoadMode?: SimtPrefillConfig['loadMode'];
+  /** Tests/bench only: the f32 kernel's load mode, loop unrolling and full-tile test. */
+  simtTuning?: SimtTuning;
   /**
    * Graph mode: pad the schedule to capacities that depend only on the shape, with room for this
    * many page indices, so dispatches recorded under one plan stay valid for the next.
    */
   graphIndicesCapacity?: number;
 }
+
+/** The f32 kernel's knobs a plan may set (tests and bench). */
+export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles'>;
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
 export interface EngineKV {
@@ -168,7 +171,7 @@ export class PrefillEngine {
     // tensor-core workgroup (shape only, so graph-mode re-plans keep their kernel).
     const bigTiles = Math.ceil((a.qoIndptr[a.qoIndptr.length - 1] * group) / 128) * a.numKvHeads;
     const subgroups = a.tensorCoreSubgroups ?? (bigTiles >= (a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS) ? [8, 4] : [4]);
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtLoadMode);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtTuning);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -246,7 +249,7 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtLoadMode?: SimtPrefillConfig['loadMode']) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtTuning: SimtTuning = {}) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
@@ -288,7 +291,12 @@ export class PrefillEngine {
         ...(wide && wide !== 'none' ? { wide } : {}),
         ...(subgroupSoftmax ? { subgroupSoftmax } : {}),
         ...(simtSkip?.length ? { debugSkip: simtSkip } : {}),
-        ...(simtLoadMode ? { loadMode: simtLoadMode } : {}),
+        // Masks are tested only on tiles that need them. Loops written out 4 steps at a time: the
+        // H100's causal 4096 goes 7.68 -> 6.88 ms (BENCHMARKS.md, session 6; 8 and more spill).
+        // CPU adapters (lavapipe, SwiftShader) keep the loops: there only compile time counts.
+        fullTiles: true,
+        ...(ctx.isSoftwareAdapter ? {} : { qkUnroll: 4, pvUnroll: 4 }),
+        ...Object.fromEntries(Object.entries(simtTuning).filter(([, v]) => v !== undefined)),
       };
       const L = simtLayout(config);
       if (!L.valid || L.smemBytes > limit) continue;

@@ -3,7 +3,7 @@
  * kernels write base-2 LSEs packed by qo_indptr; this scatters and rescales them. Padding rows
  * hold -inf.
  */
-import { type GpuContext, type Tensor, UniformSchema, bindGroup, encodeDispatch, foldWorkgroups, getKernel } from '@webinfer/core-buffers';
+import { bindGroup, encodeDispatch, foldWorkgroups, type GpuContext, getKernel, type Tensor, UniformSchema } from '@webinfer/core-buffers';
 
 const padUniforms = new UniformSchema('PadParams', { batch: 'u32', max_t: 'u32', heads: 'u32', groups_x: 'u32' });
 const WG = 64;

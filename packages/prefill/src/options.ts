@@ -1,19 +1,19 @@
 /** Prefill's plan options: FlashInfer's defaults, head dims, and custom masks packed per request. */
 import {
+  checkAlibiSoftCap,
+  checkHeads,
   type FloatDType,
   type IntArray,
   type PosEncodingMode,
-  ShapeError,
-  UnsupportedFeatureError,
-  ValueError,
-  checkAlibiSoftCap,
-  checkHeads,
   parseKVDType,
   parseNonNegative,
   parsePosEncoding,
   parsePositive,
   parseQDType,
   parseWindowLeft,
+  ShapeError,
+  UnsupportedFeatureError,
+  ValueError,
   validateIndptr,
 } from '@webinfer/core-buffers';
 import { segmentPackbits } from './packbits';
@@ -69,8 +69,10 @@ export interface PrefillPlanOptions {
   debugTensorCoreSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
   /** Bench profiling only: f32-kernel phases left out (results are wrong). */
   debugSimtSkip?: ('load' | 'qk' | 'pv')[];
-  /** Tests/bench only: the f32 kernel's K/V load mode (default 'loop'; 'batch' and 'prefetch' not yet timed). */
+  /** Tests/bench only: the f32 kernel's K/V load mode (default 'prefetch'). */
   debugSimtLoadMode?: 'loop' | 'batch' | 'prefetch';
+  /** Tests/bench only: the f32 kernel's loop unrolling and full-tile mask skip. */
+  debugSimtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean };
 }
 
 export interface ParsedPrefillOptions {

@@ -2,9 +2,10 @@
  * singlePrefillWithKVCache: one request's prefill/append attention over contiguous K/V, run as a
  * ragged batch of one.
  */
-import { type KVLayout, ShapeError, type Tensor, parseKVLayout, sharedWorkspace } from '@webinfer/core-buffers';
-import { BatchPrefillWithRaggedKVCacheWrapper } from './batch-prefill';
+
 import type { PosEncodingMode } from '@webinfer/core-buffers';
+import { type KVLayout, parseKVLayout, ShapeError, sharedWorkspace, type Tensor } from '@webinfer/core-buffers';
+import { BatchPrefillWithRaggedKVCacheWrapper } from './batch-prefill';
 
 export interface SinglePrefillOptions {
   /** Bool `[qo_len, kv_len]` row-major; true keeps. Replaces causal. */

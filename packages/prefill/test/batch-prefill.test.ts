@@ -1,8 +1,8 @@
-import { type FloatDType, type GpuContext, type KVLayout, createContext } from '@webinfer/core-buffers';
-import { type PosEncodingMode, compareClose, makePagedFixture, rng, testSeed } from '@webinfer/reference';
+import { createContext, type FloatDType, type GpuContext, type KVLayout } from '@webinfer/core-buffers';
+import { compareClose, makePagedFixture, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper, packbits, segmentPackbits } from '../src';
-import { type RequestData, exactRandn, expectedBatch, tolerance } from './helpers';
+import { exactRandn, expectedBatch, type RequestData, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -32,6 +32,8 @@ interface PagedCase {
   targetWorkgroups?: number;
   /** The f32 kernel with this K/V load mode. */
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
+  /** The f32 kernel with these loop unrollings / full-tile mask skip. */
+  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean };
 }
 
 const pagedCases: PagedCase[] = [
@@ -51,10 +53,14 @@ const pagedCases: PagedCase[] = [
   { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 64, layout: 'NHD', form: 'one', causal: true, simtLoadMode: 'loop' },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', mask: true, simtLoadMode: 'batch' },
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, oDtype: 'f32', simtLoadMode: 'prefetch' },
+  // f32 kernel knobs: tiles with no masked logit skip the mask test (causal interior, window, split)
+  { qoLens: [130, 9], kvLens: [300, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4 } },
+  { qoLens: [100, 47], kvLens: [211, 397], page: 16, hq: 4, hkv: 4, d: 128, layout: 'HND', form: 'pair', causal: true, windowLeft: 33, simt: { fullTiles: true, qkUnroll: 2, pvUnroll: 2 } },
+  { qoLens: [70, 20], kvLens: [70, 300], page: 5, hq: 8, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: false, fixedSplitSize: 64, simt: { fullTiles: true } },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
-  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups load $simtLoadMode', async (c) => {
+  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups load $simtLoadMode simt $simt', async (c) => {
     const seed = testSeed();
     const r = rng(seed);
     const kvDtype = c.kvDtype ?? 'f16';
@@ -99,6 +105,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       oDataType: c.oDtype,
       targetWorkgroups: c.targetWorkgroups,
       ...(c.simtLoadMode ? { useTensorCores: false, debugSimtLoadMode: c.simtLoadMode } : {}),
+      ...(c.simt ? { useTensorCores: false, debugSimtTuning: c.simt } : {}),
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);

@@ -1,8 +1,8 @@
-import { type GpuContext, createContext, pagedKVToBlockTables } from '@webinfer/core-buffers';
+import { createContext, type GpuContext, pagedKVToBlockTables } from '@webinfer/core-buffers';
 import { compareClose, makePagedFixture, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cudnnBatchPrefillWithKVCache, trtllmBatchContextWithKVCache } from '../src';
-import { type RequestData, exactRandn, expectedBatch, tolerance } from './helpers';
+import { exactRandn, expectedBatch, type RequestData, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {

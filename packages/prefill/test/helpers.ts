@@ -1,5 +1,5 @@
 /** Builders shared by the prefill tests: exact random inputs and the float64 expectation per request. */
-import { type DType, type FloatDType, decodeArray, encodeArray } from '@webinfer/core-buffers';
+import { type DType, decodeArray, encodeArray, type FloatDType } from '@webinfer/core-buffers';
 import { type AttentionRefOptions, attentionRef, randn } from '@webinfer/reference';
 
 /** Values exactly representable in `dtype` (so the reference sees what the GPU sees). */

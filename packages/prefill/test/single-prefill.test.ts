@@ -1,5 +1,5 @@
-import { type FloatDType, type GpuContext, type KVLayout, createContext } from '@webinfer/core-buffers';
-import { type PosEncodingMode, compareClose, rng, testSeed } from '@webinfer/reference';
+import { createContext, type FloatDType, type GpuContext, type KVLayout } from '@webinfer/core-buffers';
+import { compareClose, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { singlePrefillWithKVCache, singlePrefillWithKVCacheReturnLse } from '../src';
 import { exactRandn, expectedBatch, toHnd, tolerance } from './helpers';

@@ -3,8 +3,9 @@
  * against the prefill wrapper and the decode wrapper encoded back to back on the same inputs.
  * --verify compares the two results with each other (both are tested against the reference).
  */
-import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+
 import { BatchAttention } from '@webinfer/attention';
+import { type GpuContext, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
 import { compareClose } from '@webinfer/reference';

@@ -1,5 +1,5 @@
 /** Decode suite: batch and single decode on the usual serving shapes. */
-import { type FloatDType, type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { type FloatDType, type GpuContext, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper, singleDecodeWithKVCache } from '@webinfer/decode';
 import { attentionRef, compareClose } from '@webinfer/reference';
 import { fillValue, gpuFill } from '../fill';

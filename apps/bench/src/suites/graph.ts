@@ -6,8 +6,8 @@
  * Reported: GPU time of the step both ways, CPU time per layer (plan share included), and for
  * the graph the replay alone. --verify compares the replayed outputs with the plain ones.
  */
-import { type GpuContext, type Tensor, bindGroup, getKernel, median, timeGpu } from '@webinfer/core-buffers';
-import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, Recorder, capture } from '@webinfer/cuda-graph';
+import { bindGroup, type GpuContext, getKernel, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
+import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture, Recorder } from '@webinfer/cuda-graph';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { compareClose } from '@webinfer/reference';
 import { gpuFill } from '../fill';

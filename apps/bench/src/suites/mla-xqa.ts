@@ -3,7 +3,7 @@
  * as TFLOP/s and GB/s: about 240 FLOP per byte, so compute-bound); xqa B=128, kv 2048, Hq 64,
  * Hkv 8, D 128 (bandwidth-bound). --verify recomputes a few rows on the CPU from the fill hash.
  */
-import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { type GpuContext, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
 import { BatchMLAPagedAttentionWrapper } from '@webinfer/mla';
 import { attentionRef, compareClose, mlaRef } from '@webinfer/reference';
 import { xqa } from '@webinfer/xqa';

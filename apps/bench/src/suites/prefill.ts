@@ -1,5 +1,5 @@
 /** Prefill suite: causal single prefill, batch paged prefill and append, on both kernel paths. */
-import { type GpuContext, type Tensor, median, timeGpu } from '@webinfer/core-buffers';
+import { type GpuContext, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper } from '@webinfer/prefill';
 import { attentionRef, compareClose } from '@webinfer/reference';
 import { fillValue, gpuFill } from '../fill';
@@ -26,6 +26,8 @@ interface PrefillCase {
   simtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
+  /** f32 path loop unrolling / full-tile mask skip (profiling). */
+  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean };
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -66,16 +68,20 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     );
   }
   if (process.env.WEBINFER_BENCH_SIMT_VARIANTS) {
-    // Experiment: f32-kernel tiles and phases with the default (prefetch) loads.
+    // Experiment: f32-kernel loop unrolling and the full-tile mask skip (causal 4096, and paged B=8).
     const base = c('single', 1, 4096, 4096, false);
-    const v = (name: string, extra: Partial<PrefillCase>): PrefillCase => ({ ...base, ...extra, name: `${base.name} ${name}` });
+    const v = (name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...k, simtTuning, name: `${k.name} ${name}` });
+    const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning), tile });
+    const best = { fullTiles: true, qkUnroll: 4, pvUnroll: 4 };
+    const b = (name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`load batch ${name}`, simtTuning), simtLoadMode: 'batch' });
     return [
-      v('64x32', {}),
-      v('64x32 K f32, P in K', { tile: [64, 32, 'k'] }),
-      v('64x32 K f32, P in K, skip qk', { tile: [64, 32, 'k'], simtSkip: ['qk'] }),
-      v('64x32 K f32, P in K, skip pv', { tile: [64, 32, 'k'], simtSkip: ['pv'] }),
-      v('64x16 K f32, P in K', { tile: [64, 16, 'k'] }),
-      v('32x32 K f32, P in K', { tile: [32, 32, 'k'] }),
+      v('full, qk x4, pv x4', best),
+      b('full, qk x4, pv x4', best),
+      b('full, qk x8, pv x4', { fullTiles: true, qkUnroll: 8, pvUnroll: 4 }),
+      b('full, qk x4, pv x8', { fullTiles: true, qkUnroll: 4, pvUnroll: 8 }),
+      b('full, qk x8, pv x8', { fullTiles: true, qkUnroll: 8, pvUnroll: 8 }),
+      v('full, qk x4, pv x4', best, c('single', 1, 1024, 1024, false)),
+      v('default', {}, c('single', 1, 1024, 1024, false)),
     ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
@@ -136,7 +142,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}), ...(k.simtTuning ? { debugSimtTuning: k.simtTuning } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];

@@ -6,7 +6,7 @@
  * query row i of qo head kvh * G + g, so one tile of packed rows (all heads of a group) shares
  * every K/V tile it loads.
  */
-import { DIRECT, type FloatDType, type PosEncodingMode, UniformSchema, WORK_ITEM_WORDS, pagedAddressingUniforms, wgslPagedAddress } from '@webinfer/core-buffers';
+import { DIRECT, type FloatDType, type PosEncodingMode, pagedAddressingUniforms, UniformSchema, WORK_ITEM_WORDS, wgslPagedAddress } from '@webinfer/core-buffers';
 
 export type MaskMode = 'none' | 'causal' | 'custom';
 

@@ -20,10 +20,10 @@ import {
   wgslPackHelpers,
 } from '@webinfer/core-buffers';
 import {
-  type PrefillKernelOptions,
   keepFnWgsl,
   loadWorkItemWgsl,
   logitExpr,
+  type PrefillKernelOptions,
   prefillBindingsWgsl,
   prefillUniforms,
   tileDtype,
@@ -59,6 +59,15 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
   loadMode?: 'loop' | 'batch' | 'prefetch';
   /** Bench profiling only: phases left out (results are wrong). */
   debugSkip?: ('load' | 'qk' | 'pv')[];
+  /** Steps of the QKᵀ loop (4 dims each) written out per iteration (1, 2 or 4; default 1). */
+  qkUnroll?: number;
+  /** Keys of the PV loop written out per iteration (1, 2 or 4; default 1). */
+  pvUnroll?: number;
+  /**
+   * Tiles that every row of the tile sees whole (inside the causal diagonal and the window, no
+   * custom mask, no kv or qo edge) skip the per-logit mask test. Same results: keep() is true there.
+   */
+  fullTiles?: boolean;
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -153,19 +162,34 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   const qUnits = rope ? DQ4 / 2 : DQ4;
   const dtypes: FloatDType[] = [c.qDtype, c.kvDtype, ...[tq, tk, tv].filter((d) => d !== 'f32')];
 
+  // A tile every row sees whole: all keys in range, all rows real, inside the diagonal and window.
+  const fullTiles = (c.fullTiles ?? false) && c.maskMode !== 'custom';
+  const fullTileCondition = [
+    `t0 + ${BC}u <= kv_hi`,
+    `(wi.tile + ${BR - 1}u) / ${G}u < wi.qo_len`,
+    ...(c.maskMode === 'causal' ? [`i32(t0 + ${BC - 1}u) <= i32(first_row) + delta`] : []),
+    `(params.window_left < 0 || i32(t0) >= i32(last_row) + delta - params.window_left)`,
+  ].join(' && ');
   // S phase: unrolled micro-tile.
   const sDecl: string[] = [];
   const sLoad: string[] = [];
-  const sFma: string[] = [];
-  for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * RG}u) * ${QS}u + d]);`);
-  for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tk}(k_s[(cs + ${j * CG}u) * ${KS}u + d]);`);
-  for (let i = 0; i < RS; i++) {
-    for (let j = 0; j < CS; j++) {
-      sDecl.push(`var s${i}_${j} = 0.0;`);
-      // an explicit fma chain: `s += dot(q, k)` costs a multiply and an add more per 4 FMAs
-      sFma.push(`s${i}_${j} = fma(q${i}.w, k${j}.w, fma(q${i}.z, k${j}.z, fma(q${i}.y, k${j}.y, fma(q${i}.x, k${j}.x, s${i}_${j}))));`);
+  // Unrolling (powers of two) is capped at the loop's trip count.
+  const qkU = Math.min(c.qkUnroll ?? 1, DQ4);
+  const pvU = Math.min(c.pvUnroll ?? 1, BC);
+  for (let x = 0; x < qkU; x++) {
+    const d = x === 0 ? 'd' : `d + ${x}u`;
+    sLoad.push('{');
+    for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * RG}u) * ${QS}u + ${d}]);`);
+    for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tk}(k_s[(cs + ${j * CG}u) * ${KS}u + ${d}]);`);
+    for (let i = 0; i < RS; i++) {
+      for (let j = 0; j < CS; j++) {
+        // an explicit fma chain: `s += dot(q, k)` costs a multiply and an add more per 4 FMAs
+        sLoad.push(`s${i}_${j} = fma(q${i}.w, k${j}.w, fma(q${i}.z, k${j}.z, fma(q${i}.y, k${j}.y, fma(q${i}.x, k${j}.x, s${i}_${j}))));`);
+      }
     }
+    sLoad.push('}');
   }
+  for (let i = 0; i < RS; i++) for (let j = 0; j < CS; j++) sDecl.push(`var s${i}_${j} = 0.0;`);
   const sStore: string[] = [];
   const shfl = (v: string, op: 'max' | '+') =>
     [1, 2, 4].filter((m) => m < CG).map((m) => (op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`)).join(' ');
@@ -179,7 +203,7 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
       sStore.push(`      var x${j} = NEG_BIG;
       {
         let j = t0 + cs + ${j * CG}u;
-        if (keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x${j} = ${logitExpr(c)}; }
+        if (${fullTiles ? 'full || ' : ''}keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x${j} = ${logitExpr(c)}; }
       }`);
     }
     if (c.subgroupSoftmax) {
@@ -226,11 +250,9 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
   const oDecl: string[] = [];
   const oScale: string[] = [];
   const oLoad: string[] = [];
-  const oFma: string[] = [];
   const oWrite: string[] = [];
   for (let i = 0; i < RO; i++) {
     oScale.push(`{ let a = a_s[ro + ${i * RGO}u];${Array.from({ length: CO }, (_, j) => ` o${i}_${j} *= a;`).join('')} }`);
-    oLoad.push(`let p${i} = p_get((ro + ${i * RGO}u) * ${PS}u + t);`);
     oWrite.push(`{
     let r = ro + ${i * RGO}u;
     let pr = wi.tile + r;
@@ -242,12 +264,16 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
 ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * CGO}u, o${i}_${j}, m, l);`).join('\n')}
     }
   }`);
-    for (let j = 0; j < CO; j++) {
-      oDecl.push(`var o${i}_${j} = vec4<f32>(0.0);`);
-      oFma.push(`o${i}_${j} += p${i} * v${j};`);
-    }
+    for (let j = 0; j < CO; j++) oDecl.push(`var o${i}_${j} = vec4<f32>(0.0);`);
   }
-  for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tv}(v_s[t * ${VS}u + co + ${j * CGO}u]);`);
+  for (let x = 0; x < pvU; x++) {
+    const t = x === 0 ? 't' : `(t + ${x}u)`;
+    oLoad.push('{');
+    for (let i = 0; i < RO; i++) oLoad.push(`let p${i} = p_get((ro + ${i * RGO}u) * ${PS}u + ${t});`);
+    for (let j = 0; j < CO; j++) oLoad.push(`let v${j} = unpack4_${tv}(v_s[${t} * ${VS}u + co + ${j * CGO}u]);`);
+    for (let i = 0; i < RO; i++) for (let j = 0; j < CO; j++) oLoad.push(`o${i}_${j} += p${i} * v${j};`);
+    oLoad.push('}');
+  }
 
   const skipLoad = c.debugSkip?.includes('load') ?? false;
   // Raw K/V words: tiles keep the KV dtype's own bits, so a unit goes from global to workgroup
@@ -400,11 +426,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     ${prefetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
+    ${fullTiles ? `let full = ${fullTileCondition}; // every logit of the tile is kept` : ''}
     {
       ${sDecl.join('\n      ')}
-      for (var d = 0u; d < ${c.debugSkip?.includes('qk') ? 0 : DQ4}u; d++) {
+      for (var d = 0u; d < ${c.debugSkip?.includes('qk') ? 0 : DQ4}u; d += ${qkU}u) {
         ${sLoad.join('\n        ')}
-        ${sFma.join('\n        ')}
       }
       ${pInK ? 'workgroupBarrier();  // every thread is done with K: P goes into its memory' : ''}
       ${sStore.join('\n')}
@@ -412,9 +438,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${softmaxPass}
     workgroupBarrier();
     ${oScale.join('\n    ')}
-    for (var t = 0u; t < ${c.debugSkip?.includes('pv') ? 0 : BC}u; t++) {
+    for (var t = 0u; t < ${c.debugSkip?.includes('pv') ? 0 : BC}u; t += ${pvU}u) {
       ${oLoad.join('\n      ')}
-      ${oFma.join('\n      ')}
     }
   }
   workgroupBarrier();

@@ -38,9 +38,9 @@ import {
   wgslWriteP16,
 } from '@webinfer/core-buffers';
 import {
-  type PrefillKernelOptions,
   loadWorkItemWgsl,
   logitExpr,
+  type PrefillKernelOptions,
   prefillBindingsWgsl,
   prefillUniforms,
   tileKvRangeWgsl,
