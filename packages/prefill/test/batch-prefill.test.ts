@@ -2,7 +2,7 @@ import { createContext, type FloatDType, type GpuContext, type KVLayout } from '
 import { compareClose, makePagedFixture, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper, packbits, segmentPackbits } from '../src';
-import { exactRandn, expectedBatch, type RequestData, tolerance } from './helpers';
+import { exactRandn, expectedBatch, pathOverride, type RequestData, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -87,6 +87,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
           );
     const wrapper = new BatchPrefillWithPagedKVCacheWrapper(ctx, ctx.empty([16 << 20], 'u8'), { kvLayout: c.layout });
     wrapper.plan({
+      ...pathOverride,
       qoIndptr,
       pagedKvIndptr: f.indptr,
       pagedKvIndices: f.indices,
@@ -180,7 +181,7 @@ describe('BatchPrefillWithRaggedKVCacheWrapper', () => {
     const kHost = exactRandn(r, toks * c.hkv * c.dqk, 'f16');
     const vHost = exactRandn(r, toks * c.hkv * c.dvo, 'f16');
     const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, ctx.empty([16 << 20], 'u8'));
-    w.plan({ qoIndptr, kvIndptr, numQoHeads: c.hq, numKvHeads: c.hkv, headDimQk: c.dqk, headDimVo: c.dvo, causal: c.causal, posEncodingMode: c.pos, logitsSoftCap: c.softCap });
+    w.plan({ ...pathOverride, qoIndptr, kvIndptr, numQoHeads: c.hq, numKvHeads: c.hkv, headDimQk: c.dqk, headDimVo: c.dvo, causal: c.causal, posEncodingMode: c.pos, logitsSoftCap: c.softCap });
     const out = ctx.full([rows, c.hq, c.dvo], 'f16', Number.NaN);
     const [o, lse] = await ctx.checkErrors(() =>
       w.runReturnLse(ctx.tensor(qHost, [rows, c.hq, c.dqk], 'f16'), ctx.tensor(kHost, [toks, c.hkv, c.dqk], 'f16'), ctx.tensor(vHost, [toks, c.hkv, c.dvo], 'f16'), { out }),

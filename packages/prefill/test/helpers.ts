@@ -52,3 +52,10 @@ export function toHnd(x: Float32Array, tokens: number, heads: number, d: number)
   for (let j = 0; j < tokens; j++) for (let h = 0; h < heads; h++) y.set(x.subarray((j * heads + h) * d, (j * heads + h + 1) * d), (h * tokens + j) * d);
   return y;
 }
+
+/**
+ * `WEBINFER_TEST_PREFILL_F32=1` (GPU hosts, device-test bundles): plans take the f32 kernel, so its
+ * GPU-only code (unrolled loops) is checked where the tensor-core kernel would be picked.
+ */
+export const pathOverride: { useTensorCores?: false } =
+  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBINFER_TEST_PREFILL_F32 === '1' ? { useTensorCores: false } : {};

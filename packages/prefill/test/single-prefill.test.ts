@@ -2,7 +2,7 @@ import { createContext, type FloatDType, type GpuContext, type KVLayout } from '
 import { compareClose, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { singlePrefillWithKVCache, singlePrefillWithKVCacheReturnLse } from '../src';
-import { exactRandn, expectedBatch, toHnd, tolerance } from './helpers';
+import { exactRandn, expectedBatch, pathOverride, toHnd, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {
@@ -84,6 +84,7 @@ describe('singlePrefillWithKVCache', () => {
     const out = ctx.full([c.qoLen, c.hq, dvo], dtype, Number.NaN);
     const [o, lse] = await ctx.checkErrors(() =>
       singlePrefillWithKVCacheReturnLse(q, k, v, {
+        ...pathOverride,
         out,
         kvLayout: layout,
         causal: c.causal,
