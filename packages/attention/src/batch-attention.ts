@@ -9,7 +9,12 @@
  * would spend most of their FMAs on empty rows for them.
  */
 import {
+  DispatchCache,
+  type DivertedDispatch,
   type DType,
+  divertDispatches,
+  encodeDispatch,
+  encodeFusedDispatch,
   type GpuContext,
   type IntArray,
   type KVLayout,
@@ -24,7 +29,7 @@ import {
   validateIndptr,
 } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
-import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
+import { BatchPrefillWithPagedKVCacheWrapper, SIMT_WORKGROUP } from '@webinfer/prefill';
 
 /** Head dims the decode kernel serves (BatchAttention routes decode rows to it). */
 const DECODE_HEAD_DIMS = [64, 128, 256];
@@ -67,6 +72,21 @@ export interface BatchAttentionPlanArgs {
    * leave every request to the prefill kernel (one dispatch).
    */
   decodeKernel?: boolean;
+  /**
+   * webinfer extension: run the prefill and decode kernels as one dispatch where the device
+   * allows it, so the decode's memory traffic can overlap the prefill's math (`lastRunFused` says
+   * whether it did). Default false: on the H100 (Dawn/Vulkan) the fused kernel is slower, 4.97
+   * against 4.30 ms on a 1 × 8192 prefill + 127 decodes batch, because one kernel gets the
+   * register budget of its heavier body and fewer prefill workgroups then fit a multiprocessor
+   * (BENCHMARKS.md, session 6). Other GPUs may differ: measure.
+   */
+  fuse?: boolean;
+  /** Tests only: the f32 prefill kernel's tile [rows, keys]. */
+  debugPrefillTile?: [number, number];
+  /** Bench only: the decode kernel's workgroups every this many ids of the fused dispatch (1: first). */
+  debugFusedStride?: number;
+  /** Bench only: the decode wrapper's debug plan options. */
+  debugDecode?: { tokensPerStep?: number; headsPerWorkgroup?: number; workgroupSize?: number };
 }
 
 export interface BatchAttentionRunOptions {
@@ -97,6 +117,12 @@ export class BatchAttention {
   private readonly decoder: BatchDecodeWithPagedKVCacheWrapper;
   private readonly ownWorkspace: Tensor | undefined;
   private readonly decodeWorkspace: Tensor;
+  /** Uniform and bind group of the fused dispatch. */
+  private readonly fusedDispatch: DispatchCache;
+  /** Whether the last run() encoded the two kernels as one dispatch (diagnostics, tests, bench). */
+  lastRunFused = false;
+  /** Why the last run() did not fuse them, when it tried. */
+  lastRunUnfusedReason: string | undefined;
   /** The decode kernel's o and lse (its own buffers, so it shares none it writes with the prefill kernel). */
   private decodeOut: Tensor | undefined;
   private decodeLse: Tensor | undefined;
@@ -110,6 +136,9 @@ export class BatchAttention {
         decodes: { first: number; count: number } | undefined;
         /** Query row of the first decode request. */
         decodeRow: number;
+        /** Try one dispatch for both kernels. */
+        fuse: boolean;
+        fusedStride: number | undefined;
       }
     | undefined;
 
@@ -122,6 +151,7 @@ export class BatchAttention {
     // The decode kernel's split-KV partials get their own region, so both kernels can be in flight.
     this.decodeWorkspace = ctx.empty([32 << 20], 'u8', 'attention/decode-workspace');
     this.decoder = new BatchDecodeWithPagedKVCacheWrapper(ctx, this.decodeWorkspace, { kvLayout: this.kvLayout });
+    this.fusedDispatch = new DispatchCache(ctx, 'attention/fused');
   }
 
   /** Which requests the decode kernel serves: a run of consecutive one-row requests, if any. */
@@ -171,7 +201,12 @@ export class BatchAttention {
       kvDataType: args.kvDataType,
       oDataType: args.oDataType,
       skipRequests: decodes ? skip : undefined,
+      ...(args.debugPrefillTile ? { debugTile: args.debugPrefillTile, useTensorCores: false } : {}),
     });
+    // A fused dispatch needs one workgroup size: the decode kernel takes the prefill kernel's.
+    const info = this.wrapper.planInfo!;
+    const fuse = args.fuse === true && decodes !== undefined && info.numWork > 0;
+    const prefillWorkgroup = info.path === 'tensor-core' ? (info.tile[0] / 16) * this.ctx.subgroupMinSize : SIMT_WORKGROUP;
     if (decodes) {
       const { first, count } = decodes;
       const base = indptr[first];
@@ -189,6 +224,8 @@ export class BatchAttention {
         qDataType: args.qDataType ?? 'bf16',
         kvDataType: args.kvDataType,
         oDataType: args.oDataType,
+        ...(fuse ? { workgroupSize: prefillWorkgroup } : {}),
+        ...(args.debugDecode ? { debug: args.debugDecode } : {}),
       });
     }
     const qo = validateIndptr(args.qoIndptr, 'qoIndptr');
@@ -202,6 +239,8 @@ export class BatchAttention {
       softCap: args.logitsSoftCap ?? 0,
       decodes,
       decodeRow: decodes ? qo[decodes.first] : 0,
+      fuse,
+      fusedStride: args.debugFusedStride,
     };
   }
 
@@ -219,22 +258,41 @@ export class BatchAttention {
     if (!out.isContiguous() || !lse.isContiguous()) throw new ShapeError('out and lse must be contiguous', out.isContiguous() ? 'lse' : 'out');
     const encoder = options.encoder ?? ctx.device.createCommandEncoder({ label: 'attention' });
     const common = { kScale: options.kScale, vScale: options.vScale, encoder };
-    // Prefill first, then the decode rows into their own buffers: the two kernels write no buffer
-    // in common, so nothing orders them and the decode workgroups fill the SMs the prefill's last
-    // wave leaves idle. The decode rows are then copied into place (one contiguous block).
-    this.wrapper.run(q, kvCache, { ...common, out, lse, logitsSoftCap: options.logitsSoftCap, returnLse: true });
+    // The prefill kernel writes o/lse in place; the decode kernel writes the decode rows into its
+    // own buffers (so the two write no buffer in common), copied into place after.
+    const runPrefill = () => this.wrapper.run(q, kvCache, { ...common, out, lse, logitsSoftCap: options.logitsSoftCap, returnLse: true });
+    const runDecode = () => {
+      const { count } = p.decodes!;
+      const qRows = ctx.fromBuffer(q.buffer, [count, q.shape[1], q.shape[2]], q.dtype, { offset: q.offset + p.decodeRow * q.strides[0] });
+      this.decoder.run(qRows, kvCache, { ...common, out: this.decodeOut!.slice(0, 0, count), lse: this.decodeLse!.slice(0, 0, count) });
+    };
+    this.lastRunFused = false;
+    this.lastRunUnfusedReason = undefined;
+    if (p.decodes && p.fuse) {
+      // Both wrappers' dispatches are collected, then their main kernels go out as one dispatch
+      // (WebGPU would order two dispatches, as the decode's writes follow earlier writes), and
+      // each wrapper's split-KV merge, if any, after it.
+      const prefill: DivertedDispatch[] = [];
+      const decode: DivertedDispatch[] = [];
+      divertDispatches(encoder, (d) => prefill.push(d), runPrefill);
+      divertDispatches(encoder, (d) => decode.push(d), runDecode);
+      const [a, b] = [prefill[0], decode[0]];
+      const fused = a !== undefined && b !== undefined ? encodeFusedDispatch(ctx, encoder, a, b, this.fusedDispatch, p.fusedStride) : 'one kernel has no work';
+      this.lastRunFused = fused === true;
+      this.lastRunUnfusedReason = fused === true ? undefined : fused;
+      for (const d of this.lastRunFused ? [...prefill.slice(1), ...decode.slice(1)] : [...prefill, ...decode]) encodeDispatch(encoder, d.kernel, d.group, d.workgroups);
+    } else {
+      runPrefill();
+      if (p.decodes) runDecode();
+    }
     if (p.decodes) {
       const { count } = p.decodes;
-      const dOut = this.decodeOut!.slice(0, 0, count);
-      const dLse = this.decodeLse!.slice(0, 0, count);
-      const qRows = ctx.fromBuffer(q.buffer, [count, q.shape[1], q.shape[2]], q.dtype, { offset: q.offset + p.decodeRow * q.strides[0] });
-      this.decoder.run(qRows, kvCache, { ...common, out: dOut, lse: dLse });
       const copyRows = (src: Tensor, dst: Tensor, width: number) => {
         const bytes = dtypeBytes(dst.dtype);
         encoder.copyBufferToBuffer(src.buffer, src.offset * bytes, dst.buffer, (dst.offset + p.decodeRow * width) * bytes, count * width * bytes);
       };
-      copyRows(dOut, out, p.numQoHeads * p.headDimVo);
-      copyRows(dLse, lse, p.numQoHeads);
+      copyRows(this.decodeOut!, out, p.numQoHeads * p.headDimVo);
+      copyRows(this.decodeLse!, lse, p.numQoHeads);
     }
     if (!options.encoder) ctx.submit([encoder.finish()]);
     return [out, lse];
@@ -264,6 +322,7 @@ export class BatchAttention {
     this.decodeWorkspace.destroy();
     this.decodeOut?.destroy();
     this.decodeLse?.destroy();
+    this.fusedDispatch.destroy();
     this.ownWorkspace?.destroy();
   }
 }

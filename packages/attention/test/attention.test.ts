@@ -52,14 +52,18 @@ interface MixedCase {
   /** Expected run of requests served by the decode kernel. */
   decodes?: { first: number; count: number };
   decodeKernel?: boolean;
+  fuse?: boolean;
+  /** Expected: the two kernels went out as one dispatch. */
+  fused?: boolean;
 }
 
 const mixed: MixedCase[] = [
-  { name: 'decodes + appends + a prefill', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true },
-  { name: 'decode only, soft cap 50', qoLens: [1, 1, 1], kvLens: [17, 300, 1], page: 8, hq: 8, hkv: 1, d: 64, layout: 'HND', causal: true, softCap: 50 },
+  { name: 'decodes + appends + a prefill (one fused dispatch)', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, fuse: true, fused: true },
+  { name: 'the same, two dispatches (default)', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, fused: false },
+  { name: 'decode only, soft cap 50', qoLens: [1, 1, 1], kvLens: [17, 300, 1], page: 8, hq: 8, hkv: 1, d: 64, layout: 'HND', causal: true, softCap: 50, fuse: true, fused: false },
   { name: 'chunked prefill, qo > kv, group 7, vScale 2', qoLens: [34, 10], kvLens: [2, 60], page: 1, hq: 7, hkv: 1, d: 256, layout: 'NHD', causal: true, vScale: 2 },
   { name: 'not causal, group 1', qoLens: [9, 20], kvLens: [30, 45], page: 16, hq: 4, hkv: 4, d: 64, layout: 'NHD', causal: false },
-  { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 } },
+  { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 }, fuse: true, fused: true },
   { name: 'the same run of decodes left to the prefill kernel (decodeKernel: false)', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, decodeKernel: false },
 ];
 
@@ -85,6 +89,7 @@ describe('BatchAttention', () => {
       logitsSoftCap: c.softCap,
       qDataType: 'f16',
       decodeKernel: c.decodeKernel,
+      fuse: c.fuse,
     });
     if (c.decodes) expect(attn.decodeRequests).toEqual(c.decodes);
     if (c.decodeKernel === false) expect(attn.decodeRequests).toBe(undefined);
@@ -94,6 +99,7 @@ describe('BatchAttention', () => {
     const [o, lse] = await ctx.checkErrors(() =>
       attn.run(ctx.tensor(q, [rows, c.hq, c.d], 'f16'), upload(f, c.layout, c.page, c.hkv, c.d), { out, lse: lsePoisoned, vScale: c.vScale, logitsSoftCap: c.softCap }),
     );
+    if (c.fused !== undefined) expect(attn.lastRunFused, attn.lastRunUnfusedReason).toBe(c.fused);
     const want = expected(q, f, c.qoLens, c.kvLens, c.hq, c.hkv, c.d, { causal: c.causal, logitsSoftCap: c.softCap, vScale: c.vScale });
     const ro = compareClose(await o.toArray(), want.o, { rtol: 2e-3, atol: 2e-3 });
     const rl = compareClose(await lse.toArray(), want.lse, { rtol: 1e-3, atol: 2e-3 });

@@ -4,6 +4,7 @@ export * from './context';
 export * from './tensor';
 export * from './uniforms';
 export * from './kernel-cache';
+export * from './fuse';
 export * from './workspace';
 export * from './timing';
 export * from './paged-kv';

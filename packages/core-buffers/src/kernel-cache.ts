@@ -25,6 +25,7 @@ export interface CompiledKernel {
   pipeline: GPUComputePipeline;
   bindGroupLayout: GPUBindGroupLayout;
   wgsl: string;
+  bindings: readonly BindingKind[];
 }
 
 /** Deterministic JSON with sorted keys (config objects as cache keys). */
@@ -84,12 +85,19 @@ export function getKernel<C>(ctx: GpuContext, spec: KernelSpec<C>): CompiledKern
   const hit = cache.get(key);
   if (hit && !(hit instanceof Promise)) return hit;
   const { wgsl, bindGroupLayout, descriptor } = prepare(ctx, spec);
+  // The pipeline is created on first use: a dispatch diverted into a fused one never needs it
+  // (and on CPU adapters pipeline creation is most of a kernel's cost).
+  let pipeline: GPUComputePipeline | undefined;
   const kernel: CompiledKernel = {
     id: spec.id,
     key,
-    pipeline: ctx.device.createComputePipeline(descriptor),
+    get pipeline() {
+      pipeline ??= ctx.device.createComputePipeline(descriptor);
+      return pipeline;
+    },
     bindGroupLayout,
     wgsl,
+    bindings: spec.bindings,
   };
   cache.set(key, kernel);
   return kernel;
@@ -104,7 +112,7 @@ export async function warmupKernel<C>(ctx: GpuContext, spec: KernelSpec<C>): Pro
   if (hit) return hit;
   const { wgsl, bindGroupLayout, descriptor } = prepare(ctx, spec);
   const pending = ctx.device.createComputePipelineAsync(descriptor).then((pipeline) => {
-    const kernel: CompiledKernel = { id: spec.id, key, pipeline, bindGroupLayout, wgsl };
+    const kernel: CompiledKernel = { id: spec.id, key, pipeline, bindGroupLayout, wgsl, bindings: spec.bindings };
     cache.set(key, kernel);
     return kernel;
   });
@@ -136,7 +144,38 @@ export function bindGroup(ctx: GpuContext, kernel: CompiledKernel, buffers: read
     })),
   });
   noteBindGroupBuffers(group, buffers.map((b) => (isGpuBuffer(b) ? b : b.buffer)));
+  groupEntries.set(group, buffers);
   return group;
+}
+
+const groupEntries = new WeakMap<GPUBindGroup, readonly BufferBinding[]>();
+
+/** The bindings behind a bind group made by `bindGroup` (what a fused dispatch rebinds). */
+export function bindGroupEntries(group: GPUBindGroup): readonly BufferBinding[] | undefined {
+  return groupEntries.get(group);
+}
+
+/** A dispatch `encodeDispatch` handed to a diverter instead of encoding it. */
+export interface DivertedDispatch {
+  kernel: CompiledKernel;
+  group: GPUBindGroup;
+  workgroups: readonly [number, number?, number?] | IndirectDispatch;
+}
+
+const diverters = new WeakMap<GPUCommandEncoder, (d: DivertedDispatch) => void>();
+
+/**
+ * Runs `body` with every `encodeDispatch` into `encoder` handed to `sink` instead, in order (so
+ * a caller can collect the dispatches of several wrappers' run() calls and encode them itself,
+ * e.g. as one fused dispatch). Other commands still go to the encoder.
+ */
+export function divertDispatches(encoder: GPUCommandEncoder, sink: (d: DivertedDispatch) => void, body: () => void): void {
+  diverters.set(encoder, sink);
+  try {
+    body();
+  } finally {
+    diverters.delete(encoder);
+  }
 }
 
 /**
@@ -164,6 +203,11 @@ export function encodeDispatch(
   group: GPUBindGroup,
   workgroups: readonly [number, number?, number?] | IndirectDispatch,
 ): void {
+  const sink = diverters.get(encoder);
+  if (sink) {
+    sink({ kernel, group, workgroups });
+    return;
+  }
   const pass = encoder.beginComputePass({ label: kernel.id });
   pass.setPipeline(kernel.pipeline);
   pass.setBindGroup(0, group);

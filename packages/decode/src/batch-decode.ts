@@ -132,6 +132,11 @@ export interface BatchDecodePlanArgs {
   /** webinfer extension: workgroups that saturate the device (default 528). */
   targetWorkgroups?: number;
   /**
+   * webinfer extension: invocations per workgroup of the decode kernel, 64, 128 (default) or 256.
+   * BatchAttention asks for the prefill kernel's size so both can share one dispatch.
+   */
+  workgroupSize?: number;
+  /**
    * webinfer extension (used by @webinfer/xqa): the page table and lengths stay on the GPU. The
    * plan fixes only the batch size and the page-table width; run() then needs
    * `deviceSchedule: { pageTable, seqLens }` and builds the schedule in a GPU pre-pass, cutting
@@ -407,10 +412,13 @@ export class BatchDecodeWithPagedKVCacheWrapper {
 
     if (this.graph) this.checkGraphPlan(kvLens.length, indices, maxPageId);
 
+    if (args.workgroupSize !== undefined && (![64, 128, 256].includes(args.workgroupSize) || args.workgroupSize > this.ctx.limits.maxComputeInvocationsPerWorkgroup)) {
+      throw new ValueError(`must be 64, 128 or 256 (and within the device's limit), got ${args.workgroupSize}`, 'workgroupSize');
+    }
     const base = {
       headDim: args.headDim,
       groupSize: group,
-      workgroupSize: args.debug?.workgroupSize ?? WORKGROUP_SIZE,
+      workgroupSize: args.workgroupSize ?? args.debug?.workgroupSize ?? WORKGROUP_SIZE,
       qDtype,
       kvDtype,
       oDtype,
@@ -669,7 +677,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       // its speed is not the point; the tests force 2 and 4 on a few cases there.
       tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
-      workgroupSize: 128,
+      workgroupSize: base.workgroupSize,
       qDtype: base.qDtype,
       kvDtype: base.kvDtype,
       oDtype: base.oDtype,

@@ -21,6 +21,6 @@ export {
 export { DEFAULT_TARGET_WORKGROUPS } from './engine';
 export { HEAD_DIMS_QK, HEAD_DIMS_VO, type PrefillPlanOptions } from './options';
 export { type BitOrder, packbits, segmentPackbits } from './packbits';
-export { type SimtPrefillConfig, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
+export { SIMT_WORKGROUP, type SimtPrefillConfig, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 export { type TensorCorePrefillConfig, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
 export { type SinglePrefillOptions, singlePrefillWithKVCache, singlePrefillWithKVCacheReturnLse } from './single-prefill';

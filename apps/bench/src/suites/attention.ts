@@ -93,6 +93,30 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
     tensors.push(outC, lseC);
     const tC = await timeGpu(ctx, (enc) => void attn1.run(q, cache, { out: outC, lse: lseC, encoder: enc }), timing);
     attn1.destroy();
+    // The two kernels as one fused dispatch (decode workgroups spread through it, or first).
+    const variant = async (extra: Record<string, unknown>) => {
+      const a = new BatchAttention(ctx, { workspaceBuffer: wsA });
+      a.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: kvLens, numQoHeads: hq, numKvHeads: hkv, headDimQk: d, headDimVo: d, pageSize: page, causal: true, qDataType: 'f16', ...extra });
+      const t = await timeGpu(ctx, (enc) => void a.run(q, cache, { out: outC, lse: lseC, encoder: enc }), timing);
+      let check = 'not run';
+      if (opts.verify) {
+        const rep = compareClose(await outC.toArray(), await outB.toArray(), { rtol: 2e-3, atol: 2e-3 });
+        check = rep.ok ? 'ok' : `FAILED ${JSON.stringify(rep.first)}`;
+      }
+      const info = `${check}; fused: ${a.lastRunFused}${a.lastRunUnfusedReason ? ` (${a.lastRunUnfusedReason})` : ''}`;
+      a.destroy();
+      return { ms: median(t.samples), info };
+    };
+    const fusedRun = await variant({ fuse: true });
+    const first = await variant({ fuse: true, debugFusedStride: 1 });
+    const extra = process.env.WEBINFER_BENCH_FUSED_VARIANTS
+      ? [
+          ['two dispatches, decode workgroups of 256', { debugDecode: { workgroupSize: 256 } }],
+          ['fused, decode 2 heads a workgroup', { fuse: true, debugDecode: { headsPerWorkgroup: 2 } }],
+        ]
+      : [];
+    const extraRows: [string, { ms: number; info: string }][] = [];
+    for (const [label, plan] of extra as [string, Record<string, unknown>][]) extraRows.push([label, await variant(plan)]);
     // Each part alone: how much of the sum the one run saves by overlapping them.
     const tP = await timeGpu(ctx, (enc) => prefill.run(qP, cache, { out: oP, encoder: enc }), timing);
     const tD = await timeGpu(ctx, (enc) => decode.run(qD, cache, { out: oD, encoder: enc }), timing);
@@ -128,7 +152,10 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
     prefill.destroy();
     decode.destroy();
     return [
-      row('one BatchAttention run', msA, verified ?? 'not run'),
+      row('one BatchAttention run', msA, `${verified ?? 'not run'}; fused: ${attn.lastRunFused}${attn.lastRunUnfusedReason ? ` (${attn.lastRunUnfusedReason})` : ''}`),
+      row('BatchAttention, one fused dispatch (fuse: true)', fusedRun.ms, `${fusedRun.info}; time / wrappers time = ${(fusedRun.ms / msB).toFixed(3)}`),
+      row('BatchAttention, fused, decode workgroups first', first.ms, `${first.info}; time / wrappers time = ${(first.ms / msB).toFixed(3)}`),
+      ...extraRows.map(([label, r]) => row(`BatchAttention, ${label}`, r.ms, `${r.info}; time / wrappers time = ${(r.ms / msB).toFixed(3)}`)),
       row('prefill + decode wrappers back to back', msB, `${verified ? `${verified}; ` : ''}BatchAttention time / wrappers time = ${(msA / msB).toFixed(3)}`),
       row('one BatchAttention run, decode rows on the prefill kernel too (decodeKernel: false)', median(tC.samples), `${verifiedC}; time / wrappers time = ${(median(tC.samples) / msB).toFixed(3)}`),
       row('the prefill wrapper alone', median(tP.samples), verified ? `${verified}; timed alone` : 'not run'),
