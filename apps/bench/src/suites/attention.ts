@@ -117,6 +117,38 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
       : [];
     const extraRows: [string, { ms: number; info: string }][] = [];
     for (const [label, plan] of extra as [string, Record<string, unknown>][]) extraRows.push([label, await variant(plan)]);
+    // Which body the fused pipeline slows: the long prefill with 1 decode, and a 16-row append on
+    // the long request's KV with every decode, each fused and not.
+    const sub = async (label: string, qo0: number, n: number, fuse: boolean) => {
+      const subRows = qo0 + n;
+      const q2 = ctx.empty([subRows, hq, d], 'f16', 'bench/sub-q');
+      gpuFill(ctx, q2, 34);
+      const o2 = ctx.empty([subRows, hq, d], 'f16');
+      const l2 = ctx.empty([subRows, hq], 'f32');
+      const a = new BatchAttention(ctx, { workspaceBuffer: wsA });
+      a.plan({
+        qoIndptr: [0, qo0, ...Array.from({ length: n }, (_, i) => qo0 + i + 1)],
+        kvIndptr: kvIndptr.slice(0, n + 2),
+        kvIndices: kvIndices.subarray(0, kvIndptr[n + 1]),
+        kvLenArr: kvLens.slice(0, n + 1),
+        numQoHeads: hq,
+        numKvHeads: hkv,
+        headDimQk: d,
+        headDimVo: d,
+        pageSize: page,
+        causal: true,
+        qDataType: 'f16',
+        fuse,
+      });
+      const t = await timeGpu(ctx, (enc) => void a.run(q2, cache, { out: o2, lse: l2, encoder: enc }), timing);
+      extraRows.push([`${label}${fuse ? ', fused' : ', two dispatches'}`, { ms: median(t.samples), info: `not verified; fused: ${a.lastRunFused}${a.lastRunUnfusedReason ? ` (${a.lastRunUnfusedReason})` : ''}` }]);
+      a.destroy();
+      for (const x of [q2, o2, l2]) x.destroy();
+    };
+    if (process.env.WEBINFER_BENCH_FUSED_VARIANTS) {
+      for (const fuse of [false, true]) await sub(`sub-batch: ${prefillLen}-row prefill + 1 decode`, prefillLen, 1, fuse);
+      for (const fuse of [false, true]) await sub(`sub-batch: 128-row append on kv ${prefillLen} + ${decodes} decodes`, 128, decodes, fuse);
+    }
     // Each part alone: how much of the sum the one run saves by overlapping them.
     const tP = await timeGpu(ctx, (enc) => prefill.run(qP, cache, { out: oP, encoder: enc }), timing);
     const tD = await timeGpu(ctx, (enc) => decode.run(qD, cache, { out: oD, encoder: enc }), timing);
