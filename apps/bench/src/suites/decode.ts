@@ -205,7 +205,7 @@ async function runCase(
     // Working sets far beyond the H100's 50 MB L2 run 4 times per sample, back to back, so the GPU
     // stays at full clock between samples; smaller ones run once (repeats would hit in L2).
     const repeat = !opts.quick && bytes >= 256 << 20 ? 4 : 1;
-    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 2 : 10, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 5 : 50, repeat });
+    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 2 : 10, warmupMs: opts.quick ? 0 : 1000, iterations: opts.quick ? 5 : 50, repeat });
     const ms = median(timing.samples);
     const flops = batch * kvLen * hq * d * 4;
     let verified: string | undefined;
