@@ -58,12 +58,12 @@ interface MixedCase {
 }
 
 const mixed: MixedCase[] = [
-  { name: 'decodes + appends + a prefill (one fused dispatch)', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, fuse: true, fused: true },
-  { name: 'the same, two dispatches (default)', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, fused: false },
+  { name: 'decodes + appends + a prefill', qoLens: [1, 1, 37, 1, 5], kvLens: [54, 1, 97, 200, 5], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, fused: false },
+  { name: 'decodes + a prefill, one fused dispatch (D 64)', qoLens: [1, 1, 21, 1], kvLens: [54, 1, 40, 17], page: 16, hq: 4, hkv: 1, d: 64, layout: 'HND', causal: true, vScale: 0.5, fuse: true, fused: true },
   { name: 'decode only, soft cap 50', qoLens: [1, 1, 1], kvLens: [17, 300, 1], page: 8, hq: 8, hkv: 1, d: 64, layout: 'HND', causal: true, softCap: 50, fuse: true, fused: false },
   { name: 'chunked prefill, qo > kv, group 7, vScale 2', qoLens: [34, 10], kvLens: [2, 60], page: 1, hq: 7, hkv: 1, d: 256, layout: 'NHD', causal: true, vScale: 2 },
   { name: 'not causal, group 1', qoLens: [9, 20], kvLens: [30, 45], page: 16, hq: 4, hkv: 4, d: 64, layout: 'NHD', causal: false },
-  { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 }, fuse: true, fused: true },
+  { name: 'a prefill then a run of decodes (decode kernel), bf16 out', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'HND', causal: true, vScale: 0.5, decodes: { first: 2, count: 4 } },
   { name: 'the same run of decodes left to the prefill kernel (decodeKernel: false)', qoLens: [37, 5, 1, 1, 1, 1], kvLens: [60, 9, 54, 1, 300, 17], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', causal: true, decodeKernel: false },
 ];
 

@@ -277,10 +277,10 @@ export class PrefillEngine {
       }
       if (useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
     }
-    // SwiftShader (Chromium's software WebGPU) spends minutes compiling the 64-row kernel with RoPE
-    // and its GPU process is dropped; 32 rows compile in about a second there.
-    const info = ctx.adapterInfo;
-    const software = /swiftshader/i.test(`${info.vendor} ${info.architecture} ${info.description}`);
+    // CPU adapters take tiles of at most 32 rows: SwiftShader (Chromium's software WebGPU) spends
+    // minutes compiling the 64-row kernel with RoPE and its GPU process is dropped, and lavapipe
+    // compiles the smaller micro-tiles much faster (CI time); speed is not the point there.
+    const software = ctx.isSoftwareAdapter;
     const candidates = forceTile ? [forceTile] : SIMT_TILES.filter(([rows]) => !software || rows <= 32);
     for (const [rowsPerTile, keysPerTile, wide] of candidates) {
       const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;

@@ -54,9 +54,8 @@ const pagedCases: PagedCase[] = [
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 128, layout: 'HND', form: 'pair', mask: true, simtLoadMode: 'batch' },
   { qoLens: [8, 4], kvLens: [300, 500], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, oDtype: 'f32', simtLoadMode: 'prefetch' },
   // f32 kernel knobs: tiles with no masked logit skip the mask test (causal interior, window, split)
-  { qoLens: [130, 9], kvLens: [300, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4 } },
-  { qoLens: [100, 47], kvLens: [211, 397], page: 16, hq: 4, hkv: 4, d: 128, layout: 'HND', form: 'pair', causal: true, windowLeft: 33, simt: { fullTiles: true, qkUnroll: 2, pvUnroll: 2 } },
-  { qoLens: [70, 20], kvLens: [70, 300], page: 5, hq: 8, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: false, fixedSplitSize: 64, simt: { fullTiles: true } },
+  { qoLens: [130, 9, 20], kvLens: [300, 77, 300], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4 } },
+  { qoLens: [100, 47], kvLens: [211, 397], page: 5, hq: 4, hkv: 4, d: 64, layout: 'HND', form: 'pair', causal: true, windowLeft: 33, simt: { fullTiles: true, qkUnroll: 2, pvUnroll: 2 } },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
