@@ -76,7 +76,7 @@ export interface BatchAttentionPlanArgs {
    * webinfer extension: run the prefill and decode kernels as one dispatch where the device
    * allows it, so the decode's memory traffic can overlap the prefill's math (`lastRunFused` says
    * whether it did). Default false: on the H100 (Dawn/Vulkan) the fused kernel is slower, 4.97
-   * against 4.30 ms on a 1 × 8192 prefill + 127 decodes batch, because one kernel gets the
+   * against 4.30 ms on a 1 × 8192 prefill + 127 decodes batch, most likely because one kernel gets the
    * register budget of its heavier body and fewer prefill workgroups then fit a multiprocessor
    * (BENCHMARKS.md, session 6). Other GPUs may differ: measure.
    */

@@ -342,9 +342,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** How the last plan split the work (for diagnostics and tests). */
-  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core' } | undefined {
+  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core'; workgroupSize: number } | undefined {
     const p = this.current;
-    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? 'tensor-core' : p.subgroup ? 'subgroup' : 'tile' };
+    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? 'tensor-core' : p.subgroup ? 'subgroup' : 'tile', workgroupSize: p.tensorCore ? p.tensorCore.subgroupSize : p.workgroupSize };
   }
 
   plan(args: BatchDecodePlanArgs): void {

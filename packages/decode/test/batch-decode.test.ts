@@ -45,6 +45,8 @@ interface Case {
   lateV?: boolean;
   /** Subgroup kernel: tokens a lane step (a CPU adapter defaults to 1; GPUs to 2 or 4). */
   tokensPerStep?: number;
+  /** Plan option: invocations per workgroup (default 128). */
+  workgroupSize?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
   vNaN?: boolean;
 }
@@ -53,6 +55,8 @@ interface Case {
 // GQA 1/4/7/8, NHD/HND, each position encoding, window, soft cap, every dtype, split both ways.
 const cases: Case[] = [
   { name: 'mha page16 NHD f16', kvLens: [1, 54, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 4, headDim: 64 },
+  { name: 'workgroups of 256, gqa4 page5, unsplit', kvLens: [54, 97, 1, 300], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 64, split: 'off', workgroupSize: 256 },
+  { name: 'workgroups of 64, gqa8 HND', kvLens: [33, 7], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 64, layout: 'HND', workgroupSize: 64 },
   { name: 'gqa4 page5 HND rope, 4 tokens a step', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA', tokensPerStep: 4 },
   { name: 'gqa8 page1 alibi, empty request', kvLens: [33, 0, 17], pageSize: 1, numQoHeads: 8, numKvHeads: 1, headDim: 64, posEncodingMode: 'ALIBI' },
   { name: 'gqa7 pair form', kvLens: [20, 9], pageSize: 8, numQoHeads: 7, numKvHeads: 1, headDim: 64, form: 'pair' },
@@ -101,6 +105,7 @@ const subgroupOnly = new Set([
   'split auto (single long request)',
   'rope scale 2, theta 5e5',
   'seqLens override',
+  'workgroups of 64, gqa8 HND',
 ]);
 
 const kernels = [
@@ -149,9 +154,11 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeScale: c.ropeScale,
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
+      workgroupSize: c.workgroupSize,
       debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
+    if (c.workgroupSize) expect(wrapper.planInfo!.workgroupSize).toBe(c.workgroupSize);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.split === 'off') expect(wrapper.planInfo!.numSlots).toBe(0);
     const out = ctx.full([rows, c.numQoHeads, c.headDim], oDtype, Number.NaN);

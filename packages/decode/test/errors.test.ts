@@ -69,6 +69,7 @@ describe('bad input fails before any GPU work, naming the argument', () => {
     expect(() => w.plan({ ...table, ...dims, seqLens: [9, 4] })).toThrow(/seqLens: request 0: length 9 does not fit/);
     expect(() => w.plan({ ...table, ...dims, qLenPerReq: 5 })).toThrow(/seqLens: request 1 has 4 KV tokens, fewer than qLenPerReq = 5/);
     expect(() => w.plan({ ...table, ...dims, smScale: 0 })).toThrow(/smScale: must be a finite number > 0/);
+    expect(() => w.plan({ ...table, ...dims, workgroupSize: 96 })).toThrow(/workgroupSize: must be 64, 128 or 256/);
   });
   it('use after destroy', () => {
     const w = planned();

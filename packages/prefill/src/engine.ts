@@ -292,7 +292,7 @@ export class PrefillEngine {
         ...(subgroupSoftmax ? { subgroupSoftmax } : {}),
         ...(simtSkip?.length ? { debugSkip: simtSkip } : {}),
         // Masks are tested only on tiles that need them. Loops written out 4 steps at a time: the
-        // H100's causal 4096 goes 7.68 -> 6.88 ms (BENCHMARKS.md, session 6; 8 and more spill).
+        // H100's causal 4096 goes 7.68 -> 6.88 ms (BENCHMARKS.md, session 6; 8 and more are slower).
         // CPU adapters (lavapipe, SwiftShader) keep the loops: there only compile time counts.
         fullTiles: true,
         ...(ctx.isSoftwareAdapter ? {} : { qkUnroll: 4, pvUnroll: 4 }),
