@@ -8,6 +8,7 @@ export * from './fuse';
 export * from './workspace';
 export * from './timing';
 export * from './paged-kv';
+export * from './max-unsigned';
 export * from './append';
 export * from './merge-states';
 export * from './schedule';

@@ -8,6 +8,7 @@
  */
 import type { DType } from './dtype';
 import { IndexRangeError, LayoutError, ShapeError, ValueError } from './errors';
+import { maxUnsigned } from './max-unsigned';
 import type { Tensor } from './tensor';
 
 export type KVLayout = 'NHD' | 'HND';
@@ -188,32 +189,10 @@ export function validatePagedKVIndices(args: {
   }
   const used = indptr[batch];
   const limit = maxNumPages ?? 0x7fffffff;
-  // One pass for the range (plan runs every step), the offender looked up only on error. Ids are
-  // read unsigned, so a negative one is a huge one and a single compare covers both ends; four
-  // independent max chains run about 1.8x faster than one in V8 (16384 ids: 24 vs 45 µs on the
-  // 2-core dev machine).
-  let m0 = 0;
-  let m1 = 0;
-  let m2 = 0;
-  let m3 = 0;
-  const used4 = used & ~3;
-  let i = 0;
-  for (; i < used4; i += 4) {
-    const p0 = indices[i] >>> 0;
-    const p1 = indices[i + 1] >>> 0;
-    const p2 = indices[i + 2] >>> 0;
-    const p3 = indices[i + 3] >>> 0;
-    if (p0 > m0) m0 = p0;
-    if (p1 > m1) m1 = p1;
-    if (p2 > m2) m2 = p2;
-    if (p3 > m3) m3 = p3;
-  }
-  for (; i < used; i++) {
-    const p = indices[i] >>> 0;
-    if (p > m0) m0 = p;
-  }
-  const maxUnsigned = used > 0 ? Math.max(m0, m1, m2, m3) : -1;
-  if (maxUnsigned >= limit) {
+  // One pass for the range (plan runs every step; SIMD where the runtime has it), the offender
+  // looked up only on error. Ids read unsigned, so a negative one is a huge one.
+  const maxId = maxUnsigned(indices, used);
+  if (maxId >= limit) {
     let bad = 0;
     while (indices[bad] >= 0 && indices[bad] < limit) bad++;
     throw new IndexRangeError(`page id ${indices[bad]} at position ${bad} is outside [0, ${maxNumPages ?? 'inf'})`, 'indices');
@@ -237,7 +216,7 @@ export function validatePagedKVIndices(args: {
     }
     kvLens[b] = (pages - 1) * pageSize + last;
   }
-  return { indptr, indices, lastPageLen, kvLens, maxPageId: maxUnsigned };
+  return { indptr, indices, lastPageLen, kvLens, maxPageId: maxId };
 }
 
 /** KV length of each request: `(pages - 1) * page_size + last_page_len`, 0 for no pages. */

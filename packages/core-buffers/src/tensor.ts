@@ -59,6 +59,8 @@ export class Tensor {
   readonly offset: number;
   /** The tensor that allocated `buffer` (itself for an owner; shared by views). */
   private readonly owner: { destroyed: boolean; owns: boolean };
+  /** `buffer.size`, read once: each read is a call into the native binding (run() binds per call). */
+  private bufferBytes = -1;
 
   private constructor(
     ctx: GpuContext,
@@ -314,7 +316,8 @@ export class Tensor {
     const bytes = dtypeBytes(this.dtype);
     const align = Math.max(this.ctx.limits.minStorageBufferOffsetAlignment, 16);
     const maxSize = this.ctx.limits.maxStorageBufferBindingSize;
-    if (this.buffer.size <= maxSize) {
+    if (this.bufferBytes < 0) this.bufferBytes = this.buffer.size;
+    if (this.bufferBytes <= maxSize) {
       return { binding: { buffer: this.buffer }, elementOffset: this.offset };
     }
     const first = this.byteOffset;
