@@ -33,7 +33,6 @@ import {
   lastPageLensOf,
   mergeWorkgroups,
   noteCapture,
-  pagedAddressingValues,
   parseKVLayout,
   planSplitKV,
   resolvePagedKVCache,
@@ -170,6 +169,8 @@ export interface BatchDecodePlanArgs {
     tensorCoreF16Cache?: boolean;
     /** Subgroup kernel: false finishes the dot products with a butterfly (every lane every head). */
     scatterSoftmax?: boolean;
+    /** Subgroup kernel: false rescales O every step instead of when the running max moves by more than 8. */
+    lazyRescale?: boolean;
   };
 }
 
@@ -218,7 +219,8 @@ interface Plan {
   tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
   headGroups: number;
   /** Compiled pipelines, without and with sinks, filled on first run. */
-  kernels: [CompiledKernelRef | undefined, CompiledKernelRef | undefined];
+  /** The kernel choice's compiled kernels (shared by plans with the same choice; see run()). */
+  kernels: (CompiledKernelRef | undefined)[];
   workOffset: number;
   indicesOffset: number;
   slotIndptrOffset: number;
@@ -299,7 +301,13 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   private readonly mergeDispatch: DispatchCache;
   private readonly kernelChoices = new Map<
     string,
-    { tile: number; subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined; tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined }
+    {
+      tile: number;
+      subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
+      tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
+      /** Compiled kernels of this choice by (sinks ? 1 : 0) + (speculative mask ? 2 : 0), kept across plans. */
+      kernels: (CompiledKernelRef | undefined)[];
+    }
   >();
   /** Host staging of the plan words, reused across plans (zeroed, not reallocated). */
   private planWords = new Uint32Array(0);
@@ -444,8 +452,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
           ? undefined
-          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax),
+          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax, args.debug?.lazyRescale),
         tensorCore,
+        kernels: [],
       };
       this.kernelChoices.set(choiceKey, choice);
     }
@@ -555,7 +564,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       debugSkip: args.debug?.debugSkip,
       subgroup,
       tensorCore,
-      kernels: [undefined, undefined],
+      kernels: choice.kernels,
       headGroups,
       workOffset,
       indicesOffset,
@@ -648,6 +657,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     headsPerWorkgroup: number | undefined,
     wideFp8Loads = false,
     scatterSoftmax: boolean | undefined = undefined,
+    lazyRescale: boolean | undefined = undefined,
   ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
     const ctx = this.ctx;
     if (force === 'tile') return undefined;
@@ -664,6 +674,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const nv = ept / 4;
     // q and o of every served head stay in registers: at most 8 vec4 of each per lane.
     const hpw = headsPerWorkgroup ?? Math.max(1, Math.min(base.groupSize, Math.floor(8 / (rv * nv))));
+    // Lazy rescale (H100, BENCHMARKS.md "Session 7") for e4m3, with 4 tokens a step: B = 64, kv
+    // 4096, H 32/8 0.343 ms against 0.392 rescaling every step with 2. Elsewhere it measured the
+    // same or slower (f16 0.393 against 0.385; e5m2, group 8 and single decode the same).
+    const lazy = lazyRescale ?? base.kvDtype === 'fp8_e4m3';
     const config = {
       headDim: base.headDim,
       groupSize: base.groupSize,
@@ -671,11 +685,11 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       lanesPerToken: td,
       // Tokens per lane per step (H100, reduce-scatter softmax, BENCHMARKS.md "Session 5"): 4
       // (B = 64, kv 4096, H 32/8: 0.386 ms against 0.410 for 2; GQA 8: 0.489 against 0.605), but 2
-      // for e4m3, whose unpack is longer (0.390 against 0.454). Unrolled loads per step (U x RV)
+      // for e4m3 when it rescales every step (0.390 against 0.454; lazy: 4, above). Unrolled loads per step (U x RV)
       // stay <= 8, which bounds shader size (and compile time).
       // A CPU adapter (lavapipe in CI) takes 1: its compile time grows with the unrolled step and
       // its speed is not the point; the tests force 2 and 4 on a few cases there.
-      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
+      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(base.kvDtype === 'fp8_e4m3' && !lazy ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: base.workgroupSize,
       qDtype: base.qDtype,
@@ -686,6 +700,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       nativeF16: base.nativeF16,
       wideFp8Loads,
       ...(scatterSoftmax === false ? { scatterSoftmax } : {}),
+      ...(lazy ? {} : { lazyRescale: false }),
     };
     if (subgroupDecodeLayout({ ...config, sinks: false }).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
       if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel does not fit workgroup memory', 'debug.kernel');
@@ -719,9 +734,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     }
     this.boundPages = cache.maxNumPages;
     const vecElems = 16 / dtypeBytes(p.kvDtype);
-    for (const [name, a] of [['k', cache.kAddr], ['v', cache.vAddr]] as const) {
-      if ([a.offset, a.stridePage, a.strideSlot, a.strideHead].some((x) => x % vecElems !== 0)) {
-        throw new LayoutError(`${name} rows must start on 16-byte boundaries (offsets and strides multiples of ${vecElems} elements)`, 'pagedKvCache');
+    for (const a of [cache.kAddr, cache.vAddr]) {
+      if (a.offset % vecElems !== 0 || a.stridePage % vecElems !== 0 || a.strideSlot % vecElems !== 0 || a.strideHead % vecElems !== 0) {
+        throw new LayoutError(`${a === cache.kAddr ? 'k' : 'v'} rows must start on 16-byte boundaries (offsets and strides multiples of ${vecElems} elements)`, 'pagedKvCache');
       }
     }
     // Bind only the tensors' own ranges, so caches inside larger buffers work (offsets rebased).
@@ -755,8 +770,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // The pipeline depends only on the plan (and on whether sinks are given): look it up once.
     const withSinks = options.sinks !== undefined ? 1 : 0;
     const bindings = ['uniform', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'storage', 'storage'] as const;
-    if (!p.kernels[withSinks]) {
-      p.kernels[withSinks] = p.tensorCore
+    // Looked up once per kernel choice, not per plan: getKernel's key is a long config string.
+    const variant = withSinks + (p.device?.maskWords ? 2 : 0);
+    if (!p.kernels[variant]) {
+      p.kernels[variant] = p.tensorCore
         ? getKernel(ctx, {
             id: 'decode/tc-decode',
             config: { ...p.tensorCore, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },
@@ -772,7 +789,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
           })
         : getKernel(ctx, { id: 'decode/tile-decode', config: this.tileConfig(p, options.sinks !== undefined), wgsl: batchDecodeWgsl, bindings });
     }
-    const kernel = p.kernels[withSinks]!;
+    const kernel = p.kernels[variant]!;
     const sm = p.smScale * qScale * kScale;
     const oOffsetWords = out.offset;
     const groups = foldWorkgroups(ctx, p.numWork * p.numKvHeads * p.headGroups);
@@ -783,8 +800,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         num_qo_heads: p.numQoHeads,
         page_size: p.pageSize,
         page_shift: Math.log2(p.pageSize) % 1 === 0 ? Math.log2(p.pageSize) : 0,
-        ...pagedAddressingValues('k', { ...cache.kAddr, offset: kOffset }),
-        ...pagedAddressingValues('v', { ...cache.vAddr, offset: vOffset }),
+        k_offset: kOffset,
+        k_stride_page: cache.kAddr.stridePage,
+        k_stride_slot: cache.kAddr.strideSlot,
+        k_stride_head: cache.kAddr.strideHead,
+        v_offset: vOffset,
+        v_stride_page: cache.vAddr.stridePage,
+        v_stride_slot: cache.vAddr.strideSlot,
+        v_stride_head: cache.vAddr.strideHead,
         q_offset: qBind.elementOffset,
         q_stride_row: q.strides[0],
         q_stride_head: q.strides[1],

@@ -45,6 +45,8 @@ interface Case {
   lateV?: boolean;
   /** Subgroup kernel: tokens a lane step (a CPU adapter defaults to 1; GPUs to 2 or 4). */
   tokensPerStep?: number;
+  /** Subgroup kernel: lazy rescale (the default only for e4m3 KV). */
+  lazyRescale?: boolean;
   /** Plan option: invocations per workgroup (default 128). */
   workgroupSize?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
@@ -54,10 +56,11 @@ interface Case {
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
 // GQA 1/4/7/8, NHD/HND, each position encoding, window, soft cap, every dtype, split both ways.
 const cases: Case[] = [
-  { name: 'mha page16 NHD f16', kvLens: [1, 54, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 4, headDim: 64 },
+  // qScale 6 spreads the logits over tens of log2 units: the lazy running max moves many times.
+  { name: 'mha page16 NHD f16, large logits, lazy rescale', kvLens: [1, 54, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 4, headDim: 64, qScale: 6, lazyRescale: true },
   { name: 'workgroups of 256, gqa4 page5, unsplit', kvLens: [54, 97, 1, 300], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 64, split: 'off', workgroupSize: 256 },
   { name: 'workgroups of 64, gqa8 HND', kvLens: [33, 7], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 64, layout: 'HND', workgroupSize: 64 },
-  { name: 'gqa4 page5 HND rope, 4 tokens a step', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA', tokensPerStep: 4 },
+  { name: 'gqa4 page5 HND rope, 4 tokens a step, large logits, lazy rescale', kvLens: [54, 97, 5], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', posEncodingMode: 'ROPE_LLAMA', tokensPerStep: 4, qScale: 6, lazyRescale: true },
   { name: 'gqa8 page1 alibi, empty request', kvLens: [33, 0, 17], pageSize: 1, numQoHeads: 8, numKvHeads: 1, headDim: 64, posEncodingMode: 'ALIBI' },
   { name: 'gqa7 pair form', kvLens: [20, 9], pageSize: 8, numQoHeads: 7, numKvHeads: 1, headDim: 64, form: 'pair' },
   { name: 'window 13', kvLens: [54, 97, 3], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, windowLeft: 13 },
@@ -155,7 +158,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
       workgroupSize: c.workgroupSize,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep, lazyRescale: c.lazyRescale, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.workgroupSize) expect(wrapper.planInfo!.workgroupSize).toBe(c.workgroupSize);

@@ -261,12 +261,31 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
     [k, `reduce-scatter softmax${label}`, extra],
     [k, `butterfly${label}`, { ...extra, scatterSoftmax: false }],
   ];
+  const lazy = (k: DecodeCase, extra: Record<string, unknown> = {}, label = ''): [DecodeCase, string, Record<string, unknown>][] => [
+    [k, `lazy rescale${label}`, extra],
+    [k, `rescale every step${label}`, { ...extra, lazyRescale: false }],
+  ];
+  // WEBINFER_BENCH_LAZY=1: the subgroup kernel's lazy rescale against rescaling every step.
   // WEBINFER_BENCH_SCATTER=1: the subgroup kernel's reduce-scatter softmax against the butterfly.
   // WEBINFER_BENCH_DECODE_TC=1: the tensor-core kernel against the default one.
   const sweep = (k: DecodeCase, us = [2, 4, 8]): [DecodeCase, string, Record<string, unknown>][] =>
     us.map((u): [DecodeCase, string, Record<string, unknown>] => [k, `U=${u}`, { tokensPerStep: u }]);
   // WEBINFER_BENCH_U_SWEEP=1: tokens per lane step with the reduce-scatter softmax.
-  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_U_SWEEP
+  const gqa8 = c('batch', 128, 2048, 64, 8, 16);
+  const e5m2 = c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2');
+  const runs: [DecodeCase, string, Record<string, unknown>][] = process.env.WEBINFER_BENCH_LAZY
+    ? [
+        ...lazy(f16),
+        ...lazy(fp8, { tokensPerStep: 2 }, ', U=2'),
+        ...lazy(fp8, { tokensPerStep: 4 }, ', U=4'),
+        ...lazy(e5m2),
+        ...lazy(gqa8),
+        ...lazy(gqa8, { tokensPerStep: 8 }, ', U=8'),
+        ...lazy(c('batch', 64, 4096, 64, 8, 16)),
+        ...lazy(single),
+        ...lazy(c('batch', 8, 32768, 32, 8, 16)),
+      ]
+    : process.env.WEBINFER_BENCH_U_SWEEP
     ? [
         ...sweep(f16),
         ...sweep(fp8),

@@ -59,6 +59,13 @@ export interface SubgroupDecodeConfig {
    * (default; false: a butterfly gives every lane every head, and every lane runs every softmax).
    */
   scatterSoftmax?: boolean;
+  /**
+   * Lazy rescale (default): a lane's running max moves only when a logit passes it by more than
+   * LAZY_SLACK (log2 units), so O and the sum are rescaled in a handful of steps instead of every
+   * step; p = exp2(x - m) <= 2^8 in between. m + log2(d) stays the exact LSE. false: rescale
+   * every step (bench A/B).
+   */
+  lazyRescale?: boolean;
 }
 
 /**
@@ -254,16 +261,42 @@ ${rs.flatMap((r) => vs.flatMap((v) => us.map((u) => `      v${u}_${r}_${v} = ${u
   } else {
     for (const r of rs) for (const v of vs) for (const u of us) emit(`    let v${u}_${r}_${v} = ${unpackLoad(c.kvDtype, `vw${u}_${r}`, v)};`);
   }
-  const softmaxStep = (m: string, d: string, sum: (u: number) => string) => {
+  const lazy = c.lazyRescale ?? true;
+  // One online-softmax step of state (m, d) over this step's U logits; leaves `p<u>` in scope,
+  // and `a` (the factor on O) when not lazy. Lazy: `rescale(a)` scales O inside the rare
+  // subgroup-uniform branch where some lane's max moves.
+  const softmaxStep = (m: string, d: string, sum: (u: number) => string, rescale: (a: string) => string) => {
     for (const u of us) {
       emit(`      var x${u} = NEG_BIG;
       if (!masked${u}) { let acc = ${sum(u)}${unit}; let j = j${u}; x${u} = ${decodeLogitExpr(c.posEncoding, c.softCap)}; }`);
     }
-    emit(`      let mn = max(${m}, ${us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`)});
+    const xmax = us.map((u) => `x${u}`).reduce((a, b) => `max(${a}, ${b})`);
+    if (lazy) {
+      // NEG_BIG + slack == NEG_BIG in f32, so the first real logit always moves m.
+      emit(`      let xm = ${xmax};
+      let grow = xm > ${m} + LAZY_SLACK;
+      if (subgroupAny(grow)) {
+        let mn = select(${m}, xm, grow);
+        let a = exp2(${m} - mn);
+        ${d} *= a;
+        ${m} = mn;
+${rescale('a')}
+      }`);
+      for (const u of us) emit(`      let p${u} = select(0.0, exp2(x${u} - ${m}), x${u} > NEG_BIG);`);
+      emit(`      ${d} += ${us.map((u) => `p${u}`).join(' + ')};`);
+    } else {
+      emit(`      let mn = max(${m}, ${xmax});
       let a = exp2(${m} - mn);`);
-    for (const u of us) emit(`      let p${u} = select(0.0, exp2(x${u} - mn), x${u} > NEG_BIG);`);
-    emit(`      ${d} = ${d} * a + ${us.map((u) => `p${u}`).join(' + ')};
+      for (const u of us) emit(`      let p${u} = select(0.0, exp2(x${u} - mn), x${u} > NEG_BIG);`);
+      emit(`      ${d} = ${d} * a + ${us.map((u) => `p${u}`).join(' + ')};
       ${m} = mn;`);
+    }
+  };
+  // O += P V as one left-to-right chain starting at O (so it compiles to fused multiply-adds;
+  // `o += a * b + c * d` would add a separate sum), with the factor `a` first when not lazy.
+  const oUpdate = (g: number, r: number, v: number, a: string, p: (u: number) => string) => {
+    const o = `o_${g}_${r}_${v}`;
+    return `${o} = ${lazy ? o : `${o} * ${a}`} + ${us.map((u) => `${p(u)} * v${u}_${r}_${v}`).join(' + ')};`;
   };
   if (scatter) {
     // Reduce-scatter: each round halves the heads a lane carries (it keeps the upper half where
@@ -287,17 +320,22 @@ ${rs.flatMap((r) => vs.flatMap((v) => us.map((u) => `      v${u}_${r}_${v} = ${u
     }
     emit(`    {
       let h = h_glob;`);
-    softmaxStep('m_me', 'd_me', (u) => `sum${u}`);
+    // Each head's factor and probabilities live on its lanes: shuffled to every lane for P V.
+    softmaxStep('m_me', 'd_me', (u) => `sum${u}`, (a) =>
+      heads
+        .map(
+          (g) => `        {
+          let ag = subgroupShuffle(${a}, group_lane | ${g << SH}u);
+${rs.flatMap((r) => vs.map((v) => `          o_${g}_${r}_${v} *= ag;`)).join('\n')}
+        }`,
+        )
+        .join('\n'),
+    );
     for (const g of heads) {
       emit(`      {
-        let src = group_lane | ${g << SH}u;
-        let ag = subgroupShuffle(a, src);
+        let src = group_lane | ${g << SH}u;${lazy ? '' : '\n        let ag = subgroupShuffle(a, src);'}
 ${us.map((u) => `        let pg${u} = subgroupShuffle(p${u}, src);`).join('\n')}`);
-      for (const r of rs) {
-        for (const v of vs) {
-          emit(`        o_${g}_${r}_${v} = o_${g}_${r}_${v} * ag + ${us.map((u) => `pg${u} * v${u}_${r}_${v}`).join(' + ')};`);
-        }
-      }
+      for (const r of rs) for (const v of vs) emit(`        ${oUpdate(g, r, v, 'ag', (u) => `pg${u}`)}`);
       emit('      }');
     }
     emit('    }');
@@ -309,12 +347,8 @@ ${us.map((u) => `        let pg${u} = subgroupShuffle(p${u}, src);`).join('\n')}
     for (const g of heads) {
       emit(`    {
       let h = kvh * ${G}u + hg * ${HPW}u + ${g}u;`);
-      softmaxStep(`m_${g}`, `d_${g}`, (u) => `s${g}_${u}`);
-      for (const r of rs) {
-        for (const v of vs) {
-          emit(`      o_${g}_${r}_${v} = o_${g}_${r}_${v} * a + ${us.map((u) => `p${u} * v${u}_${r}_${v}`).join(' + ')};`);
-        }
-      }
+      softmaxStep(`m_${g}`, `d_${g}`, (u) => `s${g}_${u}`, (a) => rs.flatMap((r) => vs.map((v) => `        o_${g}_${r}_${v} *= ${a};`)).join('\n'));
+      for (const r of rs) for (const v of vs) emit(`      ${oUpdate(g, r, v, 'a', (u) => `p${u}`)}`);
       emit('    }');
     }
   }
@@ -396,6 +430,7 @@ ${wgslPackHelpers([c.oDtype], { nativeF16: c.nativeF16 })}
 ${decodeBindingsWgsl(loadType)}
 ${specMaskWgsl(c.specMask)}
 ${unit ? 'const KV_UNIT = 256.0;' : ''}
+const LAZY_SLACK = 8.0;
 var<workgroup> red_m: array<f32, ${NL * HPW}>;
 var<workgroup> red_d: array<f32, ${Math.max(1, (NL / 2) * HPW)}>;
 var<workgroup> red_o: array<f32, ${Math.max(1, (NL / 2) * HPW * (D + 1))}>;
