@@ -21,16 +21,22 @@ export class DispatchCache {
    * (`external`: pending, or recorded into a graph) still reads the old one. A buffer that was
    * only used by work submitted here is released; one a caller's encoder saw is left to the GC.
    */
-  uniform(bytes: ArrayBuffer, external: boolean): GPUBuffer {
-    const key = new Uint32Array(bytes);
+  uniform(bytes: ArrayBuffer | Uint32Array, external: boolean): GPUBuffer {
+    // A Uint32Array may be a schema's scratch words (packScratch): compared here, copied on change.
+    const words = bytes instanceof Uint32Array ? bytes : new Uint32Array(bytes);
     const last = this.lastUniform;
-    if (last && last.key.length === key.length && last.key.every((v, i) => v === key[i])) {
-      last.external ||= external;
-      return last.buffer;
+    if (last && last.key.length === words.length) {
+      let same = true;
+      for (let i = 0; i < words.length && same; i++) same = last.key[i] === words[i];
+      if (same) {
+        last.external ||= external;
+        return last.buffer;
+      }
     }
     if (last && !last.external) last.buffer.destroy();
-    const buffer = this.ctx.device.createBuffer({ label: this.label, size: bytes.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    this.ctx.device.queue.writeBuffer(buffer, 0, bytes);
+    const key = words.slice();
+    const buffer = this.ctx.device.createBuffer({ label: this.label, size: key.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.ctx.device.queue.writeBuffer(buffer, 0, key);
     this.lastUniform = { key, buffer, external };
     this.group = undefined;
     return buffer;

@@ -66,11 +66,14 @@ export function planSplitKV(input: SplitKVPlanInput): SplitKVPlan {
   };
   let count = 0;
   for (let r = 0; r < rows; r++) count += chunksOf(r);
-  const row = new Int32Array(count);
-  const start = new Int32Array(count);
-  const end = new Int32Array(count);
-  const slot = new Int32Array(count);
-  const slotIndptr = new Int32Array(rows + 1);
+  // One backing store for the five arrays: plan runs every step, and each typed-array allocation
+  // costs more than a view.
+  const all = new Int32Array(4 * count + rows + 1);
+  const row = all.subarray(0, count);
+  const start = all.subarray(count, 2 * count);
+  const end = all.subarray(2 * count, 3 * count);
+  const slot = all.subarray(3 * count, 4 * count);
+  const slotIndptr = all.subarray(4 * count);
   let numSlots = 0;
   let k = 0;
   for (let r = 0; r < rows; r++) {

@@ -29,12 +29,31 @@ export class UniformSchema<F extends UniformFields> {
   }
 
   pack(values: UniformValues<F>): ArrayBuffer {
-    // Typed-array stores in a plain loop: run() packs its uniforms every call, and this is about
-    // 3x faster than DataView calls from a forEach closure.
     const buffer = new ArrayBuffer(this.byteSize);
-    const u32 = new Uint32Array(buffer);
-    const i32 = new Int32Array(buffer);
-    const f32 = new Float32Array(buffer);
+    this.packInto(values, new Uint32Array(buffer), new Int32Array(buffer), new Float32Array(buffer));
+    return buffer;
+  }
+
+  private scratch: { u32: Uint32Array; i32: Int32Array; f32: Float32Array } | undefined;
+
+  /**
+   * `values` packed into this schema's scratch words, which the next call overwrites (for a
+   * caller that compares them with the last values and copies only when they changed:
+   * DispatchCache.uniform). Saves run() its allocations.
+   */
+  packScratch(values: UniformValues<F>): Uint32Array {
+    if (!this.scratch) {
+      const b = new ArrayBuffer(this.byteSize);
+      this.scratch = { u32: new Uint32Array(b), i32: new Int32Array(b), f32: new Float32Array(b) };
+    }
+    const { u32, i32, f32 } = this.scratch;
+    this.packInto(values, u32, i32, f32);
+    return u32;
+  }
+
+  // Typed-array stores in a plain loop: run() packs its uniforms every call, and this is about
+  // 3x faster than DataView calls from a forEach closure. (Every WebGPU host is little-endian.)
+  private packInto(values: UniformValues<F>, u32: Uint32Array, i32: Int32Array, f32: Float32Array): void {
     const names = this.names;
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
@@ -56,7 +75,6 @@ export class UniformSchema<F extends UniformFields> {
         }
       }
     }
-    return buffer;
   }
 
   /** A uniform buffer holding `values`. */

@@ -253,8 +253,9 @@ function graphBuffers(options: BatchDecodeWrapperOptions): GraphBuffers | undefi
 /** Rows (query rows of all requests) with their KV ranges, shared with the block-table entry points. */
 export function decodeRows(kvLens: Int32Array, qLenPerReq: number, windowLeft: number) {
   const rows = kvLens.length * qLenPerReq;
-  const rowStart = new Int32Array(rows);
-  const rowEnd = new Int32Array(rows);
+  const both = new Int32Array(2 * rows);
+  const rowStart = both.subarray(0, rows);
+  const rowEnd = both.subarray(rows);
   for (let b = 0; b < kvLens.length; b++) {
     if (qLenPerReq > 1 && kvLens[b] < qLenPerReq) {
       throw new ValueError(`request ${b} has ${kvLens[b]} KV tokens, fewer than qLenPerReq = ${qLenPerReq}`, 'seqLens');
@@ -444,7 +445,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       onePagePerRequest = true;
       for (let b = 0; b + 1 < indptr.length; b++) if (indptr[b + 1] - indptr[b] > 1) onePagePerRequest = false;
     }
-    const choiceKey = `${JSON.stringify(base)}|${args.pageSize}|${onePagePerRequest}|${JSON.stringify(args.debug ?? null)}`;
+    // Every field of base, spelled out (JSON.stringify of it was a tenth of plan's CPU time).
+    const choiceKey = `${base.headDim}|${base.groupSize}|${base.workgroupSize}|${qDtype}|${kvDtype}|${oDtype}|${posEncoding}|${base.softCap}|${base.nativeF16}|${args.pageSize}|${onePagePerRequest}|${args.debug ? JSON.stringify(args.debug) : ''}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
       const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache);
@@ -829,7 +831,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
         mask_offset: p.device?.maskOffset ?? 0,
         mask_words: p.device?.maskWords ?? 0,
     };
-    const uniform = this.dispatch.uniform(decodeUniforms.pack(uniformValues), Boolean(options.encoder));
+    const uniform = this.dispatch.uniform(decodeUniforms.packScratch(uniformValues), Boolean(options.encoder));
     const lseBinding = lse ? lse.buffer : this.lseScratch.reserve(p.rows * p.numQoHeads * 4);
     // The kernel addresses partial states relative to the workspace base.
     const wsBinding = this.workspace.kernelBinding(ctx.limits.maxStorageBufferBindingSize);
