@@ -676,10 +676,11 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const nv = ept / 4;
     // q and o of every served head stay in registers: at most 8 vec4 of each per lane.
     const hpw = headsPerWorkgroup ?? Math.max(1, Math.min(base.groupSize, Math.floor(8 / (rv * nv))));
-    // Lazy rescale (H100, BENCHMARKS.md "Session 7") for e4m3, with 4 tokens a step: B = 64, kv
-    // 4096, H 32/8 0.343 ms against 0.392 rescaling every step with 2. Elsewhere it measured the
-    // same or slower (f16 0.393 against 0.385; e5m2, group 8 and single decode the same).
-    const lazy = lazyRescale ?? base.kvDtype === 'fp8_e4m3';
+    // Lazy rescale (H100, BENCHMARKS.md "Session 7") for fp8, with more tokens a step: B = 64, kv
+    // 4096, H 32/8, e4m3 with 4 0.343 ms against 0.392 rescaling every step with 2; e5m2 with 8
+    // 0.288 against 0.297 with 4. For f16 it measured the same or slower (0.393 against 0.385).
+    const lazy = lazyRescale ?? (base.kvDtype === 'fp8_e4m3' || base.kvDtype === 'fp8_e5m2');
+    const lazyTokens = base.kvDtype === 'fp8_e5m2' ? 8 : 4;
     const config = {
       headDim: base.headDim,
       groupSize: base.groupSize,
@@ -687,11 +688,11 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       lanesPerToken: td,
       // Tokens per lane per step (H100, reduce-scatter softmax, BENCHMARKS.md "Session 5"): 4
       // (B = 64, kv 4096, H 32/8: 0.386 ms against 0.410 for 2; GQA 8: 0.489 against 0.605), but 2
-      // for e4m3 when it rescales every step (0.390 against 0.454; lazy: 4, above). Unrolled loads per step (U x RV)
+      // for e4m3 when it rescales every step (0.390 against 0.454; lazy fp8: above). Unrolled loads per step (U x RV)
       // stay <= 8, which bounds shader size (and compile time).
       // A CPU adapter (lavapipe in CI) takes 1: its compile time grows with the unrolled step and
       // its speed is not the point; the tests force 2 and 4 on a few cases there.
-      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(base.kvDtype === 'fp8_e4m3' && !lazy ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
+      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(lazy ? lazyTokens : base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: base.workgroupSize,
       qDtype: base.qDtype,

@@ -312,15 +312,19 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
     : process.env.WEBINFER_BENCH_FP8
     ? [
         [f16, 'f16 default', {}],
-        [fp8, 'default', {}],
-        [fp8, 'U=1', { tokensPerStep: 1 }],
-        [fp8, 'U=4', { tokensPerStep: 4 }],
+        [fp8, 'default (lazy rescale, U=4)', {}],
+        [fp8, 'U=2', { tokensPerStep: 2 }],
+        [fp8, 'U=8', { tokensPerStep: 8 }],
         [fp8, '2 heads a workgroup', { headsPerWorkgroup: 2 }],
-        [fp8, '2 heads a workgroup, U=4', { headsPerWorkgroup: 2, tokensPerStep: 4 }],
-        [fp8, '16-byte loads (2 heads a workgroup)', { wideFp8Loads: true }],
-        [fp8, '16-byte loads, 4 heads a workgroup', { wideFp8Loads: true, headsPerWorkgroup: 4 }],
-        [fp8, '16-byte loads, 4 heads, U=1', { wideFp8Loads: true, headsPerWorkgroup: 4, tokensPerStep: 1 }],
-        [c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2'), 'e5m2 default', {}],
+        [fp8, 'workgroups of 256', { workgroupSize: 256 }],
+        [fp8, 'workgroups of 64', { workgroupSize: 64 }],
+        [fp8, '16-byte loads, 4 heads, U=2', { wideFp8Loads: true, headsPerWorkgroup: 4, tokensPerStep: 2 }],
+        [fp8, '16-byte loads, 4 heads, U=4', { wideFp8Loads: true, headsPerWorkgroup: 4, tokensPerStep: 4 }],
+        [fp8, '16-byte loads, 2 heads, U=4', { wideFp8Loads: true, headsPerWorkgroup: 2, tokensPerStep: 4 }],
+        [fp8, 'butterfly', { scatterSoftmax: false }],
+        [e5m2, 'e5m2 default', {}],
+        [e5m2, 'e5m2 lazy, U=4', { lazyRescale: true }],
+        [e5m2, 'e5m2 lazy, U=8', { lazyRescale: true, tokensPerStep: 8 }],
       ]
     : [
     [single, 'wrapper, auto split', {}],
