@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DispatchCache,
   DisposedError,
   UniformSchema,
   createContext,
@@ -121,6 +122,33 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
     expect(timing.samples[0]).toBeGreaterThanOrEqual(0);
     expect(timing.source).toBe(ctx.hasTimestamps ? 'timestamp' : 'queue');
     expect(Array.from(await x.toArray())).toEqual([3, 5, 7, 4]); // x*2+1 on the first 3
+    ctx.dispose();
+  });
+
+  it('packScratch + DispatchCache: same values reuse the buffer, new values get a new one holding them', async () => {
+    const ctx = await createContext();
+    const kernel = getKernel(ctx, spec(64));
+    const cache = new DispatchCache(ctx, 'test');
+    const x = ctx.tensor([1, 2, 3, 4], [4], 'f32');
+    const run = (u: GPUBuffer) => {
+      const enc = ctx.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(kernel.pipeline);
+      pass.setBindGroup(0, cache.bindGroup(kernel, [{ buffer: u }, { buffer: x.buffer }]));
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      ctx.device.queue.submit([enc.finish()]);
+    };
+    const u1 = cache.uniform(schema.packScratch({ n: 3, scale: 2, off: 1 }), false);
+    expect(cache.uniform(schema.packScratch({ n: 3, scale: 2, off: 1 }), false)).toBe(u1);
+    run(u1);
+    // The scratch words are overwritten here: the cache must have kept its own copy of the last ones.
+    const u2 = cache.uniform(schema.packScratch({ n: 2, scale: 10, off: 0 }), false);
+    expect(u2).not.toBe(u1);
+    expect(cache.uniform(schema.packScratch({ n: 2, scale: 10, off: 0 }), false)).toBe(u2);
+    run(u2);
+    expect(Array.from(await x.toArray())).toEqual([30, 50, 7, 4]);
+    cache.destroy();
     ctx.dispose();
   });
 });
