@@ -37,3 +37,11 @@ export interface CaseResult {
     causal?: boolean;
   };
 }
+
+/**
+ * Time-based warm-up of every timed case (ms of back-to-back runs before sampling). A `--verify`
+ * of the case before idles the GPU for seconds of CPU reference work and its clocks drop; 300 ms
+ * did not bring them back for short kernels (decode single kv 32768 read 0.39 instead of 0.19 ms,
+ * BENCHMARKS.md "Session 6"; the MLA default read 0.98 instead of 0.80 ms in that full suite).
+ */
+export const WARMUP_MS = 1000;

@@ -10,7 +10,7 @@ import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
 import { compareClose } from '@webinfer/reference';
 import { gpuFill } from '../fill';
-import type { CaseResult, SuiteOptions } from '../types';
+import { type CaseResult, type SuiteOptions, WARMUP_MS } from '../types';
 
 export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const [prefillLen, decodes, decodeKv] = opts.quick ? [256, 7, 128] : [8192, 127, 4096];
@@ -82,7 +82,7 @@ export async function runAttentionSuite(ctx: GpuContext, opts: SuiteOptions): Pr
       }
       await ctx.synchronize();
     });
-    const timing = { warmup: opts.quick ? 1 : 3, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 10 };
+    const timing = { warmup: opts.quick ? 1 : 3, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 10 };
     const tA = await timeGpu(ctx, runA, timing);
     const tB = await timeGpu(ctx, runB, timing);
     // Every request through the prefill kernel: one dispatch, decode rows on the tensor-core/f32 kernel.

@@ -3,7 +3,7 @@ import { type FloatDType, type GpuContext, median, type Tensor, timeGpu } from '
 import { BatchDecodeWithPagedKVCacheWrapper, singleDecodeWithKVCache } from '@webinfer/decode';
 import { attentionRef, compareClose } from '@webinfer/reference';
 import { fillValue, gpuFill } from '../fill';
-import type { CaseResult, SuiteOptions } from '../types';
+import { type CaseResult, type SuiteOptions, WARMUP_MS } from '../types';
 
 interface DecodeCase {
   name: string;
@@ -205,7 +205,7 @@ async function runCase(
     // Working sets far beyond the H100's 50 MB L2 run 4 times per sample, back to back, so the GPU
     // stays at full clock between samples; smaller ones run once (repeats would hit in L2).
     const repeat = !opts.quick && bytes >= 256 << 20 ? 4 : 1;
-    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 2 : 10, warmupMs: opts.quick ? 0 : 1000, iterations: opts.quick ? 5 : 50, repeat });
+    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 2 : 10, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 5 : 50, repeat });
     const ms = median(timing.samples);
     const flops = batch * kvLen * hq * d * 4;
     let verified: string | undefined;

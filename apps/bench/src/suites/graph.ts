@@ -11,7 +11,7 @@ import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture, Recorder } from '
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
 import { compareClose } from '@webinfer/reference';
 import { gpuFill } from '../fill';
-import type { CaseResult, SuiteOptions } from '../types';
+import { type CaseResult, type SuiteOptions, WARMUP_MS } from '../types';
 
 /** Median wall time of `fn` in microseconds over `n` calls, waiting for the GPU every 8 calls (untimed). */
 async function cpuMicros(ctx: GpuContext, n: number, fn: () => void): Promise<number> {
@@ -173,7 +173,7 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
     });
     const indirectReplayUs = await cpuMicros(ctx, iters, () => graphIndirect.replay());
 
-    const timing = { warmup: opts.quick ? 1 : 3, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 20 };
+    const timing = { warmup: opts.quick ? 1 : 3, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 20 };
     const tPlain = await timeGpu(ctx, stepPlain, timing);
     const tGraph = await timeGpu(ctx, (enc) => graph.replay(enc), timing);
     const tIndirect = await timeGpu(ctx, (enc) => graphIndirect.replay(enc), timing);

@@ -8,7 +8,7 @@ import { BatchMLAPagedAttentionWrapper } from '@webinfer/mla';
 import { attentionRef, compareClose, mlaRef } from '@webinfer/reference';
 import { xqa } from '@webinfer/xqa';
 import { fillValue, gpuFill } from '../fill';
-import type { CaseResult, SuiteOptions } from '../types';
+import { type CaseResult, type SuiteOptions, WARMUP_MS } from '../types';
 
 /** A fixed scattered page order, as an allocator would leave it. */
 function scatteredPages(n: number): Int32Array {
@@ -96,7 +96,7 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profil
         ctx.submit([enc.finish()]);
         await ctx.synchronize();
       });
-      const t = await timeGpu(ctx, encode, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 30 });
+      const t = await timeGpu(ctx, encode, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 30 });
       let verified: string | undefined;
       if (opts.verify && !skip) {
         const o = (await out.toArray()) as Float32Array;
@@ -172,7 +172,7 @@ export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<
         const kvBytes = batch * kvLen * hkv * D * 2 * 2;
         const bytes = kvBytes + 2 * batch * hq * D * 2;
         const repeat = !opts.quick && bytes >= 256 << 20 ? 4 : 1;
-        const t = await timeGpu(ctx, encode, { warmup: opts.quick ? 1 : 10, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 50, repeat });
+        const t = await timeGpu(ctx, encode, { warmup: opts.quick ? 1 : 10, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 50, repeat });
         let verified: string | undefined;
         if (opts.verify) {
           const o = (await out.toArray()) as Float32Array;

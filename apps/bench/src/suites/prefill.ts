@@ -3,7 +3,7 @@ import { type GpuContext, median, type Tensor, timeGpu } from '@webinfer/core-bu
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper } from '@webinfer/prefill';
 import { attentionRef, compareClose } from '@webinfer/reference';
 import { fillValue, gpuFill } from '../fill';
-import type { CaseResult, SuiteOptions } from '../types';
+import { type CaseResult, type SuiteOptions, WARMUP_MS } from '../types';
 
 interface PrefillCase {
   name: string;
@@ -195,7 +195,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       ctx.submit([enc.finish()]);
       await ctx.synchronize();
     });
-    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : 300, iterations: opts.quick ? 3 : 20 });
+    const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 20 });
     const ms = median(timing.samples);
     const flops = 4 * B * causalPairs(qoLen, kvLen) * H * D;
     const bytes = 2 * (2 * rows * H * D + 2 * B * kvLen * Hk * D);
