@@ -11,7 +11,8 @@ const SIMD_MIN_ELEMENTS = 512;
 
 /**
  * A module exporting memory `m` and `f(bytes)`: the lane-wise unsigned max of the i32x4 vectors in
- * m[0, bytes), stored back to m[0, 16). Written out by hand (46 bytes of code; no toolchain):
+ * m[0, bytes), stored back to m[0, 16). Written out by hand (no toolchain); the test compares it
+ * with the JS loop, and a signed max (0xb8 for 0xb9) fails it:
  *
  *   (func (param $n i32) (local $a v128) (local $i i32)
  *     (block (loop

@@ -169,7 +169,10 @@ export interface BatchDecodePlanArgs {
     tensorCoreF16Cache?: boolean;
     /** Subgroup kernel: false finishes the dot products with a butterfly (every lane every head). */
     scatterSoftmax?: boolean;
-    /** Subgroup kernel: false rescales O every step instead of when the running max moves by more than 8. */
+    /**
+     * Subgroup kernel: true moves the running max (and rescales O) only when a logit passes it by
+     * more than 8, false rescales every step. Default: lazy for fp8 KV, every step otherwise.
+     */
     lazyRescale?: boolean;
   };
 }
@@ -218,8 +221,7 @@ interface Plan {
   /** The tensor-core kernel's config (without sinks) when it runs instead. */
   tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
   headGroups: number;
-  /** Compiled pipelines, without and with sinks, filled on first run. */
-  /** The kernel choice's compiled kernels (shared by plans with the same choice; see run()). */
+  /** The kernel choice's compiled kernels, filled on first run (shared by plans with the same choice; see run()). */
   kernels: (CompiledKernelRef | undefined)[];
   workOffset: number;
   indicesOffset: number;
@@ -688,8 +690,8 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       lanesPerToken: td,
       // Tokens per lane per step (H100, reduce-scatter softmax, BENCHMARKS.md "Session 5"): 4
       // (B = 64, kv 4096, H 32/8: 0.386 ms against 0.410 for 2; GQA 8: 0.489 against 0.605), but 2
-      // for e4m3 when it rescales every step (0.390 against 0.454; lazy fp8: above). Unrolled loads per step (U x RV)
-      // stay <= 8, which bounds shader size (and compile time).
+      // for e4m3 when it rescales every step (0.390 against 0.454; lazy fp8: above). Unrolled
+      // loads per step (U x RV) stay <= 8, which bounds shader size (and compile time).
       // A CPU adapter (lavapipe in CI) takes 1: its compile time grows with the unrolled step and
       // its speed is not the point; the tests force 2 and 4 on a few cases there.
       tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(lazy ? lazyTokens : base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),

@@ -60,10 +60,10 @@ export interface SubgroupDecodeConfig {
    */
   scatterSoftmax?: boolean;
   /**
-   * Lazy rescale (default): a lane's running max moves only when a logit passes it by more than
-   * LAZY_SLACK (log2 units), so O and the sum are rescaled in a handful of steps instead of every
-   * step; p = exp2(x - m) <= 2^8 in between. m + log2(d) stays the exact LSE. false: rescale
-   * every step (bench A/B).
+   * Lazy rescale (this config's default; the wrapper asks for it with fp8 KV only): a lane's
+   * running max moves only when a logit passes it by more than LAZY_SLACK (log2 units), so O and
+   * the sum are rescaled in a handful of steps instead of every step; p = exp2(x - m) <= 2^8 in
+   * between. m + log2(d) stays the exact LSE. false: rescale every step.
    */
   lazyRescale?: boolean;
 }
