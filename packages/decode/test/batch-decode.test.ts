@@ -70,7 +70,8 @@ const cases: Case[] = [
   { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
   { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
   { name: 'fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', vNaN: true },
-  { name: 'fp8 e5m2 kv HND', kvLens: [31, 64], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND' },
+  // 8 tokens a lane step: the GPU default for e5m2 (lazy rescale), partial last steps included.
+  { name: 'fp8 e5m2 kv HND, 8 tokens a step', kvLens: [31, 64, 100], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND', tokensPerStep: 8 },
   { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
   { name: 'f16 in, f32 out', kvLens: [29], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, oDtype: 'f32' },
   { name: 'split forced, rope + sinks', kvLens: [200, 97, 1, 0], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'force', posEncodingMode: 'ROPE_LLAMA', sinks: true, tokensPerStep: 4 },
