@@ -33,7 +33,7 @@ import {
 } from '@webinfer/core-buffers';
 import type { ParsedPrefillOptions } from './options';
 import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms, WORK_ITEM_WORDS } from './shaders/prefill-common';
-import { SIMT_TILES, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
+import { SIMT_TILES, SIMT_TILES_P_IN_REGISTERS, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
 
 /** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, long KV is split. */
@@ -74,7 +74,7 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
 }
 
 /** The f32 kernel's knobs a plan may set (tests and bench). */
-export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles'>;
+export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters'>;
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
 export interface EngineKV {
@@ -281,10 +281,14 @@ export class PrefillEngine {
     // minutes compiling the 64-row kernel with RoPE and its GPU process is dropped, and lavapipe
     // compiles the smaller micro-tiles much faster (CI time); speed is not the point there.
     const software = ctx.isSoftwareAdapter;
-    const candidates = forceTile ? [forceTile] : SIMT_TILES.filter(([rows]) => !software || rows <= 32);
+    const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;
+    // With subgroups, P stays in registers and the f32 K tile it makes room for comes first (H100,
+    // causal 4096: 6.88 -> 6.25 ms, BENCHMARKS.md session 8). A forced tile takes pInRegisters
+    // from the tuning only, so the tests of each forced layout keep testing it.
+    const regs = subgroupSoftmax && (forceTile ? simtTuning.pInRegisters === true : simtTuning.pInRegisters !== false);
+    const candidates = forceTile ? [forceTile] : [...(regs ? SIMT_TILES_P_IN_REGISTERS : []), ...SIMT_TILES].filter(([rows]) => !software || rows <= 32);
     for (const [rowsPerTile, keysPerTile, wide] of candidates) {
-      const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;
-      const config: SimtPrefillConfig = {
+      const base: SimtPrefillConfig = {
         ...o,
         rowsPerTile,
         keysPerTile,
@@ -296,10 +300,14 @@ export class PrefillEngine {
         // CPU adapters (lavapipe, SwiftShader) keep the loops: there only compile time counts.
         fullTiles: true,
         ...(ctx.isSoftwareAdapter ? {} : { qkUnroll: 4, pvUnroll: 4 }),
-        ...Object.fromEntries(Object.entries(simtTuning).filter(([, v]) => v !== undefined)),
+        ...Object.fromEntries(Object.entries(simtTuning).filter(([k, v]) => v !== undefined && k !== 'pInRegisters')),
       };
-      const L = simtLayout(config);
-      if (!L.valid || L.smemBytes > limit) continue;
+      // P in registers where this tile's thread mapping allows it, else in workgroup memory.
+      const config = [...(regs ? [{ ...base, pInRegisters: true }] : []), base].find((cfg) => {
+        const L = simtLayout(cfg);
+        return L.valid && L.smemBytes <= limit;
+      });
+      if (!config) continue;
       const compile = (sinks: boolean, _narrow: boolean) =>
         getKernel(ctx, { id: 'prefill/simt', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
       return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], compile };

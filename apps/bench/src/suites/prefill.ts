@@ -27,7 +27,7 @@ interface PrefillCase {
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
-  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean };
+  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean };
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -73,15 +73,17 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const v = (name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...k, simtTuning, name: `${k.name} ${name}` });
     const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning), tile });
     const best = { fullTiles: true, qkUnroll: 4, pvUnroll: 4 };
-    const b = (name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`load batch ${name}`, simtTuning), simtLoadMode: 'batch' });
+    const regs = { ...best, pInRegisters: true };
+    const paged = c('paged', 8, 2048, 2048, false);
+    const k32 = (name: string, tuning: PrefillCase['simtTuning'], extra: Partial<PrefillCase> = {}): PrefillCase => ({ ...t([64, 32, 'k'], name, tuning), ...extra });
     return [
-      v('full, qk x4, pv x4', best),
-      b('full, qk x4, pv x4', best),
-      b('full, qk x8, pv x4', { fullTiles: true, qkUnroll: 8, pvUnroll: 4 }),
-      b('full, qk x4, pv x8', { fullTiles: true, qkUnroll: 4, pvUnroll: 8 }),
-      b('full, qk x8, pv x8', { fullTiles: true, qkUnroll: 8, pvUnroll: 8 }),
-      v('full, qk x4, pv x4', best, c('single', 1, 1024, 1024, false)),
-      v('default', {}, c('single', 1, 1024, 1024, false)),
+      v('P in registers', regs),
+      k32('K f32, P in registers', regs),
+      k32('K f32, P in registers, load batch', regs, { simtLoadMode: 'batch' }),
+      k32('K f32, P in registers, qk x8', { ...regs, qkUnroll: 8 }),
+      ...(['qk', 'pv'] as const).map((s) => k32(`K f32, P in registers, skip ${s}`, regs, { simtSkip: [s] })),
+      k32('K f32, P in registers, skip qk+pv', regs, { simtSkip: ['qk', 'pv'] }),
+      k32('K f32, P in registers, skip load+qk+pv', regs, { simtSkip: ['load', 'qk', 'pv'] }),
     ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {

@@ -39,9 +39,9 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
   /** Keys per K/V tile (8, 16 or 32). */
   keysPerTile: number;
   /**
-   * Tiles held as f32 in workgroup memory ('kv': K and V, 'all': Q too) instead of their 16-bit
-   * input format: more memory, but no f16->f32 conversion on every read (conversions run at a
-   * fraction of the FMA rate on NVIDIA). Same numerics: widening is exact.
+   * Tiles held as f32 in workgroup memory ('k': K, 'kv': K and V, 'all': Q too) instead of their
+   * 16-bit input format: more memory, but no f16->f32 conversion on every read. Same numerics:
+   * widening is exact.
    */
   wide?: 'none' | 'kv' | 'all' | 'k';
   /**
@@ -68,6 +68,13 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
    * custom mask, no kv or qo edge) skip the per-logit mask test. Same results: keep() is true there.
    */
   fullTiles?: boolean;
+  /**
+   * P, the running max and sum stay in registers (needs subgroupSoftmax): a row's 8 S threads are
+   * the 8 consecutive lanes that also own its O units, so P V fetches each probability from its
+   * owner with a subgroup shuffle instead of workgroup memory, and the barrier between the
+   * softmax and P V goes. Same numerics (f32 P); keys are summed in another order.
+   */
+  pInRegisters?: boolean;
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -81,9 +88,10 @@ export function simtLayout(c: SimtPrefillConfig) {
   const tq = c.wide === 'all' ? 'f32' : tileDtype(c.qDtype);
   const tk = c.wide === 'all' || c.wide === 'kv' || c.wide === 'k' ? 'f32' : tileDtype(c.kvDtype);
   const tv = c.wide === 'all' || c.wide === 'kv' ? 'f32' : tileDtype(c.kvDtype);
-  // 'k': P lives in K's memory (K is done once S is computed; one more barrier a tile), which is
-  // what makes room for an f32 K tile next to 64 rows of Q.
-  const pInK = c.wide === 'k';
+  // 'k' without pInRegisters: P lives in K's memory (K is done once S is computed; one more
+  // barrier a tile), which is what makes room for an f32 K tile next to 64 rows of Q.
+  const pInRegs = c.pInRegisters === true && c.subgroupSoftmax === true;
+  const pInK = c.wide === 'k' && !pInRegs;
   const QS = DQ4 + 1; // rows padded by one unit against bank conflicts
   const KS = DQ4 + 1;
   const VS = DV4;
@@ -96,7 +104,8 @@ export function simtLayout(c: SimtPrefillConfig) {
   const CS = BC / CG;
   // O: RO rows x CO units per thread.
   const U = (BR * DV4) / SIMT_WORKGROUP;
-  const CO = U >= 8 && DV4 % 4 === 0 ? 4 : U >= 2 ? 2 : 1;
+  // P in registers: a row's O units spread over the same CG lanes that hold its logits.
+  const CO = pInRegs ? DV4 / CG : U >= 8 && DV4 % 4 === 0 ? 4 : U >= 2 ? 2 : 1;
   const RO = U / CO;
   const CGO = DV4 / CO;
   const RGO = SIMT_WORKGROUP / CGO;
@@ -105,14 +114,24 @@ export function simtLayout(c: SimtPrefillConfig) {
     BR * QS * unitBytes(tq) +
     kBytes +
     BC * VS * unitBytes(tv) +
-    (pInK ? 0 : BR * PS * 4) +
-    3 * BR * 4 +
+    (pInK || pInRegs ? 0 : BR * PS * 4) +
+    (pInRegs ? 0 : 3 * BR * 4) +
     (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) +
     64;
   const valid =
-    Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1 && (!pInK || BR * PS * 4 <= kBytes);
-  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
+    Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1 && (!pInK || BR * PS * 4 <= kBytes) &&
+    (!pInRegs || (Number.isInteger(CO) && CGO === CG && RO === RS));
+  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
 }
+
+/**
+ * Tiles to try first when P stays in registers: its freed workgroup memory holds K as f32 (no
+ * conversion per read). H100, causal 4096: 6.25 ms against 6.42 with an f16 K tile.
+ */
+export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k'])[] = [
+  [64, 32, 'k'],
+  [32, 32, 'k'],
+];
 
 /** Tiles to try, in order of preference: [rows, keys, wide] (64 rows: 1.55× the speed of 32 on the H100). */
 export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all' | 'k'])[] = [
@@ -154,7 +173,7 @@ export function ropeRotateWgsl(): string {
 export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   const L = simtLayout(c);
   if (!L.valid) throw new Error(`invalid prefill tile ${c.rowsPerTile}x${c.keysPerTile} for head dims ${c.headDimQk}/${c.headDimVo}`);
-  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
+  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
   const G = c.groupSize;
   const WG = SIMT_WORKGROUP;
   const rope = c.posEncoding === 'ROPE_LLAMA';
@@ -206,7 +225,18 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
         if (${fullTiles ? 'full || ' : ''}keep(row, j, wi.qo_len, wi.kv_len, kv_hi, wi.mask_bit)) { let acc = s${i}_${j}; x${j} = ${logitExpr(c)}; }
       }`);
     }
-    if (c.subgroupSoftmax) {
+    if (pInRegs) {
+      const xs = Array.from({ length: CS }, (_, j) => `x${j}`);
+      sStore.push(`      let m_old = m${i};
+      var mx = max(m_old, ${xs.length > 1 ? xs.reduce((a, b) => `max(${a}, ${b})`) : xs[0]});
+      ${shfl('mx', 'max')}
+      var sum = 0.0;
+${Array.from({ length: CS }, (_, j) => `      p${i}_${j} = select(0.0, exp2(x${j} - mx), x${j} > NEG_BIG); sum += p${i}_${j};`).join('\n')}
+      ${shfl('sum', '+')}
+      a${i} = exp2(m_old - mx);
+      m${i} = mx;
+      l${i} = l${i} * a${i} + sum;`);
+    } else if (c.subgroupSoftmax) {
       const xs = Array.from({ length: CS }, (_, j) => `x${j}`);
       sStore.push(`      let m_old = m_s[r];
       var mx = max(m_old, ${xs.length > 1 ? xs.reduce((a, b) => `max(${a}, ${b})`) : xs[0]});
@@ -252,21 +282,34 @@ ${Array.from({ length: CS }, (_, j) => `      { let p = select(0.0, exp2(x${j} -
   const oLoad: string[] = [];
   const oWrite: string[] = [];
   for (let i = 0; i < RO; i++) {
-    oScale.push(`{ let a = a_s[ro + ${i * RGO}u];${Array.from({ length: CO }, (_, j) => ` o${i}_${j} *= a;`).join('')} }`);
+    oScale.push(`{ let a = ${pInRegs ? `a${i}` : `a_s[ro + ${i * RGO}u]`};${Array.from({ length: CO }, (_, j) => ` o${i}_${j} *= a;`).join('')} }`);
     oWrite.push(`{
     let r = ro + ${i * RGO}u;
     let pr = wi.tile + r;
     let row = pr / ${G}u;
     if (row < wi.qo_len) {
       let h = kvh * ${G}u + pr % ${G}u;
-      let m = m_s[r];
-      let l = l_s[r];
+      let m = ${pInRegs ? `m${i}` : 'm_s[r]'};
+      let l = ${pInRegs ? `l${i}` : 'l_s[r]'};
 ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * CGO}u, o${i}_${j}, m, l);`).join('\n')}
     }
   }`);
     for (let j = 0; j < CO; j++) oDecl.push(`var o${i}_${j} = vec4<f32>(0.0);`);
   }
-  for (let x = 0; x < pvU; x++) {
+  // P in registers: key t8 + j * CG of a row lives in lane (row group | t8) as p<i>_<j>.
+  const pvSteps = pInRegs ? Math.min(CG, Math.max(1, Math.floor(pvU / CS))) : 0;
+  for (let x = 0; x < pvSteps; x++) {
+    oLoad.push(`{ let src = (sgid & ${~(CG - 1) >>> 0}u) | (t8 + ${x}u);`);
+    for (let j = 0; j < CS; j++) {
+      oLoad.push('{');
+      for (let i = 0; i < RO; i++) oLoad.push(`let p${i} = subgroupShuffle(p${i}_${j}, src);`);
+      for (let u = 0; u < CO; u++) oLoad.push(`let v${u} = unpack4_${tv}(v_s[(t8 + ${x + j * CG}u) * ${VS}u + co + ${u * CGO}u]);`);
+      for (let i = 0; i < RO; i++) for (let u = 0; u < CO; u++) oLoad.push(`o${i}_${u} += p${i} * v${u};`);
+      oLoad.push('}');
+    }
+    oLoad.push('}');
+  }
+  for (let x = 0; x < (pInRegs ? 0 : pvU); x++) {
     const t = x === 0 ? 't' : `(t + ${x}u)`;
     oLoad.push('{');
     for (let i = 0; i < RO; i++) oLoad.push(`let p${i} = p_get((ro + ${i * RGO}u) * ${PS}u + ${t});`);
@@ -275,6 +318,8 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
     oLoad.push('}');
   }
 
+  // Per tile: each row's rescale factor and this lane's probabilities (pInRegisters).
+  const pRegsDecl = pInRegs ? Array.from({ length: RS }, (_, i) => `var a${i} = 1.0;${Array.from({ length: CS }, (_, j) => ` var p${i}_${j} = 0.0;`).join('')}`).join(' ') : '';
   const skipLoad = c.debugSkip?.includes('load') ?? false;
   // Raw K/V words: tiles keep the KV dtype's own bits, so a unit goes from global to workgroup
   // memory untouched, and a tile's loads can all be in flight at once.
@@ -364,7 +409,9 @@ var<workgroup> q_s: array<${unitType(tq)}, ${BR * QS}>;
 var<workgroup> k_s: array<${unitType(tk)}, ${BC * KS}>;
 var<workgroup> v_s: array<${unitType(tv)}, ${BC * VS}>;
 ${
-  pInK
+  pInRegs
+    ? '// P, m and l live in registers (pInRegisters).'
+    : pInK
     ? `// P shares K's memory (f32 K: vec4<u32> units, one probability a word).
 fn p_get(i: u32) -> f32 { return bitcast<f32>(k_s[i >> 2u][i & 3u]); }
 fn p_set(i: u32, v: f32) { k_s[i >> 2u][i & 3u] = bitcast<u32>(v); }`
@@ -372,13 +419,13 @@ fn p_set(i: u32, v: f32) { k_s[i >> 2u][i & 3u] = bitcast<u32>(v); }`
 fn p_get(i: u32) -> f32 { return p_s[i]; }
 fn p_set(i: u32, v: f32) { p_s[i] = v; }`
 }
-var<workgroup> m_s: array<f32, ${BR}>;
+${pInRegs ? '' : `var<workgroup> m_s: array<f32, ${BR}>;
 var<workgroup> l_s: array<f32, ${BR}>;
-var<workgroup> a_s: array<f32, ${BR}>;
+var<workgroup> a_s: array<f32, ${BR}>;`}
 ${rope ? `var<workgroup> freq_s: array<f32, ${DQ / 2}>;\n${ropeRotateWgsl()}` : ''}
 
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${pInRegs ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   let flat = wg.x + wg.y * params.groups_x;
   let work = flat / params.num_kv_heads;
   let kvh = flat % params.num_kv_heads;
@@ -386,7 +433,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${loadWorkItemWgsl('work')}
   ${tileKvRangeWgsl(c, BR)}
   ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
-  for (var r = lid; r < ${BR}u; r += ${WG}u) { m_s[r] = NEG_BIG; l_s[r] = 0.0; }
+  ${pInRegs ? Array.from({ length: RS }, (_, i) => `var m${i} = NEG_BIG; var l${i} = 0.0;`).join(' ') : `for (var r = lid; r < ${BR}u; r += ${WG}u) { m_s[r] = NEG_BIG; l_s[r] = 0.0; }`}
   for (var idx = lid; idx < ${BR * qUnits}u; idx += ${WG}u) {
     let r = idx / ${qUnits}u;
     let u = idx % ${qUnits}u;
@@ -427,6 +474,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
     ${prefetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
     ${fullTiles ? `let full = ${fullTileCondition}; // every logit of the tile is kept` : ''}
+    ${pRegsDecl}
     {
       ${sDecl.join('\n      ')}
       for (var d = 0u; d < ${c.debugSkip?.includes('qk') ? 0 : DQ4}u; d += ${qkU}u) {
@@ -435,10 +483,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ${pInK ? 'workgroupBarrier();  // every thread is done with K: P goes into its memory' : ''}
       ${sStore.join('\n')}
     }
-    ${softmaxPass}
-    workgroupBarrier();
+    ${pInRegs ? '// P is in registers: no barrier before P V' : `${softmaxPass}
+    workgroupBarrier();`}
     ${oScale.join('\n    ')}
-    for (var t = 0u; t < ${c.debugSkip?.includes('pv') ? 0 : BC}u; t += ${pvU}u) {
+    ${
+      pInRegs
+        ? `for (var t8 = 0u; t8 < ${c.debugSkip?.includes('pv') ? 0 : CG}u; t8 += ${pvSteps}u) {`
+        : `for (var t = 0u; t < ${c.debugSkip?.includes('pv') ? 0 : BC}u; t += ${pvU}u) {`
+    }
       ${oLoad.join('\n      ')}
     }
   }
