@@ -74,7 +74,7 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
 }
 
 /** The f32 kernel's knobs a plan may set (tests and bench). */
-export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters'>;
+export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters' | 'lateFetch'>;
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
 export interface EngineKV {
@@ -298,7 +298,10 @@ export class PrefillEngine {
         // Masks are tested only on tiles that need them. Loops written out 4 steps at a time: the
         // H100's causal 4096 goes 7.68 -> 6.88 ms (BENCHMARKS.md, session 6; 8 and more are slower).
         // CPU adapters (lavapipe, SwiftShader) keep the loops: there only compile time counts.
+        // The next tile's K/V loads issued after the softmax (their registers live only during P V):
+        // 6.25 -> 6.14 ms on the H100's causal 4096 (session 8).
         fullTiles: true,
+        lateFetch: true,
         ...(ctx.isSoftwareAdapter ? {} : { qkUnroll: 4, pvUnroll: 4 }),
         ...Object.fromEntries(Object.entries(simtTuning).filter(([k, v]) => v !== undefined && k !== 'pInRegisters')),
       };

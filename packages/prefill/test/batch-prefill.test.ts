@@ -33,7 +33,7 @@ interface PagedCase {
   /** The f32 kernel with this K/V load mode. */
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
-  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean };
+  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
 }
 
 const pagedCases: PagedCase[] = [
@@ -57,8 +57,9 @@ const pagedCases: PagedCase[] = [
   { qoLens: [130, 9, 20], kvLens: [300, 77, 300], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4 } },
   { qoLens: [100, 47], kvLens: [211, 397], page: 5, hq: 4, hkv: 4, d: 64, layout: 'HND', form: 'pair', causal: true, windowLeft: 33, simt: { fullTiles: true, qkUnroll: 2, pvUnroll: 2 } },
   // P, max and sum in registers (P V by subgroup shuffles; the default with subgroups), forced on for
-  // a D 128 causal split with the GPU knobs, and off (P in workgroup memory) for D 64 with a custom mask
-  { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4, pInRegisters: true } },
+  // a D 128 causal split with the GPU knobs and the next tile's loads issued before QKᵀ (lateFetch off),
+  // and off (P in workgroup memory) for D 64 with a custom mask
+  { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4, pInRegisters: true, lateFetch: false } },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
 ];
 

@@ -27,7 +27,7 @@ interface PrefillCase {
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
-  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean };
+  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -76,14 +76,16 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const regs = { ...best, pInRegisters: true };
     const paged = c('paged', 8, 2048, 2048, false);
     const k32 = (name: string, tuning: PrefillCase['simtTuning'], extra: Partial<PrefillCase> = {}): PrefillCase => ({ ...t([64, 32, 'k'], name, tuning), ...extra });
+    const late = { ...regs, lateFetch: true };
     return [
-      v('P in registers', regs),
-      k32('K f32, P in registers', regs),
-      k32('K f32, P in registers, load batch', regs, { simtLoadMode: 'batch' }),
-      k32('K f32, P in registers, qk x8', { ...regs, qkUnroll: 8 }),
-      ...(['qk', 'pv'] as const).map((s) => k32(`K f32, P in registers, skip ${s}`, regs, { simtSkip: [s] })),
-      k32('K f32, P in registers, skip qk+pv', regs, { simtSkip: ['qk', 'pv'] }),
-      k32('K f32, P in registers, skip load+qk+pv', regs, { simtSkip: ['load', 'qk', 'pv'] }),
+      v('default', {}),
+      k32('K f32, P in registers, late fetch', late),
+      k32('K f32, P in registers, late fetch, qk x8', { ...late, qkUnroll: 8 }),
+      k32('K f32, P in registers, late fetch, pv x8', { ...late, pvUnroll: 8 }),
+      t([64, 32, 'none'], 'P in registers, late fetch', late),
+      t([64, 32, 'none'], 'P in registers, late fetch, qk x8', { ...late, qkUnroll: 8 }),
+      v('late fetch', late, paged),
+      v('default', {}, paged),
     ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {

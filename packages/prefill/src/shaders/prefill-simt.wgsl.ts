@@ -75,6 +75,11 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
    * softmax and P V goes. Same numerics (f32 P); keys are summed in another order.
    */
   pInRegisters?: boolean;
+  /**
+   * Issue the next tile's K/V loads after the softmax instead of before QKᵀ: their registers are
+   * then live only during P V, leaving QKᵀ (the phase with the most live values) more room.
+   */
+  lateFetch?: boolean;
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -472,7 +477,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       v_s[c * ${VS}u + u] = pack4_${tv}(x);
     }
     workgroupBarrier();
-    ${prefetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
+    ${prefetch && !c.lateFetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's math
     ${fullTiles ? `let full = ${fullTileCondition}; // every logit of the tile is kept` : ''}
     ${pRegsDecl}
     {
@@ -485,6 +490,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     ${pInRegs ? '// P is in registers: no barrier before P V' : `${softmaxPass}
     workgroupBarrier();`}
+    ${prefetch && c.lateFetch ? fetchRaw(`t0 + ${BC}u`) : ''}  // the next tile's loads run under this tile's P V
     ${oScale.join('\n    ')}
     ${
       pInRegs
