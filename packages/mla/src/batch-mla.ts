@@ -102,7 +102,7 @@ export interface BatchMLAPlanArgs {
    */
   useTensorCores?: boolean;
   /** Bench only: tensor-core kernel variants. */
-  debugTensorCore?: { rowBlocks?: 1 | 2; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
+  debugTensorCore?: { rowBlocks?: 1 | 2 | 4; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
   /** Bench only: drop a kernel phase of the f32 kernel to time the rest (results are wrong). */
   debugSkip?: MlaShaderConfig['debugSkip'];
   /**
@@ -343,7 +343,7 @@ export class BatchMLAPagedAttentionWrapper {
   private kernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): { kernel: CompiledKernel; narrowKernel: (() => CompiledKernel) | undefined; f32Kernel: (() => CompiledKernel) | undefined; rows: number } {
     const f32 = () => this.f32KernelFor(args, d);
     if (args.useTensorCores !== false && !args.debugSkip) {
-      const why = mlaTensorCoreSupport(this.ctx, { ...d, headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe });
+      const why = mlaTensorCoreSupport(this.ctx, { ...d, headDimCkv: args.headDimCkv, headDimKpe: args.headDimKpe }, args.debugTensorCore?.rowBlocks);
       if (why === undefined) {
         const pageShift = Math.log2(args.pageSize);
         const config: MlaTcConfig = {

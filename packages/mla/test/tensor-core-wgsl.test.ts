@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { mlaTcLayout, mlaTcWgsl } from '../src/shaders/mla-tc.wgsl';
 
 describe('MLA tensor-core WGSL', () => {
-  const cases = [0, 64].flatMap((kpe) => [1, 2].flatMap((rowBlocks) => [true, false].map((wideKV) => ({ kpe, rowBlocks: rowBlocks as 1 | 2, wideKV }))));
+  const cases = [0, 64].flatMap((kpe) => [1, 2, 4].flatMap((rowBlocks) => [true, false].map((wideKV) => ({ kpe, rowBlocks: rowBlocks as 1 | 2 | 4, wideKV }))));
   it.each(cases)('kpe $kpe, $rowBlocks row blocks, wide $wideKV', ({ kpe, rowBlocks, wideKV }) => {
     const wgsl = mlaTcWgsl({ headDimCkv: 512, headDimKpe: kpe, qDtype: 'f16', kvDtype: 'f16', oDtype: 'bf16', causal: true, nativeF16: true, subgroupSize: 32, rowBlocks, wideKV, pageShift: 6 });
     const vars = wgslWorkgroupVariables(wgsl);

@@ -48,7 +48,7 @@ export function profileMla(ctx: GpuContext, opts: SuiteOptions): Promise<CaseRes
 
 export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profile?: boolean }): Promise<CaseResult[]> {
   // [batch, kvLen, heads, page, targetWorkgroups (undefined: the default split), phase to skip (f32 kernel), kernel]
-  type Kernel = { tc?: boolean; rowBlocks?: 1 | 2; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
+  type Kernel = { tc?: boolean; rowBlocks?: 1 | 2 | 4; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
   type Shape = [number, number, number, number, number?, ('S' | 'softmax' | 'PV')?, Kernel?];
   const f32: Kernel = { tc: false };
   const shapes: Shape[] = opts.quick
@@ -58,12 +58,14 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profil
       : process.env.WEBINFER_BENCH_MLA_TC_PROFILE
         ? ([[], ['load'], ['qk'], ['softmax'], ['pv'], ['qk', 'pv'], ['load', 'qk', 'pv'], ['load', 'qk', 'softmax', 'pv']] as const).map((sk): Shape => [64, 4096, 128, 64, undefined, undefined, { tc: true, rowBlocks: 2, skip: [...sk] }])
         : process.env.WEBINFER_BENCH_MLA_VARIANTS
-        ? ([[2, true], [2, false], [1, true], [1, false]] as const).map(([rowBlocks, prefetch]): Shape => [64, 4096, 128, 64, undefined, undefined, { tc: true, rowBlocks, prefetch }])
+        ? ([[64, 4096, 128, undefined, 2], [64, 4096, 128, undefined, 4], [64, 4096, 128, 132, 4], [64, 4096, 128, 264, 4], [64, 4096, 128, 528, 4], [8, 8192, 128, undefined, 2], [8, 8192, 128, undefined, 4], [128, 1024, 16, undefined, 4]] as const).map(
+            ([b, kv, h, target, rowBlocks]): Shape => [b, kv, h, 64, target, undefined, { tc: true, rowBlocks }],
+          )
         : [[64, 4096, 128, 64], [64, 4096, 128, 64, undefined, undefined, f32], [64, 4096, 128, 64, 1], [8, 8192, 128, 64], [128, 1024, 16, 64]];
   const results: CaseResult[] = [];
   for (const [batch, kvLen, H, page, target, skip, kernel] of shapes) {
     const kname = kernel?.tc === false ? ' f32 kernel' : kernel?.rowBlocks ? ` tensor-core ${16 * kernel.rowBlocks} rows${kernel.prefetch === false ? ', no prefetch' : ''}${kernel.skip ? ` skip [${kernel.skip.join(',')}]` : ''}` : '';
-    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target ? ', no split' : ''}${kname}${skip ? ` [without ${skip}]` : ''}`;
+    const name = `decode B=${batch} kv=${kvLen} heads=${H} page=${page} f16 (512+64)${target === 1 ? ', no split' : target ? `, target ${target} workgroups` : ''}${kname}${skip ? ` [without ${skip}]` : ''}`;
     if (opts.filter && !name.includes(opts.filter)) continue;
     opts.progress(`mla: ${name}`);
     const [DC, DP] = [512, 64];

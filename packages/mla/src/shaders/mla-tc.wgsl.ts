@@ -34,8 +34,11 @@ import { type MlaShaderConfig, mlaBindingsWgsl, mlaUniforms } from './mla-simt.w
 
 export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debugSkip'> {
   subgroupSize: number;
-  /** Row blocks of 16 packed rows per workgroup, 4 subgroups each (default 2: 32 rows, 8 subgroups). */
-  rowBlocks?: 1 | 2;
+  /**
+   * Row blocks of 16 packed rows per workgroup, 4 subgroups each (default 2: 32 rows, 8 subgroups).
+   * 4 (64 rows, 16 subgroups) halves the K/V tile reads per head; Q is then staged in two passes.
+   */
+  rowBlocks?: 1 | 2 | 4;
   /** K tiles fetched a tile ahead into registers (default true). */
   prefetch?: boolean;
   /** ckv/kpe read 16 bytes at a time (rows on multiples of 8 elements; else 4-byte words). */
@@ -49,16 +52,19 @@ export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debug
 const BC = 16;
 
 /** Why the tensor-core MLA kernel can't serve this config on `ctx`, or undefined. */
-export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDtype: string; oDtype: string; headDimCkv: number; headDimKpe: number }): string | undefined {
+export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDtype: string; oDtype: string; headDimCkv: number; headDimKpe: number }, rowBlocks = 2): string | undefined {
   const device = subgroupMatrixF16Support(ctx);
   if (device !== undefined) return device;
-  if (8 * ctx.subgroupMinSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
+  if (4 * rowBlocks * ctx.subgroupMaxSize > ctx.limits.maxComputeInvocationsPerWorkgroup) return 'the workgroup would be too large';
   if (c.qDtype !== 'f16' || c.kvDtype !== 'f16') return 'q and KV must be f16';
   if (c.oDtype !== 'f16' && c.oDtype !== 'bf16') return 'the output must be f16 or bf16';
   if (c.headDimCkv !== 512 || (c.headDimKpe !== 0 && c.headDimKpe !== 64)) return 'head dims must be 512 and 64 or 0';
-  if (mlaTcLayout(c.headDimCkv + c.headDimKpe, 2).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
+  if (mlaTcLayout(c.headDimCkv + c.headDimKpe, rowBlocks).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
   return undefined;
 }
+
+/** Q rows staged at a time (at most 2 row blocks: 64 rows of 576 would not fit 48 KB). */
+const STAGE_ROWS = 32;
 
 /** Workgroup memory in 16-byte words: K tile | S partials | P, with Q staged over all of it first. */
 export function mlaTcLayout(DK: number, RB: number) {
@@ -69,7 +75,7 @@ export function mlaTcLayout(DK: number, RB: number) {
   const PST = (BC + 8) / 8; // P row stride in words (f16)
   const SP0 = BC * KST;
   const P0 = SP0 + NSG * 16 * SST;
-  const words = Math.max(P0 + RB * 16 * PST, ROWS * KST);
+  const words = Math.max(P0 + RB * 16 * PST, Math.min(ROWS, STAGE_ROWS) * KST);
   return { ROWS, NSG, KST, SST, PST, SP0, P0, words, smemBytes: words * 16 + ROWS * 16 + 32 + 16 };
 }
 
@@ -147,6 +153,41 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
   }`).join('\n  ');
   const oPer = 2;
 
+  const SR = Math.min(ROWS, STAGE_ROWS);
+  const passes = ROWS / SR;
+  const qLoad = (decl: string, pass: number) =>
+    Array.from({ length: NK }, (_, i) => `${decl}q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, (rb - ${(pass * SR) / 16}u) * ${16 * KST}u + qd * ${QW}u + ${2 * i}u, ${KST}u);`).join('\n  ');
+  const qRow =
+    DP > 0
+      ? `if (u < ${DC / 8}u) {
+        let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
+        a = load_qn(base); b = load_qn(base + 4u);
+      } else {
+        let base = params.qp_offset + (wi.qo_start + qt) * params.qp_stride_tok + qh * params.qp_stride_head + (u - ${DC / 8}u) * 8u;
+        a = load_qp(base); b = load_qp(base + 4u);
+      }`
+      : `let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
+      a = load_qn(base); b = load_qn(base + 4u);`;
+  const qStage = Array.from(
+    { length: passes },
+    (_, pass) => `${pass > 0 ? 'workgroupBarrier();  // the last pass is loaded\n  ' : ''}for (var idx = lid; idx < ${SR * UPK}u; idx += ${WG}u) {
+    let sr0 = idx / ${UPK}u;
+    let qr = sr0 + ${pass * SR}u;
+    let u = idx % ${UPK}u;
+    let qt = (wi.tile + qr) / H;
+    let qh = (wi.tile + qr) % H;
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    if (qt < wi.qo_len) {
+      ${qRow}
+    }
+    smem[sr0 * ${KST}u + u] = ${pack8('a', 'b')};
+  }
+  workgroupBarrier();
+  ${passes === 1 ? qLoad('let ', 0) : `if (rb / ${SR / 16}u == ${pass}u) {\n    ${qLoad('', pass)}\n  }`}`,
+  ).join('\n  ');
+  const qDecl = passes === 1 ? '' : Array.from({ length: NK }, (_, i) => `var q_${i}: ${left};`).join('\n  ');
+
   return `diagnostic(off, chromium.subgroup_matrix_uniformity);
 enable f16;
 enable subgroups;
@@ -213,32 +254,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var vis_hi = select(i32(kv_hi), -1, tok >= wi.qo_len || !soft);
   ${c.causal ? 'vis_hi = min(vis_hi, i32(tok) + delta + 1);' : ''}
 
-  // Q rows (nope | pe) -> f16 words, then each subgroup's quarter as left matrices.
-  for (var idx = lid; idx < ${ROWS * UPK}u; idx += ${WG}u) {
-    let qr = idx / ${UPK}u;
-    let u = idx % ${UPK}u;
-    let qt = (wi.tile + qr) / H;
-    let qh = (wi.tile + qr) % H;
-    var a = vec4<f32>(0.0);
-    var b = vec4<f32>(0.0);
-    if (qt < wi.qo_len) {
-      ${
-        DP > 0
-          ? `if (u < ${DC / 8}u) {
-        let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
-        a = load_qn(base); b = load_qn(base + 4u);
-      } else {
-        let base = params.qp_offset + (wi.qo_start + qt) * params.qp_stride_tok + qh * params.qp_stride_head + (u - ${DC / 8}u) * 8u;
-        a = load_qp(base); b = load_qp(base + 4u);
-      }`
-          : `let base = params.qn_offset + (wi.qo_start + qt) * params.qn_stride_tok + qh * params.qn_stride_head + u * 8u;
-      a = load_qn(base); b = load_qn(base + 4u);`
-      }
-    }
-    smem[qr * ${KST}u + u] = ${pack8('a', 'b')};
-  }
-  workgroupBarrier();
-  ${Array.from({ length: NK }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, rb * ${16 * KST}u + qd * ${QW}u + ${2 * i}u, ${KST}u);`).join('\n  ')}
+  ${qDecl}
+  // Q rows (nope | pe) -> f16 words, then each subgroup's quarter as left matrices; at most
+  // STAGE_ROWS rows a pass (a row block's subgroups load theirs in its pass).
+  ${qStage}
   ${Array.from({ length: 8 }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
   var m = NEG_BIG;   // this lane's row's reference max
   var l = 0.0;       // this lane's share of the row sum
