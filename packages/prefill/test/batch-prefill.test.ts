@@ -34,6 +34,8 @@ interface PagedCase {
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
   simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
+  /** The f32 kernel with this tile [rows, keys, wide]. */
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
 }
 
 const pagedCases: PagedCase[] = [
@@ -61,6 +63,8 @@ const pagedCases: PagedCase[] = [
   // and off (P in workgroup memory) for D 64 with a custom mask
   { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4, pInRegisters: true, lateFetch: false } },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
+  // 48-row tiles (3 x 4 micro-tiles) with f32 V, P in registers
+  { qoLens: [70, 9], kvLens: [150, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, simt: { pInRegisters: true }, tile: [48, 32, 'v'] },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
@@ -111,6 +115,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       targetWorkgroups: c.targetWorkgroups,
       ...(c.simtLoadMode ? { useTensorCores: false, debugSimtLoadMode: c.simtLoadMode } : {}),
       ...(c.simt ? { useTensorCores: false, debugSimtTuning: c.simt } : {}),
+      ...(c.tile ? { useTensorCores: false, debugTile: c.tile } : {}),
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);

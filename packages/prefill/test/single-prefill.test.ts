@@ -26,7 +26,7 @@ interface Case {
   softCap?: number;
   /** Custom mask: 'causal' (tril equal to causal) or 'random'. */
   mask?: 'causal' | 'random';
-  tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
   kScale?: number;
   vScale?: number;
 }

@@ -25,7 +25,7 @@ interface PrefillCase {
   simtSkip?: ('load' | 'qk' | 'pv')[];
   simtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** f32 path tile [rows, keys, wide] (profiling). */
-  tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
+  tile?: [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
   simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
 }
@@ -75,16 +75,13 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const best = { fullTiles: true, qkUnroll: 4, pvUnroll: 4 };
     const regs = { ...best, pInRegisters: true };
     const paged = c('paged', 8, 2048, 2048, false);
-    const k32 = (name: string, tuning: PrefillCase['simtTuning'], extra: Partial<PrefillCase> = {}): PrefillCase => ({ ...t([64, 32, 'k'], name, tuning), ...extra });
     const late = { ...regs, lateFetch: true };
     return [
       v('default', {}),
-      k32('K f32, P in registers, late fetch', late),
-      k32('K f32, P in registers, late fetch, qk x8', { ...late, qkUnroll: 8 }),
-      k32('K f32, P in registers, late fetch, pv x8', { ...late, pvUnroll: 8 }),
-      t([64, 32, 'none'], 'P in registers, late fetch', late),
-      t([64, 32, 'none'], 'P in registers, late fetch, qk x8', { ...late, qkUnroll: 8 }),
-      v('late fetch', late, paged),
+      t([64, 32, 'v'], 'V f32, P in registers, late fetch', late),
+      t([48, 32, 'kv'], 'K/V f32, P in registers, late fetch', late),
+      t([48, 32, 'k'], 'K f32, P in registers, late fetch', late),
+      t([48, 32, 'v'], 'V f32, P in registers, late fetch', late),
       v('default', {}, paged),
     ];
   }
@@ -104,7 +101,7 @@ function causalPairs(qo: number, kv: number): number {
 
 /** f32-path tile experiments on the causal 4096 case (bench --suite profile-prefill). */
 export async function profilePrefill(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  const tiles: [number, number, 'none' | 'kv' | 'all' | 'k'][] = [
+  const tiles: [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'][] = [
     [64, 32, 'none'],
     [64, 16, 'none'],
     [64, 16, 'kv'],
