@@ -68,22 +68,15 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     );
   }
   if (process.env.WEBINFER_BENCH_SIMT_VARIANTS) {
-    // Experiment: f32-kernel loop unrolling and the full-tile mask skip (causal 4096, and paged B=8).
+    // Experiment: f32-kernel variants (earlier sessions: unrolling, tiles, P in registers; see BENCHMARKS.md).
     const base = c('single', 1, 4096, 4096, false);
     const v = (name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...k, simtTuning, name: `${k.name} ${name}` });
-    const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning), tile });
-    const best = { fullTiles: true, qkUnroll: 4, pvUnroll: 4 };
-    const regs = { ...best, pInRegisters: true };
     const paged = c('paged', 8, 2048, 2048, false);
-    const late = { ...regs, lateFetch: true };
-    return [
-      v('default', {}),
-      t([64, 32, 'v'], 'V f32, P in registers, late fetch', late),
-      t([48, 32, 'kv'], 'K/V f32, P in registers, late fetch', late),
-      t([48, 32, 'k'], 'K f32, P in registers, late fetch', late),
-      t([48, 32, 'v'], 'V f32, P in registers, late fetch', late),
-      v('default', {}, paged),
-    ];
+    // Session 8: the new default (P in registers, f32 K, late fetch) against session 7's at other
+    // head dims and with GQA.
+    const old = { pInRegisters: false, lateFetch: false };
+    const gqa = { ...c('single', 1, 4096, 4096, false), kvHeads: 8, name: 'single causal qo=4096 kv=4096 H=32/8 D=128 f16 f32 path' };
+    return [c('single', 1, 4096, 4096, false, 32, 64), c('single', 1, 2048, 2048, false, 32, 256), gqa, paged].flatMap((k) => [v('default', {}, k), v('session 7 default', old, k)]);
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
