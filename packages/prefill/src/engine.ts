@@ -74,7 +74,7 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
 }
 
 /** The f32 kernel's knobs a plan may set (tests and bench). */
-export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters' | 'lateFetch'>;
+export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters' | 'lateFetch' | 'swizzle'>;
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
 export interface EngineKV {
@@ -303,12 +303,17 @@ export class PrefillEngine {
         fullTiles: true,
         lateFetch: true,
         ...(ctx.isSoftwareAdapter ? {} : { qkUnroll: 4, pvUnroll: 4 }),
-        ...Object.fromEntries(Object.entries(simtTuning).filter(([k, v]) => v !== undefined && k !== 'pInRegisters')),
+        ...Object.fromEntries(Object.entries(simtTuning).filter(([k, v]) => v !== undefined && k !== 'pInRegisters' && k !== 'swizzle')),
       };
-      // P in registers where this tile's thread mapping allows it, else in workgroup memory.
-      const config = [...(regs ? [{ ...base, pInRegisters: true }] : []), base].find((cfg) => {
+      // P in registers where this tile's thread mapping allows it, Q/K rows swizzled instead of
+      // padded where only that fits (64 x 32 in 32 KB; D 256's 32 x 32 in 48 KB), else P in
+      // workgroup memory. Tiles picked here keep O within 16 units (64 registers) a thread.
+      const padded = { ...base, pInRegisters: true, swizzle: false };
+      const swizzled = { ...padded, swizzle: true };
+      const withRegs = simtTuning.swizzle === true ? [swizzled] : simtTuning.swizzle === false ? [padded] : [padded, swizzled];
+      const config = [...(regs ? withRegs : []), base].find((cfg) => {
         const L = simtLayout(cfg);
-        return L.valid && L.smemBytes <= limit;
+        return L.valid && L.smemBytes <= limit && (forceTile !== undefined || L.U <= 16);
       });
       if (!config) continue;
       const compile = (sinks: boolean, _narrow: boolean) =>

@@ -72,7 +72,7 @@ export interface PrefillPlanOptions {
   /** Tests/bench only: the f32 kernel's K/V load mode (default 'prefetch'). */
   debugSimtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** Tests/bench only: the f32 kernel's loop unrolling and full-tile mask skip. */
-  debugSimtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
+  debugSimtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
 }
 
 export interface ParsedPrefillOptions {

@@ -33,7 +33,7 @@ interface PagedCase {
   /** The f32 kernel with this K/V load mode. */
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
-  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
+  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
   /** The f32 kernel with this tile [rows, keys, wide]. */
   tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
 }
@@ -63,6 +63,9 @@ const pagedCases: PagedCase[] = [
   // and off (P in workgroup memory) for D 64 with a custom mask
   { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4, pInRegisters: true, lateFetch: false } },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
+  // Q/K rows swizzled instead of padded (what 32 KB devices take for 64 x 32 tiles), with RoPE too
+  { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 128, layout: 'NHD', form: 'one', causal: true, simt: { pInRegisters: true, swizzle: true } },
+  { qoLens: [20, 9], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', simt: { pInRegisters: true, swizzle: true }, tile: [32, 32, 'k'] },
   // 48-row tiles (3 x 4 micro-tiles) with f32 V, P in registers
   { qoLens: [70, 9], kvLens: [150, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, simt: { pInRegisters: true }, tile: [48, 32, 'v'] },
 ];

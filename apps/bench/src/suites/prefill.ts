@@ -27,7 +27,7 @@ interface PrefillCase {
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
-  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean };
+  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -72,11 +72,23 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const base = c('single', 1, 4096, 4096, false);
     const v = (name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...k, simtTuning, name: `${k.name} ${name}` });
     const paged = c('paged', 8, 2048, 2048, false);
-    // Session 8: the new default (P in registers, f32 K, late fetch) against session 7's at other
-    // head dims and with GQA.
+    // Session 8: tiles a 32 KB device takes (swizzled Q/K rows make 64 x 32 fit), f32 K and V in
+    // 48 KB, and D 256 (32 x 32 swizzled) against session 7's default.
+    const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning), tile });
+    const regs = { pInRegisters: true };
+    const swz = { pInRegisters: true, swizzle: true };
     const old = { pInRegisters: false, lateFetch: false };
-    const gqa = { ...c('single', 1, 4096, 4096, false), kvHeads: 8, name: 'single causal qo=4096 kv=4096 H=32/8 D=128 f16 f32 path' };
-    return [c('single', 1, 4096, 4096, false, 32, 64), c('single', 1, 2048, 2048, false, 32, 256), gqa, paged].flatMap((k) => [v('default', {}, k), v('session 7 default', old, k)]);
+    const d256 = c('single', 1, 2048, 2048, false, 32, 256);
+    return [
+      v('default', {}),
+      t([64, 32, 'none'], '32 KB device: swizzled', swz),
+      t([32, 32, 'k'], 'swizzled', swz),
+      t([64, 16, 'none'], '32 KB device before (P in registers)', regs),
+      t([64, 32, 'kv'], 'K/V f32 swizzled', swz),
+      v('default', {}, d256),
+      v('session 7 default', old, d256),
+      v('default', {}, paged),
+    ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.

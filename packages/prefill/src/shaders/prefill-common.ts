@@ -74,8 +74,9 @@ export const PREFILL_BINDINGS = [
 /**
  * Bindings, the work item and the K/V row addressing. `kvVec4` views the K/V caches as 16-byte
  * words (the tensor-core kernel's wide loads; rows must start at multiples of 8 f16).
+ * `workgroupItem` declares the workgroup copy of the work item that loadWorkItemWgsl fills.
  */
-export function prefillBindingsWgsl(c: PrefillKernelOptions, kvVec4 = false): string {
+export function prefillBindingsWgsl(c: PrefillKernelOptions, kvVec4 = false, workgroupItem = true): string {
   const kvWord = kvVec4 ? 'vec4<u32>' : 'u32';
   const at = (j: string) =>
     c.pageShift === undefined
@@ -94,9 +95,13 @@ export function prefillBindingsWgsl(c: PrefillKernelOptions, kvVec4 = false): st
 @group(0) @binding(8) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(9) var<storage, read> sinks: array<f32>;
 
-// 48 bytes, a multiple of 16: the driver may place workgroup variables in any order, and
+${
+  workgroupItem
+    ? `// 48 bytes, a multiple of 16: the driver may place workgroup variables in any order, and
 // subgroup-matrix tiles after a smaller one would lose their 16-byte alignment.
-var<workgroup> item: WorkItem;
+var<workgroup> item: WorkItem;`
+    : ''
+}
 
 ${wgslPagedAddress('k')}
 ${wgslPagedAddress('v')}
@@ -111,8 +116,17 @@ fn kv_rows(j: u32, base: u32, kvh: u32) -> vec2<u32> {
 }`;
 }
 
-/** Loads work item `work` into `wi` (uniform across the workgroup: loop bounds depend on it). */
-export function loadWorkItemWgsl(work: string): string {
+/**
+ * Loads work item `work` into `wi` (uniform across the workgroup: loop bounds depend on it).
+ * `direct`: every invocation reads it from the plan (a read-only binding, so the value is uniform
+ * without a workgroup copy, and the kernel's workgroup memory is all its tiles').
+ */
+export function loadWorkItemWgsl(work: string, direct = false): string {
+  if (direct) {
+    return `let wb = ${work} * ${WORK_ITEM_WORDS}u;
+  let wi = WorkItem(plan[wb], plan[wb + 1u], plan[wb + 2u], plan[wb + 3u], plan[wb + 4u], plan[wb + 5u], plan[wb + 6u], plan[wb + 7u], plan[wb + 8u], 0u, 0u, 0u);
+  if (wi.qo_len == 0u) { return; } // padding of a graph-mode schedule`;
+  }
   return `if (lid == 0u) {
     let b = ${work} * ${WORK_ITEM_WORDS}u;
     item = WorkItem(plan[b], plan[b + 1u], plan[b + 2u], plan[b + 3u], plan[b + 4u], plan[b + 5u], plan[b + 6u], plan[b + 7u], plan[b + 8u], 0u, 0u, 0u);

@@ -80,6 +80,12 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
    * then live only during P V, leaving QKᵀ (the phase with the most live values) more room.
    */
   lateFetch?: boolean;
+  /**
+   * Q and K rows unpadded, their 8-byte or 16-byte units XOR-swizzled by the row's low 3 bits
+   * instead (reads stay free of bank conflicts): 64 × 32 tiles then fit 32 KB, and 32 × 32 tiles
+   * of D 256 fit 48 KB. Needs pInRegisters and head dims that are multiples of 32.
+   */
+  swizzle?: boolean;
 }
 
 const unitBytes = (d: 'f32' | 'f16' | 'bf16') => (d === 'f32' ? 16 : 8);
@@ -97,8 +103,9 @@ export function simtLayout(c: SimtPrefillConfig) {
   // barrier a tile), which is what makes room for an f32 K tile next to 64 rows of Q.
   const pInRegs = c.pInRegisters === true && c.subgroupSoftmax === true;
   const pInK = c.wide === 'k' && !pInRegs;
-  const QS = DQ4 + 1; // rows padded by one unit against bank conflicts
-  const KS = DQ4 + 1;
+  const swizzle = c.swizzle === true && pInRegs && !pInK;
+  const QS = swizzle ? DQ4 : DQ4 + 1; // rows padded by one unit against bank conflicts (or swizzled)
+  const KS = swizzle ? DQ4 : DQ4 + 1;
   const VS = DV4;
   const PS = BC + 1;
   // S: RG row groups x CG column groups; a thread holds RS rows x CS keys. With f32 K, 4 column
@@ -122,19 +129,23 @@ export function simtLayout(c: SimtPrefillConfig) {
     (pInK || pInRegs ? 0 : BR * PS * 4) +
     (pInRegs ? 0 : 3 * BR * 4) +
     (c.posEncoding === 'ROPE_LLAMA' ? (c.headDimQk / 2) * 4 : 0) +
-    64;
+    // Slack for the small arrays' alignment; with P in registers every array is a 16-byte
+    // multiple (and the work item is read from the plan, not kept in workgroup memory).
+    (pInRegs ? 0 : 64);
   const valid =
     Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1 && (!pInK || BR * PS * 4 <= kBytes) &&
-    (!pInRegs || (Number.isInteger(CO) && CGO === CG && RO === RS));
-  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
+    (!pInRegs || (Number.isInteger(CO) && CGO === CG && RO === RS)) &&
+    (!swizzle || (DQ4 % 8 === 0 && RG % 8 === 0 && CG % 8 === 0));
+  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, U, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
 }
 
 /**
  * Tiles to try first when P stays in registers: its freed workgroup memory holds K as f32 (no
  * conversion per read). H100, causal 4096: 6.25 ms against 6.42 with an f16 K tile.
  */
-export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k'])[] = [
+export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k' | 'none'])[] = [
   [64, 32, 'k'],
+  [64, 32, 'none'], // 32 KB devices (swizzled)
   [32, 32, 'k'],
 ];
 
@@ -178,7 +189,10 @@ export function ropeRotateWgsl(): string {
 export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   const L = simtLayout(c);
   if (!L.valid) throw new Error(`invalid prefill tile ${c.rowsPerTile}x${c.keysPerTile} for head dims ${c.headDimQk}/${c.headDimVo}`);
-  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
+  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
+  // Q/K tile word of (row, unit): padded rows, or unpadded with the unit XOR-swizzled by row & 7.
+  const qAt = (row: string, unit: string) => (swizzle ? `(${row}) * ${QS}u + ((${unit}) ^ ((${row}) & 7u))` : `(${row}) * ${QS}u + ${unit}`);
+  const kAt = (row: string, unit: string) => (swizzle ? `(${row}) * ${KS}u + ((${unit}) ^ ((${row}) & 7u))` : `(${row}) * ${KS}u + ${unit}`);
   const G = c.groupSize;
   const WG = SIMT_WORKGROUP;
   const rope = c.posEncoding === 'ROPE_LLAMA';
@@ -203,8 +217,11 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   for (let x = 0; x < qkU; x++) {
     const d = x === 0 ? 'd' : `d + ${x}u`;
     sLoad.push('{');
-    for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * RG}u) * ${QS}u + ${d}]);`);
-    for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tk}(k_s[(cs + ${j * CG}u) * ${KS}u + ${d}]);`);
+    // Swizzled: rows rs + i * RG and cs + j * CG share their low 3 bits (RG, CG multiples of 8).
+    const dq = swizzle ? `((${d}) ^ sq)` : d;
+    const dk = swizzle ? `((${d}) ^ sk)` : d;
+    for (let i = 0; i < RS; i++) sLoad.push(`let q${i} = unpack4_${tq}(q_s[(rs + ${i * RG}u) * ${QS}u + ${dq}]);`);
+    for (let j = 0; j < CS; j++) sLoad.push(`let k${j} = unpack4_${tk}(k_s[(cs + ${j * CG}u) * ${KS}u + ${dk}]);`);
     for (let i = 0; i < RS; i++) {
       for (let j = 0; j < CS; j++) {
         // an explicit fma chain: `s += dot(q, k)` costs a multiply and an add more per 4 FMAs
@@ -363,7 +380,7 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
     }`),
         ].join('\n    ');
   const putRaw = [
-    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[c * ${KS}u + u] = ${putWord(`kr_${i}`, tk)}; } }`),
+    ...Array.from({ length: itK }, (_, i) => `{ ${unitAt(i, DQ4, BC * DQ4)} if (inside) { k_s[${kAt('c', 'u')}] = ${putWord(`kr_${i}`, tk)}; } }`),
     ...Array.from({ length: itV }, (_, i) => `{ ${unitAt(i, DV4, BC * DV4)} if (inside) { v_s[c * ${VS}u + u] = ${putWord(`vr_${i}`, tv)}; } }`),
   ].join('\n    ');
   const qLoad = rope
@@ -375,13 +392,13 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
         x = xy[0];
         y = xy[1];
       }
-      q_s[r * ${QS}u + u] = pack4_${tq}(x);
-      q_s[r * ${QS}u + u + ${DQ4 / 2}u] = pack4_${tq}(y);`
+      q_s[${qAt('r', 'u')}] = pack4_${tq}(x);
+      q_s[${qAt('r', `u + ${DQ4 / 2}u`)}] = pack4_${tq}(y);`
     : `var x = vec4<f32>(0.0);
       if (row < wi.qo_len) {
         x = load_q4(params.q_offset + (wi.qo_start + row) * params.q_stride_row + h * params.q_stride_head + u * 4u);
       }
-      q_s[r * ${QS}u + u] = pack4_${tq}(x);`;
+      q_s[${qAt('r', 'u')}] = pack4_${tq}(x);`;
   const kLoad = rope
     ? `var x = vec4<f32>(0.0);
         var y = vec4<f32>(0.0);
@@ -391,18 +408,18 @@ ${Array.from({ length: CO }, (_, j) => `      write_out(wi, row, h, co + ${j * C
           x = xy[0];
           y = xy[1];
         }
-        k_s[c * ${KS}u + u] = pack4_${tk}(x);
-        k_s[c * ${KS}u + u + ${DQ4 / 2}u] = pack4_${tk}(y);`
+        k_s[${kAt('c', 'u')}] = pack4_${tk}(x);
+        k_s[${kAt('c', `u + ${DQ4 / 2}u`)}] = pack4_${tk}(y);`
     : `var x = vec4<f32>(0.0);
         if (j < kv_hi) { x = load_k4(k_row(j, wi.page_base, kvh) + u * 4u); }
-        k_s[c * ${KS}u + u] = pack4_${tk}(x);`;
+        k_s[${kAt('c', 'u')}] = pack4_${tk}(x);`;
 
   return `${wgslEnables({ nativeF16: c.nativeF16, subgroups: c.subgroupSoftmax })}
 ${prefillUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslDtypeHelpers(dtypes, { nativeF16: c.nativeF16 })}
 ${wgslPackHelpers([tq, tk, tv, tileDtype(c.kvDtype), c.oDtype], { nativeF16: c.nativeF16 })}
-${prefillBindingsWgsl(c)}
+${prefillBindingsWgsl(c, false, false)}
 ${wgslLoadVec4('load_q4', 'q_in', c.qDtype)}
 ${wgslLoadVec4('load_k4', 'k_cache', c.kvDtype)}
 ${wgslLoadVec4('load_v4', 'v_cache', c.kvDtype)}
@@ -435,7 +452,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let work = flat / params.num_kv_heads;
   let kvh = flat % params.num_kv_heads;
   if (work >= params.num_work) { return; }
-  ${loadWorkItemWgsl('work')}
+  ${loadWorkItemWgsl('work', true)}
   ${tileKvRangeWgsl(c, BR)}
   ${rope ? `for (var d = lid; d < ${DQ / 2}u; d += ${WG}u) { freq_s[d] = rope_freq(d, ${DQ}u, params.rope_rcp_scale, params.rope_log2_theta); }\n  workgroupBarrier();` : ''}
   ${pInRegs ? Array.from({ length: RS }, (_, i) => `var m${i} = NEG_BIG; var l${i} = 0.0;`).join(' ') : `for (var r = lid; r < ${BR}u; r += ${WG}u) { m_s[r] = NEG_BIG; l_s[r] = 0.0; }`}
@@ -450,7 +467,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
   let rs = lid / ${CG}u;
-  let cs = lid % ${CG}u;
+  let cs = lid % ${CG}u;${swizzle ? '\n  let sq = rs & 7u; // the swizzle of every q row this thread reads\n  let sk = cs & 7u; // and of every k row' : ''}
   let ro = lid / ${CGO}u;
   let co = lid % ${CGO}u;
   ${oDecl.join('\n  ')}
