@@ -100,9 +100,13 @@ async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   // WEBINFER_BENCH_DAWN_ENABLE=toggle,...: extra Dawn toggles for experiments (e.g. disable_robustness).
   const extra = process.env.WEBINFER_BENCH_DAWN_ENABLE;
-  const ctx = await createContext(
-    extra ? { dawnFlags: DEFAULT_DAWN_FLAGS.map((f) => (f.startsWith('enable-dawn-features=') ? `${f},${extra}` : f)) } : {},
-  );
+  // WEBINFER_BENCH_WORKGROUP_STORAGE=32768: plan kernels as on a device with that much workgroup
+  // memory (most browsers give 32 KB).
+  const storage = Number(process.env.WEBINFER_BENCH_WORKGROUP_STORAGE ?? 0);
+  const ctx = await createContext({
+    ...(extra ? { dawnFlags: DEFAULT_DAWN_FLAGS.map((f) => (f.startsWith('enable-dawn-features=') ? `${f},${extra}` : f)) } : {}),
+    ...(storage > 0 ? { limits: { maxComputeWorkgroupStorageSize: storage } } : {}),
+  });
   const info = ctx.adapterInfo;
   const device = info.description || `${info.vendor} ${info.architecture}`;
   // One status line, redrawn: a bar when the message says "i/N", then the case.
@@ -125,7 +129,7 @@ async function main(): Promise<number> {
   if (args.peer && args.peer !== 'torch') throw new Error(`unknown peer ${args.peer}; have torch`);
   const peerOf = (name: string) => peer?.results.find((p) => p.name === name);
   const lines = [
-    `device: ${device} | features: ${[...ctx.features].filter((f) => /f16|subgroup|timestamp/.test(f)).join(', ')}`,
+    `device: ${device} | features: ${[...ctx.features].filter((f) => /f16|subgroup|timestamp/.test(f)).join(', ')} | workgroup memory: ${ctx.limits.maxComputeWorkgroupStorageSize} bytes`,
     `ceilings (same run): stream read ${fmt(ceilings.readGBs)} GB/s, f32 FMA ${fmt(ceilings.fmaTflops, 2)} TFLOP/s; timing: ${ceilings.timing}`,
     peer ? `peer: PyTorch ${peer.torch} scaled_dot_product_attention on ${peer.device} (contiguous KV, CUDA events)` : 'peer: none',
     '',

@@ -44,6 +44,11 @@ export interface CreateContextOptions {
   requiredFeatures?: GPUFeatureName[];
   /** Label for the device. */
   label?: string;
+  /**
+   * Caps on the limits createContext raises to the adapter's maximum, e.g.
+   * `{ maxComputeWorkgroupStorageSize: 32768 }` to plan kernels as on a typical browser device.
+   */
+  limits?: Partial<Record<RaisedLimit, number>>;
 }
 
 export interface AdapterSummary {
@@ -301,6 +306,7 @@ function readSubgroupMatrixConfigs(info: GPUAdapterInfo | undefined): SubgroupMa
 }
 
 /** Limits raised to the adapter's maximum: large KV caches need big buffers and bindings. */
+export type RaisedLimit = (typeof RAISED_LIMITS)[number];
 const RAISED_LIMITS = [
   'maxBufferSize',
   'maxStorageBufferBindingSize',
@@ -367,7 +373,7 @@ export async function createContext(options: CreateContextOptions = {}): Promise
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) {
     const value = (adapter.limits as unknown as Record<string, number>)[name];
-    if (typeof value === 'number') requiredLimits[name] = value;
+    if (typeof value === 'number') requiredLimits[name] = Math.min(value, options.limits?.[name] ?? value);
   }
   const device = await adapter.requestDevice({
     label: options.label ?? 'webinfer',

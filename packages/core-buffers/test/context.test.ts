@@ -34,6 +34,16 @@ describe('createContext', () => {
     ctx.dispose();
   });
 
+  it('caps raised limits where asked (planning as on a browser device)', async () => {
+    const full = await createContext();
+    const ctx = await createContext({ limits: { maxComputeWorkgroupStorageSize: 16384 } });
+    expect(full.limits.maxComputeWorkgroupStorageSize).toBeGreaterThan(16384);
+    expect(ctx.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+    expect(ctx.limits.maxStorageBufferBindingSize).toBe(full.limits.maxStorageBufferBindingSize);
+    full.dispose();
+    ctx.dispose();
+  });
+
   it('can leave out features to exercise the fallback paths', async () => {
     const ctx = await createContext({ disableFeatures: ['shader-f16', 'subgroups'] });
     expect(ctx.hasF16).toBe(false);

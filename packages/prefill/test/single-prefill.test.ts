@@ -147,6 +147,29 @@ describe('singlePrefillWithKVCache', () => {
     }
   });
 
+  it("fits WebGPU's default 16 KB of workgroup memory (swizzled tiles), D 128 and 256", async () => {
+    const small = await createContext({ limits: { maxComputeWorkgroupStorageSize: 16384 } });
+    try {
+      const r = rng(testSeed());
+      for (const d of [128, 256]) {
+        const [qo, kv, hq, hkv] = [37, 70, 4, 2];
+        const qh = exactRandn(r, qo * hq * d, 'f16');
+        const kh = exactRandn(r, kv * hkv * d, 'f16');
+        const vh = exactRandn(r, kv * hkv * d, 'f16');
+        const o = singlePrefillWithKVCache(small.tensor(qh, [qo, hq, d], 'f16'), small.tensor(kh, [kv, hkv, d], 'f16'), small.tensor(vh, [kv, hkv, d], 'f16'), {
+          causal: true,
+          useTensorCores: false,
+          out: small.full([qo, hq, d], 'f16', Number.NaN),
+        });
+        const want = expectedBatch([{ q: qh, k: kh, v: vh, qoLen: qo, kvLen: kv }], { numQoHeads: hq, numKvHeads: hkv, headDimQk: d, headDimVo: d }, { causal: true });
+        const res = compareClose(await small.checkErrors(() => o.toArray()), want.o, tolerance('f16', 'f16'));
+        expect(res.ok, `D ${d}: ${JSON.stringify(res)}`).toBe(true);
+      }
+    } finally {
+      small.dispose();
+    }
+  });
+
   it('custom mask equal to causal gives the same output as causal', async () => {
     const r = rng(testSeed());
     const [qo, kv, h, d] = [21, 50, 2, 64];
