@@ -55,7 +55,7 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   useTensorCores?: boolean;
   targetWorkgroups?: number;
   /** Tests/bench: force a tile [rows, keys, wide?] of the f32 kernel. */
-  tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
   /** Requests this plan leaves to another kernel: no work items, their rows are not written. */
   skip?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
@@ -249,7 +249,7 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtTuning: SimtTuning = {}) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtTuning: SimtTuning = {}) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {

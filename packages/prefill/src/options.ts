@@ -60,7 +60,7 @@ export interface PrefillPlanOptions {
   /** webinfer extension: workgroups that keep the device busy (default 264). */
   targetWorkgroups?: number;
   /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
-  debugTile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
+  debugTile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
   /** webinfer extension (BatchAttention): requests (1 = skip) whose rows another kernel writes. */
   skipRequests?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup (default 4). */

@@ -37,7 +37,7 @@ export interface SinglePrefillOptions {
   /** Encode into this encoder instead of submitting. */
   encoder?: GPUCommandEncoder;
   /** Tests/bench only: force the f32 kernel's tile [rows, keys, wide?]. */
-  debugTile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
+  debugTile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
 }
 
 /**

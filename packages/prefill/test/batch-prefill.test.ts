@@ -35,7 +35,7 @@ interface PagedCase {
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
   simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
   /** The f32 kernel with this tile [rows, keys, wide]. */
-  tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
 }
 
 const pagedCases: PagedCase[] = [
@@ -58,16 +58,13 @@ const pagedCases: PagedCase[] = [
   // f32 kernel knobs: tiles with no masked logit skip the mask test (causal interior, window, split)
   { qoLens: [130, 9, 20], kvLens: [300, 77, 300], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4 } },
   { qoLens: [100, 47], kvLens: [211, 397], page: 5, hq: 4, hkv: 4, d: 64, layout: 'HND', form: 'pair', causal: true, windowLeft: 33, simt: { fullTiles: true, qkUnroll: 2, pvUnroll: 2 } },
-  // P, max and sum in registers (P V by subgroup shuffles; the default with subgroups), forced on for
-  // a D 128 causal split with the GPU knobs and the next tile's loads issued before QKᵀ (lateFetch off),
-  // and off (P in workgroup memory) for D 64 with a custom mask
-  { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { fullTiles: true, qkUnroll: 4, pvUnroll: 4, pInRegisters: true, lateFetch: false } },
+  // P, max and sum in registers (P V by subgroup shuffles) is the default with subgroups; here a
+  // causal split with the next tile's loads issued before QKᵀ (lateFetch off), and P in workgroup
+  // memory (pInRegisters off) with a custom mask
+  { qoLens: [70, 9, 33], kvLens: [150, 77, 33], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { pInRegisters: true, lateFetch: false } },
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
-  // Q/K rows swizzled instead of padded (what 32 KB devices take for 64 x 32 tiles), with RoPE too
-  { qoLens: [37, 17, 1], kvLens: [54, 97, 1], page: 16, hq: 4, hkv: 1, d: 128, layout: 'NHD', form: 'one', causal: true, simt: { pInRegisters: true, swizzle: true } },
+  // Q/K rows swizzled instead of padded (what lavapipe's 32 KB takes for D 128 anyway) with RoPE
   { qoLens: [20, 9], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', simt: { pInRegisters: true, swizzle: true }, tile: [32, 32, 'k'] },
-  // 48-row tiles (3 x 4 micro-tiles) with f32 V, P in registers
-  { qoLens: [70, 9], kvLens: [150, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, simt: { pInRegisters: true }, tile: [48, 32, 'v'] },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {

@@ -26,7 +26,7 @@ interface Case {
   softCap?: number;
   /** Custom mask: 'causal' (tril equal to causal) or 'random'. */
   mask?: 'causal' | 'random';
-  tile?: [number, number, ('none' | 'kv' | 'all' | 'k' | 'v')?];
+  tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
   kScale?: number;
   vScale?: number;
 }

@@ -25,7 +25,7 @@ interface PrefillCase {
   simtSkip?: ('load' | 'qk' | 'pv')[];
   simtLoadMode?: 'loop' | 'batch' | 'prefetch';
   /** f32 path tile [rows, keys, wide] (profiling). */
-  tile?: [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'];
+  tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
   simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
 }
@@ -106,7 +106,7 @@ function causalPairs(qo: number, kv: number): number {
 
 /** f32-path tile experiments on the causal 4096 case (bench --suite profile-prefill). */
 export async function profilePrefill(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
-  const tiles: [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'][] = [
+  const tiles: [number, number, 'none' | 'kv' | 'all' | 'k'][] = [
     [64, 32, 'none'],
     [64, 16, 'none'],
     [64, 16, 'kv'],

@@ -39,11 +39,11 @@ export interface SimtPrefillConfig extends PrefillKernelOptions {
   /** Keys per K/V tile (8, 16 or 32). */
   keysPerTile: number;
   /**
-   * Tiles held as f32 in workgroup memory ('k': K, 'v': V, 'kv': K and V, 'all': Q too) instead of their
+   * Tiles held as f32 in workgroup memory ('k': K, 'kv': K and V, 'all': Q too) instead of their
    * 16-bit input format: more memory, but no f16->f32 conversion on every read. Same numerics:
    * widening is exact.
    */
-  wide?: 'none' | 'kv' | 'all' | 'k' | 'v';
+  wide?: 'none' | 'kv' | 'all' | 'k';
   /**
    * Softmax inside the S phase: the 8 threads that hold a row's logits (consecutive lanes) combine
    * their max and sum with subgroup shuffles, so no thread walks a row alone. Needs subgroups of
@@ -98,7 +98,7 @@ export function simtLayout(c: SimtPrefillConfig) {
   const DV4 = c.headDimVo / 4;
   const tq = c.wide === 'all' ? 'f32' : tileDtype(c.qDtype);
   const tk = c.wide === 'all' || c.wide === 'kv' || c.wide === 'k' ? 'f32' : tileDtype(c.kvDtype);
-  const tv = c.wide === 'all' || c.wide === 'kv' || c.wide === 'v' ? 'f32' : tileDtype(c.kvDtype);
+  const tv = c.wide === 'all' || c.wide === 'kv' ? 'f32' : tileDtype(c.kvDtype);
   // 'k' without pInRegisters: P lives in K's memory (K is done once S is computed; one more
   // barrier a tile), which is what makes room for an f32 K tile next to 64 rows of Q.
   const pInRegs = c.pInRegisters === true && c.subgroupSoftmax === true;
@@ -150,7 +150,7 @@ export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k' 
 ];
 
 /** Tiles to try, in order of preference: [rows, keys, wide] (64 rows: 1.55× the speed of 32 on the H100). */
-export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all' | 'k' | 'v'])[] = [
+export const SIMT_TILES: readonly (readonly [number, number, 'none' | 'kv' | 'all' | 'k'])[] = [
   [64, 32, 'none'],
   [64, 16, 'none'],
   [32, 32, 'none'],
