@@ -253,10 +253,12 @@ export class PrefillEngine {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
-      // The first subgroup count (16 rows each) whose tiles fit the device's workgroup memory.
+      // The first subgroup count (16 rows each) whose tiles fit the device's workgroup memory, with
+      // 32-key tiles or else 16 (which let 8 subgroups fit 32 KB).
       let why = tensorCoreSupport(ctx, o);
-      for (const n of why === undefined ? [subgroups].flat() : []) {
-        const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: n, ...(skip?.length ? { debugSkip: skip } : {}) };
+      const shapes = (why === undefined ? [subgroups].flat() : []).flatMap((n) => [32, 16].map((keys) => [n, keys] as const));
+      for (const [n, keys] of shapes) {
+        const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: n, ...(keys === 16 ? { keysPerTile: 16 as const } : {}), ...(skip?.length ? { debugSkip: skip } : {}) };
         const L = tensorCoreLayout(config);
         if (L.WG > ctx.limits.maxComputeInvocationsPerWorkgroup) {
           why = `a workgroup of ${L.WG} invocations is over the device's ${ctx.limits.maxComputeInvocationsPerWorkgroup}`;

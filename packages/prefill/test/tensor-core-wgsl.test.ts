@@ -14,7 +14,7 @@ const base = { groupSize: 4, qDtype: 'f16', kvDtype: 'f16', oDtype: 'f16', posEn
 const configs: TensorCorePrefillConfig[] = [];
 for (const [dq, dv] of [[64, 64], [128, 128], [192, 128], [256, 256]]) {
   for (const subgroups of [4, 8]) {
-    for (const extra of [{}, { posEncoding: 'ROPE_LLAMA' as const }, { kvDtype: 'fp8_e4m3' as const, wideKV: false }, { wideKV: true, pageShift: 4 }, { maskMode: 'custom' as const, sinks: true }]) {
+    for (const extra of [{}, { posEncoding: 'ROPE_LLAMA' as const }, { kvDtype: 'fp8_e4m3' as const, wideKV: false }, { wideKV: true, pageShift: 4 }, { maskMode: 'custom' as const, sinks: true }, { keysPerTile: 16 as const }, { keysPerTile: 16 as const, posEncoding: 'ROPE_LLAMA' as const }]) {
       if (extra && 'posEncoding' in extra && dq !== dv) continue;
       configs.push({ ...base, headDimQk: dq, headDimVo: dv, subgroups, ...extra });
     }
@@ -30,6 +30,12 @@ describe('tensor-core prefill WGSL', () => {
     const total = vars.reduce((a, v) => a + v.bytes, 0);
     // The layout's estimate (what the engine checks against the device limit) covers them all.
     expect(total).toBeLessThanOrEqual(L.smemBytes);
+  });
+
+  it('8 subgroups at D=128 fit 32 KB with 16-key tiles only', () => {
+    const c = { ...base, headDimQk: 128, headDimVo: 128, subgroups: 8 };
+    expect(tensorCoreLayout(c).smemBytes).toBeGreaterThan(32768);
+    expect(tensorCoreLayout({ ...c, keysPerTile: 16 }).smemBytes).toBeLessThanOrEqual(32768);
   });
 
   it('the 4-subgroup D=128 and 8-subgroup D=128 kernels fit 48 KB; 8 subgroups at D=256 do not (4 are chosen)', () => {

@@ -34,41 +34,42 @@ export function wgslPackF16x8(a: string, b: string): string {
 }
 
 /**
- * WGSL visiting every O result block (16 x 16 f32 `o_0`, `o_1`, ... in registers) two at a time
- * through an f32 staging area of rows `stride` 16-byte words apart at word `base`: the lane owning
- * row `rr` (`lanesPerRow` lanes a row, share `lr`) sees 4 values as `var o` and, per pair, the
- * line `column(pair)` (which names the columns for `body`). `reload` writes `o` back and reloads
- * the blocks (a rescale); without it the blocks are only read (the output write). Runs in uniform
- * control flow (barriers).
+ * WGSL visiting every O result block (16 x 16 f32 `o_0`, `o_1`, ... in registers) `perStage` at a
+ * time (default 2) through an f32 staging area of rows `stride` 16-byte words apart at word `base`
+ * (16 · perStage columns a row): the lane owning row `rr` (`lanesPerRow` lanes a row, share `lr`)
+ * sees 4 values as `var o` and, per stage, the line `column(stage)` (which names the columns for
+ * `body`). `reload` writes `o` back and reloads the blocks (a rescale); without it the blocks are
+ * only read (the output write). Runs in uniform control flow (barriers).
  */
 export function wgslStagedResultPairs(o: {
   blocks: number;
   base: string;
   stride: number;
   lanesPerRow: number;
-  column: (pair: number) => string;
+  column: (stage: number) => string;
   body: string;
   reload: boolean;
+  perStage?: 1 | 2;
 }): string {
-  const per = 32 / (4 * o.lanesPerRow); // 4-wide units a lane takes of a 32-column pair
+  const k = o.perStage ?? 2;
+  const per = (16 * k) / (4 * o.lanesPerRow); // 4-wide units a lane takes of a stage's columns
   const result = 'subgroup_matrix_result<f32, 16, 16>';
   const second = /^\d+u$/.test(o.base) ? `${Number.parseInt(o.base, 10) + 4}u` : `${o.base} + 4u`;
-  return Array.from({ length: o.blocks / 2 }, (_, pair) => `subgroupMatrixStore<row_major>(&smem, ${o.base}, o_${2 * pair}, ${o.stride}u);
-    subgroupMatrixStore<row_major>(&smem, ${second}, o_${2 * pair + 1}, ${o.stride}u);
+  const at = (i: number) => (i === 0 ? o.base : second);
+  return Array.from({ length: o.blocks / k }, (_, st) => `${Array.from({ length: k }, (_, i) => `subgroupMatrixStore<row_major>(&smem, ${at(i)}, o_${k * st + i}, ${o.stride}u);`).join('\n    ')}
     workgroupBarrier();
     for (var e = 0u; e < ${per}u; e++) {
       let q4 = lr * ${per}u + e;
       let at = ${o.base} + rr * ${o.stride}u + q4;
       var o = bitcast<vec4<f32>>(smem[at]);
-      ${o.column(pair)}
+      ${o.column(st)}
       ${o.body}
       ${o.reload ? 'smem[at] = bitcast<vec4<u32>>(o);' : ''}
     }
     workgroupBarrier();
     ${
       o.reload
-        ? `o_${2 * pair} = subgroupMatrixLoad<${result}, row_major>(&smem, ${o.base}, ${o.stride}u);
-    o_${2 * pair + 1} = subgroupMatrixLoad<${result}, row_major>(&smem, ${second}, ${o.stride}u);
+        ? `${Array.from({ length: k }, (_, i) => `o_${k * st + i} = subgroupMatrixLoad<${result}, row_major>(&smem, ${at(i)}, ${o.stride}u);`).join('\n    ')}
     workgroupBarrier();`
         : ''
     }`).join('\n    ');

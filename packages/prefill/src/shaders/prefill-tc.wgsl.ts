@@ -52,6 +52,8 @@ export interface TensorCorePrefillConfig extends PrefillKernelOptions {
   subgroupSize: number;
   /** Subgroups per workgroup, 16 query rows each (default 4). */
   subgroups?: number;
+  /** Keys per K/V tile (default 32; 16 lets 8 subgroups fit 32 KB of workgroup memory). */
+  keysPerTile?: 16 | 32;
   /** f16 K/V read 16 bytes at a time (the caches viewed as vec4<u32>; rows on multiples of 8 elements). */
   wideKV?: boolean;
   /** Bench profiling only: phases left out (wrong results, the time of the rest). */
@@ -68,12 +70,12 @@ export function tensorCoreSupport(ctx: GpuContext, o: PrefillKernelOptions): str
   return undefined;
 }
 
-const BC = 32;
 /** Rounds a count of 16-bit elements up to whole 16-byte units. */
 const up8 = (x: number) => Math.ceil(x / 8) * 8;
 
 export function tensorCoreLayout(c: TensorCorePrefillConfig) {
   const NSG = c.subgroups ?? 4;
+  const BC = c.keysPerTile ?? 32;
   const BR = 16 * NSG;
   const DQ = c.headDimQk;
   const DV = c.headDimVo;
@@ -102,7 +104,7 @@ export function tensorCoreLayout(c: TensorCorePrefillConfig) {
 
 export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const L = tensorCoreLayout(c);
-  const { NSG, BR, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words, qChunk, WG } = L;
+  const { NSG, BR, BC, QST, KST, VST, SST, PST, K_OFF, V_OFF, S0, P0, words, qChunk, WG } = L;
   const SG = c.subgroupSize;
   const SST4 = SST / 4; // S rows in 16-byte words
   const PST8 = PST / 8; // P rows in 16-byte words
@@ -131,10 +133,11 @@ export function tensorCorePrefillWgsl(c: TensorCorePrefillConfig): string {
   const iters = (units: number) => Math.ceil(units / WG);
   const guard = (units: number) => (units % WG === 0 ? 'true' : `idx < ${units}u`);
 
-  // This subgroup's O blocks, two at a time through its S area; `body` sees the lane's row `rr`,
-  // the 4-wide unit `unit` in D_vo and `o`.
+  // This subgroup's O blocks through its S area, two at a time (one with 16-key tiles, whose S rows
+  // are 16 columns); `body` sees the lane's row `rr`, the 4-wide unit `unit` in D_vo and `o`.
+  const perStage = BC >= 32 ? 2 : 1;
   const staged = (body: string, reload: boolean) =>
-    wgslStagedResultPairs({ blocks: NV, base: 's_base', stride: SST4, lanesPerRow: LPR, column: (pair) => `let unit = ${pair * 8}u + q4;`, body, reload });
+    wgslStagedResultPairs({ blocks: NV, base: 's_base', stride: SST4, lanesPerRow: LPR, column: (st) => `let unit = ${st * 4 * perStage}u + q4;`, body, reload, perStage });
 
   // K/V tiles go through registers: every thread fetches its units of 8 elements of the next
   // tile (one 16-byte load where rows allow, else 8-byte words, or 8 fp8 bytes; independent loads)
