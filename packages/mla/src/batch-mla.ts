@@ -38,7 +38,7 @@ import {
 import { encodeLseToNatural } from './lse-natural';
 import { mlaScheduleUniforms, mlaScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { MLA_BINDINGS, MLA_KEYS, MLA_ROWS, type MlaShaderConfig, mlaSimtWgsl, mlaSmemBytes, mlaUniforms } from './shaders/mla-simt.wgsl';
-import { type MlaTcConfig, mlaTcLayout, mlaTcWgsl, mlaTensorCoreSupport } from './shaders/mla-tc.wgsl';
+import { type MlaTcConfig, mlaTcLayout, mlaTcStageRows, mlaTcWgsl, mlaTensorCoreSupport } from './shaders/mla-tc.wgsl';
 
 /** Workgroups that keep a large GPU busy; below it, long KV is split (f32 kernel). */
 export const DEFAULT_MLA_TARGET_WORKGROUPS = 528;
@@ -356,6 +356,9 @@ export class BatchMLAPagedAttentionWrapper {
           ...(Number.isInteger(pageShift) ? { pageShift } : {}),
           ...args.debugTensorCore,
         };
+        // Q staged 16 rows a pass where 32 don't fit (32 KB devices).
+        const stage = mlaTcStageRows(this.ctx, args.headDimCkv + args.headDimKpe, config.rowBlocks ?? 2);
+        if (stage === 16) config.qStageRows = 16;
         const rows = mlaTcLayout(args.headDimCkv + args.headDimKpe, config.rowBlocks ?? 2).ROWS;
         const compile = (wideKV: boolean) => getKernel(this.ctx, { id: 'mla/tensor-core', config: { ...config, wideKV }, wgsl: mlaTcWgsl, bindings: MLA_BINDINGS });
         return { kernel: compile(true), narrowKernel: () => compile(false), f32Kernel: f32, rows };

@@ -1,12 +1,12 @@
 import { type GpuContext, IndexRangeError, PlanMismatchError, UnsupportedFeatureError, ValueError, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
-import { compareClose, mlaRef, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { compareClose, mlaRef, permutation, randn, rng, testContextOptions, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchMLAPagedAttentionWrapper } from '../src';
 
 let ctx: GpuContext;
 let workspace: ReturnType<GpuContext['empty']>;
 beforeAll(async () => {
-  ctx = await createContext();
+  ctx = await createContext(testContextOptions());
   workspace = ctx.empty([32 << 20], 'u8');
 });
 afterAll(() => ctx?.dispose());

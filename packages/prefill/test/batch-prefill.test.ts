@@ -1,8 +1,8 @@
 import { createContext, type FloatDType, type GpuContext, type KVLayout } from '@webinfer/core-buffers';
-import { compareClose, makePagedFixture, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
+import { compareClose, makePagedFixture, type PosEncodingMode, rng, testContextOptions, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper, packbits, segmentPackbits } from '../src';
-import { exactRandn, expectedBatch, pathOverride, type RequestData, testContextOptions, tolerance } from './helpers';
+import { exactRandn, expectedBatch, pathOverride, type RequestData, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {

@@ -1,5 +1,5 @@
 /** Builders shared by the prefill tests: exact random inputs and the float64 expectation per request. */
-import { type CreateContextOptions, type DType, decodeArray, encodeArray, type FloatDType } from '@webinfer/core-buffers';
+import { type DType, decodeArray, encodeArray, type FloatDType } from '@webinfer/core-buffers';
 import { type AttentionRefOptions, attentionRef, randn } from '@webinfer/reference';
 
 /** Values exactly representable in `dtype` (so the reference sees what the GPU sees). */
@@ -60,12 +60,3 @@ export function toHnd(x: Float32Array, tokens: number, heads: number, d: number)
 export const pathOverride: { useTensorCores?: false } =
   (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBINFER_TEST_PREFILL_F32 === '1' ? { useTensorCores: false } : {};
 
-/**
- * `WEBINFER_TEST_WORKGROUP_STORAGE=32768` (GPU hosts, device-test bundles): the tests' context caps
- * its workgroup memory there, so kernels plan as on a typical browser device (on the H100: 8
- * tensor-core subgroups with 16-key tiles, swizzled f32-kernel tiles).
- */
-export function testContextOptions(): CreateContextOptions {
-  const bytes = Number((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBINFER_TEST_WORKGROUP_STORAGE ?? 0);
-  return bytes > 0 ? { limits: { maxComputeWorkgroupStorageSize: bytes } } : {};
-}

@@ -1,8 +1,8 @@
 import { createContext, type FloatDType, type GpuContext, type KVLayout } from '@webinfer/core-buffers';
-import { compareClose, type PosEncodingMode, rng, testSeed } from '@webinfer/reference';
+import { compareClose, type PosEncodingMode, rng, testContextOptions, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { singlePrefillWithKVCache, singlePrefillWithKVCacheReturnLse } from '../src';
-import { exactRandn, expectedBatch, pathOverride, testContextOptions, toHnd, tolerance } from './helpers';
+import { exactRandn, expectedBatch, pathOverride, toHnd, tolerance } from './helpers';
 
 let ctx: GpuContext;
 beforeAll(async () => {

@@ -8,3 +8,4 @@ export * from './mask';
 export * from './random';
 export * from './compare';
 export * from './wgsl-layout';
+export * from './test-env';

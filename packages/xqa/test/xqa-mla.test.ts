@@ -1,11 +1,11 @@
 import { type GpuContext, createContext, decodeArray, encodeArray } from '@webinfer/core-buffers';
-import { attentionRef, compareClose, permutation, randn, rng, testSeed } from '@webinfer/reference';
+import { attentionRef, compareClose, permutation, randn, rng, testContextOptions, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { xqaMla } from '../src';
 
 let ctx: GpuContext;
 beforeAll(async () => {
-  ctx = await createContext();
+  ctx = await createContext(testContextOptions());
 });
 afterAll(() => ctx?.dispose());
 

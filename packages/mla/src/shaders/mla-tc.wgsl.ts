@@ -39,6 +39,8 @@ export interface MlaTcConfig extends Omit<MlaShaderConfig, 'vStageVec4' | 'debug
    * 4 (64 rows, 16 subgroups) halves the K/V tile reads per head; Q is then staged in two passes.
    */
   rowBlocks?: 1 | 2 | 4;
+  /** Q rows staged a pass (default 32; 16 lets the 32-row kernel fit 32 KB of workgroup memory). */
+  qStageRows?: 16 | 32;
   /** K tiles fetched a tile ahead into registers (default true). */
   prefetch?: boolean;
   /** ckv/kpe read 16 bytes at a time (rows on multiples of 8 elements; else 4-byte words). */
@@ -59,15 +61,21 @@ export function mlaTensorCoreSupport(ctx: GpuContext, c: { qDtype: string; kvDty
   if (c.qDtype !== 'f16' || c.kvDtype !== 'f16') return 'q and KV must be f16';
   if (c.oDtype !== 'f16' && c.oDtype !== 'bf16') return 'the output must be f16 or bf16';
   if (c.headDimCkv !== 512 || (c.headDimKpe !== 0 && c.headDimKpe !== 64)) return 'head dims must be 512 and 64 or 0';
-  if (mlaTcLayout(c.headDimCkv + c.headDimKpe, rowBlocks).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) return 'not enough workgroup memory';
+  if (mlaTcStageRows(ctx, c.headDimCkv + c.headDimKpe, rowBlocks) === undefined) return 'not enough workgroup memory';
   return undefined;
 }
 
-/** Q rows staged at a time (at most 2 row blocks: 64 rows of 576 would not fit 48 KB). */
-const STAGE_ROWS = 32;
+/** Q rows staged a pass that let the kernel fit `ctx`'s workgroup memory (32, else 16), or undefined. */
+export function mlaTcStageRows(ctx: GpuContext, DK: number, rowBlocks: number): 16 | 32 | undefined {
+  return ([32, 16] as const).find((rows) => mlaTcLayout(DK, rowBlocks, rows).smemBytes <= ctx.limits.maxComputeWorkgroupStorageSize);
+}
 
-/** Workgroup memory in 16-byte words: K tile | S partials | P, with Q staged over all of it first. */
-export function mlaTcLayout(DK: number, RB: number) {
+/**
+ * Workgroup memory in 16-byte words: K tile | S partials | P, with Q staged over all of it first,
+ * `stageRows` rows a pass (at most 2 row blocks: 64 rows of 576 would not fit 48 KB; 16 rows let
+ * the 32-row kernel fit 32 KB).
+ */
+export function mlaTcLayout(DK: number, RB: number, stageRows: 16 | 32 = 32) {
   const ROWS = 16 * RB;
   const NSG = 4 * RB;
   const KST = (DK + 8) / 8; // K row stride in words (padded by 16 bytes)
@@ -75,7 +83,7 @@ export function mlaTcLayout(DK: number, RB: number) {
   const PST = (BC + 8) / 8; // P row stride in words (f16)
   const SP0 = BC * KST;
   const P0 = SP0 + NSG * 16 * SST;
-  const words = Math.max(P0 + RB * 16 * PST, Math.min(ROWS, STAGE_ROWS) * KST);
+  const words = Math.max(P0 + RB * 16 * PST, Math.min(ROWS, stageRows) * KST);
   return { ROWS, NSG, KST, SST, PST, SP0, P0, words, smemBytes: words * 16 + ROWS * 16 + 32 + 16 };
 }
 
@@ -83,7 +91,7 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
   const DC = c.headDimCkv;
   const DP = c.headDimKpe;
   const DK = DC + DP;
-  const { ROWS, NSG, KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK, c.rowBlocks ?? 2);
+  const { ROWS, NSG, KST, SST, PST, SP0, P0, words } = mlaTcLayout(DK, c.rowBlocks ?? 2, c.qStageRows);
   const prefetch = c.prefetch ?? true;
   const skip = new Set(c.skip ?? []);
   const SG = c.subgroupSize;
@@ -153,7 +161,7 @@ export function mlaTcWgsl(c: MlaTcConfig): string {
   }`).join('\n  ');
   const oPer = 2;
 
-  const SR = Math.min(ROWS, STAGE_ROWS);
+  const SR = Math.min(ROWS, c.qStageRows ?? 32);
   const passes = ROWS / SR;
   const qLoad = (decl: string, pass: number) =>
     Array.from({ length: NK }, (_, i) => `${decl}q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, (rb - ${(pass * SR) / 16}u) * ${16 * KST}u + qd * ${QW}u + ${2 * i}u, ${KST}u);`).join('\n  ');
@@ -256,7 +264,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
   ${qDecl}
   // Q rows (nope | pe) -> f16 words, then each subgroup's quarter as left matrices; at most
-  // STAGE_ROWS rows a pass (a row block's subgroups load theirs in its pass).
+  // qStageRows rows a pass (a row block's subgroups load theirs in its pass).
   ${qStage}
   ${Array.from({ length: 8 }, (_, i) => `var o_${i} = ${result}();`).join('\n  ')}
   var m = NEG_BIG;   // this lane's row's reference max
