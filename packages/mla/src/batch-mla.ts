@@ -369,6 +369,10 @@ export class BatchMLAPagedAttentionWrapper {
   }
 
   private f32KernelFor(args: BatchMLAPlanArgs, d: { qDtype: FloatDType; kvDtype: FloatDType; oDtype: FloatDType }): CompiledKernel {
+    const limit = this.ctx.limits.maxComputeWorkgroupStorageSize;
+    if (mlaSmemBytes(512) > limit) {
+      throw new UnsupportedFeatureError(`the MLA kernels need ${mlaSmemBytes(512)} bytes of workgroup memory; the device has ${limit}`, 'ctx');
+    }
     const config: MlaShaderConfig = {
       headDimCkv: args.headDimCkv,
       headDimKpe: args.headDimKpe,
@@ -377,7 +381,7 @@ export class BatchMLAPagedAttentionWrapper {
       oDtype: d.oDtype,
       causal: args.causal,
       nativeF16: this.ctx.hasF16,
-      vStageVec4: mlaSmemBytes(1024) <= this.ctx.limits.maxComputeWorkgroupStorageSize ? 1024 : 512,
+      vStageVec4: mlaSmemBytes(1024) <= limit ? 1024 : 512,
       ...(args.debugSkip ? { debugSkip: args.debugSkip } : {}),
     };
     return getKernel(this.ctx, { id: 'mla/simt', config, wgsl: mlaSimtWgsl, bindings: MLA_BINDINGS });

@@ -133,7 +133,7 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
 });
 
 describe('BatchMLAPagedAttentionWrapper errors', () => {
-  it('names the argument at fault before any GPU work', () => {
+  it('names the argument at fault before any GPU work', async () => {
     const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
     const base = { qoIndptr: [0, 1], kvIndptr: [0, 2], kvIndices: [0, 1], kvLenArr: [20], numHeads: 16, headDimCkv: 512, headDimKpe: 64, pageSize: 16, causal: false, smScale: 0.1 };
     expect(() => w.plan({ ...base, smScale: undefined as unknown as number })).toThrow(/smScale: is required/);
@@ -150,6 +150,20 @@ describe('BatchMLAPagedAttentionWrapper errors', () => {
       expect(() => w.plan({ ...base, useTensorCores: true })).toThrow(/useTensorCores: the tensor-core path is unavailable: the device offers no subgroup matrices/);
     }
     expect(() => w.run(ctx.zeros([1, 16, 512], 'f16'), undefined, ctx.zeros([2, 16, 512], 'f16'), undefined)).toThrow(PlanMismatchError);
+    w.destroy();
+    // WebGPU's default 16 KB of workgroup memory: a typed error at plan(), not a failed pipeline.
+    const small = await createContext({ limits: { maxComputeWorkgroupStorageSize: 16384 } });
+    try {
+      const ws = small.empty([1 << 20], 'u8');
+      expect(() => new BatchMLAPagedAttentionWrapper(small, ws).plan({ ...base, useTensorCores: false })).toThrow(/ctx: the MLA kernels need \d+ bytes of workgroup memory; the device has 16384/);
+    } finally {
+      small.dispose();
+    }
+  });
+
+  it('checks run() against the plan', () => {
+    const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
+    const base = { qoIndptr: [0, 1], kvIndptr: [0, 2], kvIndices: [0, 1], kvLenArr: [20], numHeads: 16, headDimCkv: 512, headDimKpe: 64, pageSize: 16, causal: false, smScale: 0.1 };
     w.plan(base);
     const qn = ctx.zeros([1, 16, 512], 'f16');
     const qp = ctx.zeros([1, 16, 64], 'f16');
