@@ -92,7 +92,9 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
-    return [4, 8].flatMap((n) => [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true)].map((k) => ({ ...k, subgroups: n, name: `${k.name} ${n} subgroups` })));
+    // (8 subgroups take 16-key tiles where 32-key ones don't fit: D 256 at 48 KB, D 128 at 32 KB.)
+    const shapes = [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true), c('single', 1, 4096, 4096, true, 32, 256), c('single', 1, 1024, 1024, true, 32, 256)];
+    return [4, 8].flatMap((n) => shapes.map((k) => ({ ...k, subgroups: n, name: `${k.name} ${n} subgroups` })));
   }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
 }
