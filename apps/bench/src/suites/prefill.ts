@@ -15,6 +15,8 @@ interface PrefillCase {
   /** KV heads (default `heads`). */
   kvHeads?: number;
   headDim: number;
+  /** V head dim when it differs from headDim (DeepSeek's 192/128; single prefill only). */
+  headDimVo?: number;
   /** true: tensor cores, false: f32 path. */
   tc: boolean;
   /** Tensor-core subgroups per workgroup (16 rows each). */
@@ -93,7 +95,8 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.
     // (8 subgroups take 16-key tiles where 32-key ones don't fit: D 256 at 48 KB, D 128 at 32 KB.)
-    const shapes = [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true), c('single', 1, 4096, 4096, true, 32, 256), c('single', 1, 1024, 1024, true, 32, 256)];
+    const deepseek = { ...c('single', 1, 4096, 4096, true, 32, 192), headDimVo: 128, name: 'single causal qo=4096 kv=4096 H=32 D=192/128 f16 tensor-core' };
+    const shapes = [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true), c('single', 1, 4096, 4096, true, 32, 256), c('single', 1, 1024, 1024, true, 32, 256), deepseek];
     return [4, 8].flatMap((n) => shapes.map((k) => ({ ...k, subgroups: n, name: `${k.name} ${n} subgroups` })));
   }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
@@ -139,18 +142,20 @@ export async function runPrefillSuite(ctx: GpuContext, opts: SuiteOptions): Prom
 
 async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Promise<CaseResult> {
   const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const DV = k.headDimVo ?? D;
+  if (DV !== D && k.kind !== 'single') throw new Error('headDimVo: single prefill only');
   const Hk = k.kvHeads ?? H;
   const seeds = { q: 21, k: 22, v: 23 };
   const page = 16;
   const rows = B * qoLen;
   const q = ctx.empty([rows, H, D], 'f16', 'bench/q');
   gpuFill(ctx, q, seeds.q);
-  const out = ctx.empty([rows, H, D], 'f16', 'bench/o');
+  const out = ctx.empty([rows, H, DV], 'f16', 'bench/o');
   const lse = ctx.empty([rows, H], 'f32', 'bench/lse');
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}), ...(k.simtTuning ? { debugSimtTuning: k.simtTuning } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, headDimVo: DV, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}), ...(k.simtTuning ? { debugSimtTuning: k.simtTuning } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];
@@ -164,7 +169,8 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
       const w = new BatchPrefillWithRaggedKVCacheWrapper(ctx, workspace);
       await ctx.checkErrors(() => w.plan({ ...plan, kvIndptr: [0, kvLen] }));
       const kk = kv.select(0, 0);
-      const vv = kv.select(0, 1);
+      // V: the first DV dims of each row of the second half (rows keep their D stride).
+      const vv = DV === D ? kv.select(0, 1) : kv.select(0, 1).slice(2, 0, DV);
       encodeRun = (enc) => w.run(q, kk, vv, { out, lse, encoder: enc });
       kvRow = (_b, j) => [j * Hk * D, (kvLen + j) * Hk * D];
       kvTensor = kv;
@@ -205,8 +211,8 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
     });
     const timing = await timeGpu(ctx, encodeRun, { warmup: opts.quick ? 1 : 5, warmupMs: opts.quick ? 0 : WARMUP_MS, iterations: opts.quick ? 3 : 20 });
     const ms = median(timing.samples);
-    const flops = 4 * B * causalPairs(qoLen, kvLen) * H * D;
-    const bytes = 2 * (2 * rows * H * D + 2 * B * kvLen * Hk * D);
+    const flops = 2 * B * causalPairs(qoLen, kvLen) * H * (D + DV);
+    const bytes = 2 * (rows * H * (D + DV) + B * kvLen * Hk * (D + DV));
     let verified: string | undefined;
     // Cases with phases left out compute wrong results by design.
     if (opts.verify && !k.skip?.length && !k.simtSkip?.length) {
@@ -249,6 +255,7 @@ function verifyRows(
   _kv: Tensor,
 ): string | undefined {
   const { batch: B, qoLen, kvLen, heads: H, headDim: D } = k;
+  const DV = k.headDimVo ?? D;
   const Hk = k.kvHeads ?? H;
   const b = B - 1;
   for (const i of [0, qoLen >> 1, qoLen - 1]) {
@@ -256,16 +263,15 @@ function verifyRows(
     const visible = kvLen - qoLen + i + 1; // causal, bottom-right
     const q = Float64Array.from({ length: H * D }, (_, e) => fillValue(seeds.q, row * H * D + e, 'f16'));
     const kk = new Float64Array(visible * Hk * D);
-    const vv = new Float64Array(visible * Hk * D);
+    const vv = new Float64Array(visible * Hk * DV);
     for (let j = 0; j < visible; j++) {
       const [kb, vb] = kvRow(b, j);
-      for (let e = 0; e < Hk * D; e++) {
-        kk[j * Hk * D + e] = fillValue(seeds.k, kb + e, 'f16');
-        vv[j * Hk * D + e] = fillValue(seeds.k, vb + e, 'f16');
-      }
+      for (let e = 0; e < Hk * D; e++) kk[j * Hk * D + e] = fillValue(seeds.k, kb + e, 'f16');
+      // V rows keep K's stride D; their first DV dims are the values.
+      for (let h = 0; h < Hk; h++) for (let e = 0; e < DV; e++) vv[(j * Hk + h) * DV + e] = fillValue(seeds.k, vb + h * D + e, 'f16');
     }
-    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen: visible, numQoHeads: H, numKvHeads: Hk, headDimQk: D });
-    const ro = compareClose(o.subarray(row * H * D, (row + 1) * H * D), want.o, { rtol: 2e-3, atol: 2e-3 });
+    const want = attentionRef({ q, k: kk, v: vv, qoLen: 1, kvLen: visible, numQoHeads: H, numKvHeads: Hk, headDimQk: D, headDimVo: DV });
+    const ro = compareClose(o.subarray(row * H * DV, (row + 1) * H * DV), want.o, { rtol: 2e-3, atol: 2e-3 });
     const rl = compareClose(lse.subarray(row * H, (row + 1) * H), want.lse, { rtol: 1e-3, atol: 1e-3 });
     if (!ro.ok || !rl.ok) return `FAILED row ${row}: o ${JSON.stringify(ro.first)} (max ${ro.maxAbsError.toExponential(2)}) lse ${JSON.stringify(rl.first)}`;
   }
