@@ -169,6 +169,7 @@ abstract class PrefillWrapperBase {
       targetWorkgroups: opts.targetWorkgroups,
       tile: opts.debugTile,
       tensorCoreSubgroups: opts.debugTensorCoreSubgroups,
+      tensorCoreKeys: opts.debugTensorCoreKeys,
       tensorCoreSkip: opts.debugTensorCoreSkip,
       simtSkip: opts.debugSimtSkip,
       simtTuning: { loadMode: opts.debugSimtLoadMode, ...opts.debugSimtTuning },

@@ -60,6 +60,8 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
   skip?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup. */
   tensorCoreSubgroups?: number;
+  /** Bench only: keys per tensor-core K/V tile (default 32, else 16 where 32 doesn't fit). */
+  tensorCoreKeys?: 16 | 32;
   /** Bench profiling only: tensor-core phases left out. */
   tensorCoreSkip?: TensorCorePrefillConfig['debugSkip'];
   /** Bench profiling only: f32-kernel phases left out. */
@@ -171,7 +173,7 @@ export class PrefillEngine {
     // tensor-core workgroup (shape only, so graph-mode re-plans keep their kernel).
     const bigTiles = Math.ceil((a.qoIndptr[a.qoIndptr.length - 1] * group) / 128) * a.numKvHeads;
     const subgroups = a.tensorCoreSubgroups ?? (bigTiles >= (a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS) ? [8, 4] : [4]);
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtTuning);
+    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtTuning, a.tensorCoreKeys);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -249,14 +251,14 @@ export class PrefillEngine {
    * wherever the device has it and the config fits (`useTensorCores` unset), else the f32 kernel.
    * `useTensorCores: true` never falls back: it is an error where the tensor-core kernel can't run.
    */
-  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtTuning: SimtTuning = {}) {
+  private chooseKernel(o: PrefillKernelOptions, useTensorCores: boolean | undefined, forceTile: [number, number, ('none' | 'kv' | 'all' | 'k')?] | undefined, subgroups: number | number[], skip?: TensorCorePrefillConfig['debugSkip'], simtSkip?: SimtPrefillConfig['debugSkip'], simtTuning: SimtTuning = {}, tensorCoreKeys?: 16 | 32) {
     const ctx = this.ctx;
     const limit = ctx.limits.maxComputeWorkgroupStorageSize;
     if (useTensorCores !== false && !forceTile) {
       // The first subgroup count (16 rows each) whose tiles fit the device's workgroup memory, with
       // 32-key tiles or else 16 (which let 8 subgroups fit 32 KB).
       let why = tensorCoreSupport(ctx, o);
-      const shapes = (why === undefined ? [subgroups].flat() : []).flatMap((n) => [32, 16].map((keys) => [n, keys] as const));
+      const shapes = (why === undefined ? [subgroups].flat() : []).flatMap((n) => (tensorCoreKeys ? [tensorCoreKeys] : [32, 16]).map((keys) => [n, keys] as const));
       for (const [n, keys] of shapes) {
         const config: TensorCorePrefillConfig = { ...o, subgroupSize: ctx.subgroupMinSize, subgroups: n, ...(keys === 16 ? { keysPerTile: 16 as const } : {}), ...(skip?.length ? { debugSkip: skip } : {}) };
         const L = tensorCoreLayout(config);

@@ -65,6 +65,8 @@ export interface PrefillPlanOptions {
   skipRequests?: Uint8Array;
   /** Bench only: subgroups (16 query rows each) per tensor-core workgroup (default 4). */
   debugTensorCoreSubgroups?: number;
+  /** Bench only: keys per tensor-core K/V tile (16 or 32; default 32, else 16 where 32 doesn't fit). */
+  debugTensorCoreKeys?: 16 | 32;
   /** Bench profiling only: tensor-core phases left out (results are wrong). */
   debugTensorCoreSkip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
   /** Bench profiling only: f32-kernel phases left out (results are wrong). */

@@ -21,6 +21,8 @@ interface PrefillCase {
   tc: boolean;
   /** Tensor-core subgroups per workgroup (16 rows each). */
   subgroups?: number;
+  /** Keys per tensor-core K/V tile. */
+  tcKeys?: 16 | 32;
   /** Tensor-core phases left out (profiling; not verified). */
   skip?: ('load' | 'store' | 'qk' | 'softmax' | 'pv')[];
   /** f32-kernel phases left out (profiling; not verified). */
@@ -97,6 +99,17 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     // (8 subgroups take 16-key tiles where 32-key ones don't fit: D 256 at 48 KB, D 128 at 32 KB.)
     const deepseek = { ...c('single', 1, 4096, 4096, true, 32, 192), headDimVo: 128, name: 'single causal qo=4096 kv=4096 H=32 D=192/128 f16 tensor-core' };
     const shapes = [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true), c('single', 1, 1024, 1024, true), c('single', 1, 4096, 4096, true, 32, 256), c('single', 1, 1024, 1024, true, 32, 256), deepseek];
+    if (process.env.WEBINFER_BENCH_TC_SUBGROUPS === 'keys') {
+      // 8 subgroups with 16-key tiles, and 16 subgroups (256 rows), where 32-key tiles also fit.
+      const d128 = [c('single', 1, 4096, 4096, true), c('paged', 8, 2048, 2048, true)];
+      return [
+        ...d128.map((k) => ({ ...k, subgroups: 8, tcKeys: 16 as const, name: `${k.name} 8 subgroups, 16 keys` })),
+        ...d128.map((k) => ({ ...k, subgroups: 16, name: `${k.name} 16 subgroups` })),
+        ...d128.map((k) => ({ ...k, name: `${k.name} default` })),
+        { ...c('single', 1, 4096, 4096, true, 32, 64), subgroups: 16, name: 'single causal qo=4096 kv=4096 H=32 D=64 f16 tensor-core 16 subgroups' },
+        { ...c('single', 1, 4096, 4096, true, 32, 64), name: 'single causal qo=4096 kv=4096 H=32 D=64 f16 tensor-core default' },
+      ];
+    }
     return [4, 8].flatMap((n) => shapes.map((k) => ({ ...k, subgroups: n, name: `${k.name} ${n} subgroups` })));
   }
   return [...both('single', 1, 4096, 4096), ...both('paged', 8, 2048, 2048), ...both('single', 1, 128, 4096), ...both('single', 1, 1024, 1024)];
@@ -155,7 +168,7 @@ async function runCase(ctx: GpuContext, k: PrefillCase, opts: SuiteOptions): Pro
   const workspace = ctx.empty([256 << 20], 'u8', 'bench/ws');
   const tensors: Tensor[] = [q, out, lse, workspace];
   const qoIndptr = Int32Array.from({ length: B + 1 }, (_, b) => b * qoLen);
-  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, headDimVo: DV, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}), ...(k.simtTuning ? { debugSimtTuning: k.simtTuning } : {}) };
+  const plan = { qoIndptr, numQoHeads: H, numKvHeads: Hk, headDimQk: D, headDimVo: DV, causal: true, useTensorCores: k.tc, ...(k.subgroups ? { debugTensorCoreSubgroups: k.subgroups } : {}), ...(k.tcKeys ? { debugTensorCoreKeys: k.tcKeys } : {}), ...(k.skip?.length ? { debugTensorCoreSkip: k.skip } : {}), ...(k.simtSkip?.length ? { debugSimtSkip: k.simtSkip } : {}), ...(k.simtLoadMode ? { debugSimtLoadMode: k.simtLoadMode } : {}), ...(k.tile ? { debugTile: k.tile } : {}), ...(k.simtTuning ? { debugSimtTuning: k.simtTuning } : {}) };
   let encodeRun: (enc: GPUCommandEncoder) => void;
   // Token j of request b: where its K and V rows start (elements), for --verify.
   let kvRow: (b: number, j: number) => [number, number];
