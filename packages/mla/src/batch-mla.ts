@@ -102,7 +102,7 @@ export interface BatchMLAPlanArgs {
    */
   useTensorCores?: boolean;
   /** Bench only: tensor-core kernel variants. */
-  debugTensorCore?: { rowBlocks?: 1 | 2 | 4; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
+  debugTensorCore?: { rowBlocks?: 1 | 2 | 4; qStageRows?: 16 | 32; prefetch?: boolean; skip?: ('load' | 'qk' | 'softmax' | 'pv')[] };
   /** Bench only: drop a kernel phase of the f32 kernel to time the rest (results are wrong). */
   debugSkip?: MlaShaderConfig['debugSkip'];
   /**

@@ -27,6 +27,8 @@ interface Case {
   lseBaseE?: boolean;
   /** false: the f32 kernel even where the tensor-core one would run. */
   useTensorCores?: boolean;
+  /** Tensor-core kernel shape (runs only where the device has subgroup matrices: GPU hosts). */
+  tensorCore?: { rowBlocks?: 1 | 2 | 4; qStageRows?: 16 | 32 };
 }
 
 // The spec's MLA grid in miniature: batch 1/3/7, kv 0/17/33/96/97, qo 1..17, causal both ways,
@@ -43,6 +45,10 @@ const cases: Case[] = [
   // Same shapes as the first case (one compile on lavapipe); on tensor-core devices it keeps the f32 kernel tested.
   { name: 'decode B=3, f32 kernel forced (useTensorCores: false)', qoLens: [1, 1, 1], kvLens: [17, 33, 96], numHeads: 16, pageSize: 16, causal: false, useTensorCores: false },
   { name: 'fp8 e4m3 KV, f16 q', qoLens: [1, 2], kvLens: [50, 97], numHeads: 16, pageSize: 16, causal: true, kvDtype: 'fp8_e4m3' },
+  // Tensor-core shapes other than the default (device-test bundles): 64 rows a workgroup, and Q
+  // staged 16 rows a pass (what 32 KB devices take).
+  { name: 'tensor cores, 64 rows a workgroup', qoLens: [1, 3, 1], kvLens: [97, 40, 17], numHeads: 128, pageSize: 16, causal: true, tensorCore: { rowBlocks: 4 } },
+  { name: 'tensor cores, Q staged 16 rows a pass', qoLens: [1, 3, 1], kvLens: [97, 40, 17], numHeads: 64, pageSize: 16, causal: true, tensorCore: { qStageRows: 16 } },
 ];
 
 function exact(r: () => number, n: number, dtype: 'f16' | 'bf16' | 'f32' | 'fp8_e4m3', scale = 1): Float32Array {
@@ -51,6 +57,7 @@ function exact(r: () => number, n: number, dtype: 'f16' | 'bf16' | 'f32' | 'fp8_
 
 describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
   it.each(cases)('$name', async (c) => {
+    if (c.tensorCore && !ctx.features.has('chromium-experimental-subgroup-matrix')) return;
     const seed = testSeed();
     const r = rng(seed);
     const dtype = c.dtype ?? 'f16';
@@ -87,7 +94,7 @@ describe('BatchMLAPagedAttentionWrapper vs the float64 reference', () => {
     }
     const smScale = 1 / Math.sqrt(128 + 64);
     const w = new BatchMLAPagedAttentionWrapper(ctx, workspace);
-    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: kvDtype, fixedSplitSize: c.fixedSplitSize, useTensorCores: c.useTensorCores });
+    w.plan({ qoIndptr, kvIndptr, kvIndices, kvLenArr: c.kvLens, numHeads: H, headDimCkv: DC, headDimKpe: DP, pageSize: page, causal: c.causal, smScale, qDataType: dtype, kvDataType: kvDtype, fixedSplitSize: c.fixedSplitSize, useTensorCores: c.useTensorCores, ...(c.tensorCore ? { useTensorCores: true, debugTensorCore: c.tensorCore } : {}) });
     if (c.fixedSplitSize) expect(w.planInfo!.numSlots).toBeGreaterThan(0);
     const out = ctx.full([T, H, DC], dtype, Number.NaN);
     const lse = ctx.full([T, H], 'f32', Number.NaN);

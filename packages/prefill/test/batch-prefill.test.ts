@@ -34,6 +34,8 @@ interface PagedCase {
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
   simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
+  /** The tensor-core kernel with this shape (runs only where the device has subgroup matrices). */
+  tensorCore?: { subgroups: number; keys: 16 | 32 };
   /** The f32 kernel with this tile [rows, keys, wide]. */
   tile?: [number, number, ('none' | 'kv' | 'all' | 'k')?];
 }
@@ -65,10 +67,14 @@ const pagedCases: PagedCase[] = [
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
   // Q/K rows swizzled instead of padded (what lavapipe's 32 KB takes for D 128 anyway) with RoPE
   { qoLens: [20, 9], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', simt: { pInRegisters: true, swizzle: true }, tile: [32, 32, 'k'] },
+  // 8 tensor-core subgroups with 16-key tiles (what 32 KB devices and D 256 take), forced; GPU hosts only
+  { qoLens: [70, 3, 41], kvLens: [90, 3, 200], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, tensorCore: { subgroups: 8, keys: 16 } },
+  { qoLens: [37, 17], kvLens: [54, 97], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', tensorCore: { subgroups: 8, keys: 16 } },
 ];
 
 describe('BatchPrefillWithPagedKVCacheWrapper', () => {
-  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups load $simtLoadMode simt $simt', async (c) => {
+  it.each(pagedCases)('qo $qoLens kv $kvLens page $page Hq $hq Hkv $hkv D $d $layout $form causal $causal $pos w$windowLeft mask $mask $kvDtype split $fixedSplitSize wg $targetWorkgroups load $simtLoadMode simt $simt tc $tensorCore', async (c) => {
+    if (c.tensorCore && !ctx.features.has('chromium-experimental-subgroup-matrix')) return;
     const seed = testSeed();
     const r = rng(seed);
     const kvDtype = c.kvDtype ?? 'f16';
@@ -116,9 +122,14 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
       ...(c.simtLoadMode ? { useTensorCores: false, debugSimtLoadMode: c.simtLoadMode } : {}),
       ...(c.simt ? { useTensorCores: false, debugSimtTuning: c.simt } : {}),
       ...(c.tile ? { useTensorCores: false, debugTile: c.tile } : {}),
+      ...(c.tensorCore ? { useTensorCores: true, debugTensorCoreSubgroups: c.tensorCore.subgroups, debugTensorCoreKeys: c.tensorCore.keys } : {}),
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);
+    if (c.tensorCore) {
+      expect(wrapper.planInfo!.path).toBe('tensor-core');
+      expect(wrapper.planInfo!.tile).toEqual([16 * c.tensorCore.subgroups, c.tensorCore.keys]);
+    }
     const out = ctx.full([rows, c.hq, c.d], c.oDtype ?? 'f16', Number.NaN);
     const lsePoisoned = ctx.full([rows, c.hq], 'f32', Number.NaN);
     const [o, lse] = await ctx.checkErrors(() =>

@@ -18,6 +18,7 @@ import {
   wgslEnables,
   wgslLoadVec4,
   wgslPackHelpers,
+  wgslShuffleReduce,
 } from '@webinfer/core-buffers';
 import {
   keepFnWgsl,
@@ -232,8 +233,8 @@ export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   }
   for (let i = 0; i < RS; i++) for (let j = 0; j < CS; j++) sDecl.push(`var s${i}_${j} = 0.0;`);
   const sStore: string[] = [];
-  const shfl = (v: string, op: 'max' | '+') =>
-    [1, 2, 4].filter((m) => m < CG).map((m) => (op === 'max' ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `${v} += subgroupShuffleXor(${v}, ${m}u);`)).join(' ');
+  // A row's CG lanes combine their max and sum (core-buffers' xor butterfly).
+  const shfl = (v: string, op: 'max' | '+') => wgslShuffleReduce(v, op, CG);
   for (let i = 0; i < RS; i++) {
     sStore.push(`{
       let r = rs + ${i * RG}u;
