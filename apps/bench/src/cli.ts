@@ -18,6 +18,7 @@ import { runGraphSuite } from './suites/graph';
 import { profileMla, runMlaSuite, runXqaSuite } from './suites/mla-xqa';
 import { runPlanCpuSuite } from './suites/plan-cpu';
 import { profilePrefill, runPrefillSuite } from './suites/prefill';
+import { probeGemm } from './suites/probe-gemm';
 import { probeSubgroupMatrix } from './suites/probe-subgroup-matrix';
 import type { CaseResult, SuiteOptions } from './types';
 
@@ -63,6 +64,7 @@ const SUITES: Record<string, (ctx: Awaited<ReturnType<typeof createContext>>, o:
   xqa: runXqaSuite,
   'profile-decode': profileDecode,
   'probe-subgroup-matrix': probeSubgroupMatrix,
+  'probe-gemm': probeGemm,
   'plan-cpu': runPlanCpuSuite,
 };
 

@@ -20,6 +20,12 @@ export interface SplitKVPlanInput {
   fixedSplitSize?: number;
   /** FlashInfer's disable_split_kv. */
   disableSplitKv?: boolean;
+  /**
+   * Even out the automatic chunks: as many as the longest row needs at the target's size, each of
+   * the size that splits that row evenly (default true). false keeps the target's size, whose last
+   * chunk may be a sliver (graph-mode capacities are bounded with that size).
+   */
+  balance?: boolean;
 }
 
 export interface SplitKVPlan {
@@ -57,6 +63,12 @@ export function planSplitKV(input: SplitKVPlanInput): SplitKVPlan {
     const wanted = Math.ceil((total * input.workgroupsPerChunk) / input.targetWorkgroups);
     chunkSize = Math.max(minChunk, roundUp(wanted, input.tile));
     if (chunkSize >= longest) chunkSize = 0;
+    else if (input.balance !== false) {
+      // 4096 tokens at a target of 3984 would be 3984 + 112: the workgroups of the first chunk
+      // then do 35x the work of the second's, and they set the time (H100, B=64 fp8 decode).
+      const n = Math.ceil(longest / chunkSize);
+      chunkSize = Math.max(minChunk, roundUp(Math.ceil(longest / n), input.tile));
+    }
   }
   // Two passes into typed arrays (plan runs every step: no growing arrays, no Int32Array.from).
   const chunksOf = (r: number) => {

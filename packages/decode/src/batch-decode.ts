@@ -35,6 +35,7 @@ import {
   noteCapture,
   parseKVLayout,
   planSplitKV,
+  type SplitKVPlan,
   resolvePagedKVCache,
   validatePagedKVIndices,
   type PagedKVCacheInput,
@@ -67,6 +68,8 @@ import {
 const WORKGROUP_SIZE = 128;
 /** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, requests are split. */
 export const DEFAULT_TARGET_WORKGROUPS = 528;
+/** Chunks at least this long may go to twice the target (see plan). */
+const LONG_CHUNK = 1536;
 
 export interface BatchDecodeWrapperOptions {
   kvLayout?: KVLayout;
@@ -472,18 +475,29 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // The tensor-core kernel's workgroups are one subgroup each: 4x as many fill the device
     // (H100: B=64, kv 4096 took 0.656 ms at 2112 against 0.851 at 528, BENCHMARKS.md).
     const targetWorkgroups = args.targetWorkgroups ?? (tensorCore ? 4 * DEFAULT_TARGET_WORKGROUPS : DEFAULT_TARGET_WORKGROUPS);
-    const split = ds
-      ? deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv)
-      : planSplitKV({
-          rowStart,
-          rowEnd,
-          workgroupsPerChunk: args.numKvHeads * headGroups,
-          targetWorkgroups,
-          tile,
-          fixedSplitSize: args.fixedSplitSize,
-          disableSplitKv: args.disableSplitKv,
-        });
-
+    const splitAt = (target: number) =>
+      planSplitKV({
+        rowStart,
+        rowEnd,
+        workgroupsPerChunk: args.numKvHeads * headGroups,
+        targetWorkgroups: target,
+        tile,
+        fixedSplitSize: args.fixedSplitSize,
+        disableSplitKv: args.disableSplitKv,
+        // graph mode's padded capacity assumes the target's chunk size
+        balance: !this.graph,
+      });
+    let split: SplitKVPlan;
+    if (ds) split = deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv);
+    else if (this.graph || tensorCore || args.targetWorkgroups !== undefined) split = splitAt(targetWorkgroups);
+    else {
+      // Twice the target where chunks stay long (H100, balanced chunks: B=8 kv 32768 GQA 4 f16
+      // 0.477 -> 0.385 ms, fp8 0.419 -> 0.330); shorter chunks cost more in fixed per-workgroup
+      // work than the extra workgroups win (B=16 kv 4096: 0.106 -> 0.117 ms at 512-token chunks;
+      // single decode kv 32768: 0.193 -> 0.200 at 1024).
+      split = splitAt(2 * targetWorkgroups);
+      if (split.chunkSize > 0 && split.chunkSize < LONG_CHUNK) split = splitAt(targetWorkgroups);
+    }
     // Graph mode pads the schedule to a capacity that depends only on the shape: the automatic
     // split makes at most rows + target / (workgroups per chunk) chunks (each row adds at most one
     // partial chunk to total / chunkSize), and the same bound sizes the partial states.

@@ -309,6 +309,22 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
       ]
     : process.env.WEBINFER_BENCH_DECODE_TC
     ? [...tc(f16), ...tc(c('batch', 128, 2048, 64, 8, 16)), ...tc(c('batch', 8, 32768, 32, 8, 16))]
+    : process.env.WEBINFER_BENCH_FP8_SPLIT
+    ? // Session 9: the default split (twice the target where chunks stay >= 1024 tokens, balanced
+      // chunks) against the target alone, per KV dtype and shape.
+      [
+        c('batch', 64, 4096, 32, 8, 16),
+        fp8,
+        e5m2,
+        c('batch', 8, 32768, 32, 8, 16, 'fp8_e4m3'),
+        c('batch', 16, 4096, 32, 8, 16, 'fp8_e4m3'),
+        c('batch', 128, 2048, 64, 8, 16, 'fp8_e4m3'),
+        c('batch', 256, 512, 32, 8, 16, 'fp8_e4m3'),
+        c('batch', 128, 2048, 32, 8, 16, 'fp8_e4m3'),
+        c('batch', 16, 4096, 32, 8, 16),
+        c('batch', 8, 32768, 32, 8, 16),
+        single,
+      ].flatMap((k) => [[k, 'default', {}] as [DecodeCase, string, Record<string, unknown>], ...[528, 1056].map((t): [DecodeCase, string, Record<string, unknown>] => [k, `split target ${t}`, { targetWorkgroups: t }])])
     : process.env.WEBINFER_BENCH_FP8
     ? [
         [f16, 'f16 default', {}],
@@ -325,6 +341,14 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
         [e5m2, 'e5m2 default', {}],
         [e5m2, 'e5m2 lazy, U=4', { lazyRescale: true }],
         [e5m2, 'e5m2 lazy, U=8', { lazyRescale: true, tokensPerStep: 8 }],
+        // Session 9: more (split) workgroups than the default 528, and GQA 8 (xqa's shape) likewise.
+        [fp8, 'split target 1056', { targetWorkgroups: 1056 }],
+        [fp8, 'split target 2112', { targetWorkgroups: 2112 }],
+        [fp8, 'workgroups of 64, split target 2112', { workgroupSize: 64, targetWorkgroups: 2112 }],
+        [gqa8, 'GQA 8 default', {}],
+        [gqa8, 'GQA 8 split target 4096', { targetWorkgroups: 4096 }],
+        [gqa8, 'GQA 8 workgroups of 64', { workgroupSize: 64 }],
+        [gqa8, 'GQA 8 workgroups of 256', { workgroupSize: 256 }],
       ]
     : [
     [single, 'wrapper, auto split', {}],

@@ -76,22 +76,26 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
     const base = c('single', 1, 4096, 4096, false);
     const v = (name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...k, simtTuning, name: `${k.name} ${name}` });
     const paged = c('paged', 8, 2048, 2048, false);
-    // Session 8: tiles a 32 KB device takes (swizzled Q/K rows make 64 x 32 fit), f32 K and V in
-    // 48 KB, and D 256 (32 x 32 swizzled) against session 7's default.
-    const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning']): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning), tile });
-    const regs = { pInRegisters: true };
+    // Session 9: 64-key tiles (64 x 64 with swizzled f16 Q/K/V fills 48 KB at D 128): half the
+    // per-tile softmax, barriers and load issue per key, more registers for S and P.
+    const t = (tile: PrefillCase['tile'], name: string, simtTuning: PrefillCase['simtTuning'], k = base): PrefillCase => ({ ...v(`tile ${tile!.join('x')} ${name}`, simtTuning, k), tile });
     const swz = { pInRegisters: true, swizzle: true };
-    const old = { pInRegisters: false, lateFetch: false };
-    const d256 = c('single', 1, 2048, 2048, false, 32, 256);
+    const t64: PrefillCase['tile'] = [64, 64, 'none'];
+    const d64 = c('single', 1, 4096, 4096, false, 32, 64);
     return [
       v('default', {}),
-      t([64, 32, 'none'], '32 KB device: swizzled', swz),
-      t([32, 32, 'k'], 'swizzled', swz),
-      t([64, 16, 'none'], '32 KB device before (P in registers)', regs),
-      t([64, 32, 'kv'], 'K/V f32 swizzled', swz),
-      v('default', {}, d256),
-      v('session 7 default', old, d256),
+      t(t64, 'swizzled', swz),
+      t(t64, 'swizzled qk x2', { ...swz, qkUnroll: 2 }),
+      t(t64, 'swizzled qk x1', { ...swz, qkUnroll: 1 }),
+      t(t64, 'swizzled pv x16', { ...swz, pvUnroll: 16 }),
+      t(t64, 'swizzled early fetch', { ...swz, lateFetch: false }),
+      { ...t(t64, 'swizzled batch loads', swz), simtLoadMode: 'batch' },
+      { ...t(t64, 'swizzled batch loads qk x2', { ...swz, qkUnroll: 2 }), simtLoadMode: 'batch' },
+      v('default', {}, d64),
+      t([64, 64, 'k'], 'padded', { pInRegisters: true, swizzle: false }, d64),
+      t([64, 64, 'k'], 'padded qk x2', { pInRegisters: true, swizzle: false, qkUnroll: 2 }, d64),
       v('default', {}, paged),
+      t(t64, 'swizzled', swz, paged),
     ];
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
