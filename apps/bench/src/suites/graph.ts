@@ -4,7 +4,9 @@
  * - plain: plan() once per step, then run() per layer into one encoder, one submit;
  * - graph: the graph-mode wrapper's plan() once per step, then one Graph.replay() of all layers.
  * Reported: GPU time of the step both ways, CPU time per layer (plan share included), and for
- * the graph the replay alone. --verify compares the replayed outputs with the plain ones.
+ * the graph the replay alone. --verify compares the replayed outputs with the plain ones: equal to
+ * f16 rounding (graph mode keeps the split target's chunk sizes, which bound its padded capacity,
+ * while the plain wrapper evens its chunks out, so partial sums can round differently).
  */
 import { bindGroup, type GpuContext, getKernel, median, type Tensor, timeGpu } from '@webinfer/core-buffers';
 import { CUDAGraphBatchDecodeWithPagedKVCacheWrapper, capture, Recorder } from '@webinfer/cuda-graph';
@@ -179,14 +181,18 @@ export async function runGraphSuite(ctx: GpuContext, opts: SuiteOptions): Promis
     const tIndirect = await timeGpu(ctx, (enc) => graphIndirect.replay(enc), timing);
     let verified: string | undefined;
     if (opts.verify) {
-      let worst = 'ok (replayed outputs = plain wrapper outputs, every layer)';
+      let worst = 'ok (replayed outputs = plain wrapper outputs to f16 rounding, every layer)';
+      let exact = 0;
       for (let l = 0; l < layers; l++) {
         const want = await outPlain[l].toArray();
         for (const g of [graph, graphIndirect]) {
-          const rep = compareClose(await g.outputs[l].toArray(), want, { rtol: 0, atol: 0 });
+          const got = await g.outputs[l].toArray();
+          if (compareClose(got, want, { rtol: 0, atol: 0 }).ok) exact++;
+          const rep = compareClose(got, want, { rtol: 2e-3, atol: 1e-5 });
           if (!rep.ok) worst = `FAILED layer ${l}: ${JSON.stringify(rep.first)}`;
         }
       }
+      worst += `; bit-identical in ${exact} of ${2 * layers} layer outputs`;
       verified = worst;
     }
     const bytes = layers * (batch * kvLen * hkv * d * 2 * 2 + 2 * batch * hq * d * 2);

@@ -91,45 +91,49 @@ interface HgemmConfig {
   n: number;
   /** k per staged tile (32 or 64). */
   bk: number;
-  /** Subgroup grid over the 128 x 128 tile (rows x columns); each subgroup owns mi x nj 16 x 16 blocks. */
+  /** Block tile rows and columns. */
+  bm: number;
+  bn: number;
+  /** Subgroup grid over the block tile (rows x columns); each subgroup owns mi x nj 16 x 16 blocks. */
   sgm: number;
   sgn: number;
 }
 
-/** f16 subgroup-matrix GEMM (f32 result), square n, subgroups of 32 lanes, 128 x 128 tiles. */
+/** f16 subgroup-matrix GEMM (f32 result), square n, subgroups of 32 lanes, bm x bn block tiles. */
 function hgemmWgsl(c: HgemmConfig): string {
-  const { n, bk, sgm, sgn } = c;
+  const { n, bk, bm, bn, sgm, sgn } = c;
   const WG = sgm * sgn * 32;
-  const mi = 128 / 16 / sgm; // 16-row blocks a subgroup owns
-  const nj = 128 / 16 / sgn;
+  const mi = bm / 16 / sgm; // 16-row blocks a subgroup owns
+  const nj = bn / 16 / sgn;
   const U = n / 8; // 16-byte units (8 f16) per row of A or B
   const AS = bk / 8 + 1; // A tile row stride in units (padded)
-  const BS = 128 / 8 + 1; // B tile row stride in units (padded)
-  const aUnits = (128 * bk) / 8; // units per A tile
-  const bUnits = (bk * 128) / 8;
+  const BU = bn / 8; // units per B tile row
+  const BS = BU + 1; // B tile row stride in units (padded)
+  const aUnits = (bm * bk) / 8; // units per A tile
+  const bUnits = bk * BU;
   const per = (aUnits + bUnits) / WG;
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
   const fetch = Array.from({ length: per }, (_, i) => {
     return `{ let u = lid + ${i * WG}u;
-      if (u < ${aUnits}u) { let r = u / ${bk / 8}u; let k = u % ${bk / 8}u; r${i} = a[(by * 128u + r) * ${U}u + k0 / 8u + k]; }
-      else { let v = u - ${aUnits}u; let kr = v / 16u; let col = v % 16u; r${i} = b[(k0 + kr) * ${U}u + bx * 16u + col]; } }`;
+      if (u < ${aUnits}u) { let r = u / ${bk / 8}u; let k = u % ${bk / 8}u; r${i} = a[(by * ${bm}u + r) * ${U}u + k0 / 8u + k]; }
+      else { let v = u - ${aUnits}u; let kr = v / ${BU}u; let col = v % ${BU}u; r${i} = b[(k0 + kr) * ${U}u + bx * ${BU}u + col]; } }`;
   }).join('\n    ');
   const put = Array.from({ length: per }, (_, i) => {
     return `{ let u = lid + ${i * WG}u;
       if (u < ${aUnits}u) { let r = u / ${bk / 8}u; let k = u % ${bk / 8}u; smem[r * ${AS}u + k] = r${i}; }
-      else { let v = u - ${aUnits}u; let kr = v / 16u; let col = v % 16u; smem[${128 * AS}u + kr * ${BS}u + col] = r${i}; } }`;
+      else { let v = u - ${aUnits}u; let kr = v / ${BU}u; let col = v % ${BU}u; smem[${bm * AS}u + kr * ${BS}u + col] = r${i}; } }`;
   }).join('\n    ');
   const blocks = Array.from({ length: mi }, (_, i) => Array.from({ length: nj }, (_, j) => [i, j] as const)).flat();
   const accs = blocks.map(([i, j]) => `var acc${i}_${j} = ${result}();`).join(' ');
   const mma = Array.from({ length: bk / 16 }, (_, kk) => {
     const la = Array.from({ length: mi }, (_, i) => `let a${i} = subgroupMatrixLoad<${left}, row_major>(&smem, (sr + ${i * 16}u) * ${AS}u + ${kk * 2}u, ${AS}u);`).join(' ');
-    const lb = Array.from({ length: nj }, (_, j) => `let b${j} = subgroupMatrixLoad<${right}, row_major>(&smem, ${128 * AS}u + ${kk * 16}u * ${BS}u + sc / 8u + ${j * 2}u, ${BS}u);`).join(' ');
+    const lb = Array.from({ length: nj }, (_, j) => `let b${j} = subgroupMatrixLoad<${right}, row_major>(&smem, ${bm * AS}u + ${kk * 16}u * ${BS}u + sc / 8u + ${j * 2}u, ${BS}u);`).join(' ');
     const ops = blocks.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(' ');
     return `{ ${la} ${lb} ${ops} }`;
   }).join('\n      ');
-  const store = blocks.map(([i, j]) => `subgroupMatrixStore<row_major>(&c, (by * 128u + sr + ${i * 16}u) * ${n}u + bx * 128u + sc + ${j * 16}u, acc${i}_${j}, ${n}u);`).join('\n  ');
+  const store = blocks.map(([i, j]) => `subgroupMatrixStore<row_major>(&c, (by * ${bm}u + sr + ${i * 16}u) * ${n}u + bx * ${bn}u + sc + ${j * 16}u, acc${i}_${j}, ${n}u);`).join('\n  ');
   return `diagnostic(off, chromium.subgroup_matrix_uniformity);
 enable f16;
 enable subgroups;
@@ -137,7 +141,7 @@ enable chromium_experimental_subgroup_matrix;
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
-var<workgroup> smem: array<vec4<u32>, ${128 * AS + bk * BS}>;
+var<workgroup> smem: array<vec4<u32>, ${bm * AS + bk * BS}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let bx = wg.x;
@@ -185,20 +189,21 @@ export async function probeGemm(ctx: GpuContext, opts: SuiteOptions): Promise<Ca
     }
     return `${worst < 1e-5 ? 'ok' : 'WRONG'} (64 sampled elements, max rel err ${worst.toExponential(1)})`;
   };
-  const cases: { name: string; dtype: 'f32' | 'f16'; wgsl: string; id: string }[] = [
+  const cases: { name: string; dtype: 'f32' | 'f16'; wgsl: string; id: string; grid?: [number, number] }[] = [
     { name: `f32 SGEMM ${n}^3, 128x128 tiles, k-tile 8, 8x8 per thread`, dtype: 'f32', wgsl: sgemmWgsl({ n, bk: 8 }), id: 'sgemm8' },
     { name: `f32 SGEMM ${n}^3, 128x128 tiles, k-tile 16, 8x8 per thread`, dtype: 'f32', wgsl: sgemmWgsl({ n, bk: 16 }), id: 'sgemm16' },
     { name: `f32 SGEMM ${n}^3, 128x128 tiles, k-tile 32, 8x8 per thread`, dtype: 'f32', wgsl: sgemmWgsl({ n, bk: 32 }), id: 'sgemm32' },
   ];
   if (ctx.hasF16 && ctx.features.has('chromium-experimental-subgroup-matrix') && ctx.subgroupMinSize === 32 && ctx.subgroupMaxSize === 32) {
-    for (const [sgm, sgn, bk] of [
-      [4, 2, 32],
-      [4, 2, 64],
-      [2, 2, 32],
-      [2, 2, 64],
+    for (const [bm, bn, sgm, sgn, bk] of [
+      [128, 128, 4, 2, 32],
+      [128, 128, 4, 2, 64],
+      [128, 128, 2, 2, 64],
+      [128, 256, 2, 4, 32],
+      [256, 128, 4, 2, 32],
     ] as const) {
-      const name = `f16 subgroup-matrix GEMM ${n}^3 (f32 accumulate), 128x128 tiles, ${sgm * sgn} subgroups of ${128 / sgm}x${128 / sgn}, k-tile ${bk}`;
-      cases.push({ name, dtype: 'f16', wgsl: hgemmWgsl({ n, bk, sgm, sgn }), id: `hgemm-${sgm}x${sgn}-${bk}` });
+      const name = `f16 subgroup-matrix GEMM ${n}^3 (f32 accumulate), ${bm}x${bn} tiles, ${sgm * sgn} subgroups of ${bm / sgm}x${bn / sgn}, k-tile ${bk}`;
+      if (n % bm === 0 && n % bn === 0) cases.push({ name, dtype: 'f16', wgsl: hgemmWgsl({ n, bk, bm, bn, sgm, sgn }), id: `hgemm-${bm}x${bn}-${sgm}x${sgn}-${bk}`, grid: [n / bn, n / bm] });
     }
   }
   const outBase = { suite: 'probe-gemm', p10Ms: Number.NaN, p90Ms: Number.NaN, gbs: Number.NaN, bytes: 0, flops, planCpuUs: Number.NaN, runCpuUs: Number.NaN };
@@ -211,14 +216,14 @@ export async function probeGemm(ctx: GpuContext, opts: SuiteOptions): Promise<Ca
     try {
       const kernel = getKernel(ctx, { id: `bench/${k.id}`, config: { n }, wgsl: () => k.wgsl, bindings: ['read-only-storage', 'read-only-storage', 'storage'] });
       const group = bindGroup(ctx, kernel, [a.buffer, b.buffer, c.buffer]);
-      const grid: [number, number] = [n / 128, n / 128];
+      const grid: [number, number] = k.grid ?? [n / 128, n / 128];
       await ctx.checkErrors(() => {
         const enc = ctx.device.createCommandEncoder();
         encodeDispatch(enc, kernel, group, grid);
         ctx.submit([enc.finish()]);
       });
       const verified = opts.verify ? check((await c.toArray()) as Float32Array) : undefined;
-      const t = await timeGpu(ctx, (enc) => encodeDispatch(enc, kernel, group, grid), { warmup: 3, iterations: opts.quick ? 3 : 20 });
+      const t = await timeGpu(ctx, (enc) => encodeDispatch(enc, kernel, group, grid), { warmup: 3, warmupMs: opts.quick ? 0 : 1000, iterations: opts.quick ? 3 : 50 });
       const sorted = [...t.samples].sort((x, y) => x - y);
       const ms = median(t.samples);
       results.push({ ...outBase, name: k.name, timeMs: ms, p10Ms: sorted[Math.floor(0.1 * (sorted.length - 1))], p90Ms: sorted[Math.floor(0.9 * (sorted.length - 1))], tflops: flops / (ms * 1e-3) / 1e12, timing: t.source, verified });
