@@ -54,6 +54,7 @@ import {
 import { deviceScheduleUniforms, deviceScheduleWgsl } from './shaders/device-schedule.wgsl';
 import { type SubgroupDecodeConfig, elementsPerLoad, subgroupDecodeLayout, subgroupDecodeWgsl } from './shaders/subgroup-decode.wgsl';
 import { type TensorCoreDecodeConfig, tensorCoreDecodeLayout, tensorCoreDecodeSupport, tensorCoreDecodeWgsl } from './shaders/tc-decode.wgsl';
+import { type StagedTensorCoreDecodeConfig, stagedTensorCoreDecodeLayout, stagedTensorCoreDecodeSupport, stagedTensorCoreDecodeWgsl } from './shaders/tc-staged-decode.wgsl';
 import {
   DIRECT_SLOT,
   type DecodeShaderConfig,
@@ -66,6 +67,9 @@ import {
 } from './shaders/batch-decode.wgsl';
 
 const WORKGROUP_SIZE = 128;
+
+/** A tensor-core kernel choice: matrices read from the cache, or K/V staged in workgroup memory. */
+type TensorCoreChoice = (Omit<TensorCoreDecodeConfig, 'sinks'> & { staged?: undefined }) | (Omit<StagedTensorCoreDecodeConfig, 'sinks'> & { staged: true });
 /** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, requests are split. */
 export const DEFAULT_TARGET_WORKGROUPS = 528;
 /** Chunks at least this long may go to twice the target (see plan). */
@@ -160,8 +164,11 @@ export interface BatchDecodePlanArgs {
     tile?: number;
     workgroupSize?: number;
     debugSkip?: DecodeShaderConfig['debugSkip'];
-    /** Force a kernel: 'subgroup' (registers + shuffles), 'tile' (workgroup-memory tiles) or 'tensor-core'. */
-    kernel?: 'subgroup' | 'tile' | 'tensor-core';
+    /**
+     * Force a kernel: 'subgroup' (registers + shuffles), 'tile' (workgroup-memory tiles),
+     * 'tensor-core' (matrices from the cache) or 'tensor-core-staged' (K/V through workgroup memory).
+     */
+    kernel?: 'subgroup' | 'tile' | 'tensor-core' | 'tensor-core-staged';
     tokensPerStep?: number;
     headsPerWorkgroup?: number;
     /** fp8 KV in 16-byte loads. */
@@ -170,6 +177,8 @@ export interface BatchDecodePlanArgs {
     tensorCoreEarlyV?: boolean;
     /** Tensor-core kernel: caches bound as array<f16>. */
     tensorCoreF16Cache?: boolean;
+    /** Staged tensor-core kernel: Q matrices loaded from workgroup memory every block. */
+    stagedQInSmem?: boolean;
     /** Subgroup kernel: false finishes the dot products with a butterfly (every lane every head). */
     scatterSoftmax?: boolean;
     /**
@@ -222,7 +231,7 @@ interface Plan {
   /** The subgroup kernel's config (without sinks), or undefined for the tile kernel. */
   subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
   /** The tensor-core kernel's config (without sinks) when it runs instead. */
-  tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
+  tensorCore: TensorCoreChoice | undefined;
   headGroups: number;
   /** The kernel choice's compiled kernels, filled on first run (shared by plans with the same choice; see run()). */
   kernels: (CompiledKernelRef | undefined)[];
@@ -310,7 +319,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     {
       tile: number;
       subgroup: Omit<SubgroupDecodeConfig, 'sinks'> | undefined;
-      tensorCore: Omit<TensorCoreDecodeConfig, 'sinks'> | undefined;
+      tensorCore: TensorCoreChoice | undefined;
       /** Compiled kernels of this choice by (sinks ? 1 : 0) + (speculative mask ? 2 : 0), kept across plans. */
       kernels: (CompiledKernelRef | undefined)[];
     }
@@ -356,9 +365,9 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** How the last plan split the work (for diagnostics and tests). */
-  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core'; workgroupSize: number } | undefined {
+  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core' | 'tensor-core-staged'; workgroupSize: number } | undefined {
     const p = this.current;
-    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? 'tensor-core' : p.subgroup ? 'subgroup' : 'tile', workgroupSize: p.tensorCore ? p.tensorCore.subgroupSize : p.workgroupSize };
+    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? (p.tensorCore.staged ? 'tensor-core-staged' : 'tensor-core') : p.subgroup ? 'subgroup' : 'tile', workgroupSize: p.tensorCore ? p.tensorCore.subgroupSize * (p.tensorCore.staged ? p.tensorCore.subgroups : 1) : p.workgroupSize };
   }
 
   plan(args: BatchDecodePlanArgs): void {
@@ -454,12 +463,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const choiceKey = `${base.headDim}|${base.groupSize}|${base.workgroupSize}|${qDtype}|${kvDtype}|${oDtype}|${posEncoding}|${base.softCap}|${base.nativeF16}|${args.pageSize}|${onePagePerRequest}|${args.debug ? JSON.stringify(args.debug) : ''}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
-      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache);
+      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache, args.debug?.stagedQInSmem);
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
           ? undefined
-          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax, args.debug?.lazyRescale),
+          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' || args.debug?.kernel === 'tensor-core-staged' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax, args.debug?.lazyRescale),
         tensorCore,
         kernels: [],
       };
@@ -468,13 +477,16 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const { tile, subgroup, tensorCore } = choice;
     const { rows, rowStart, rowEnd } = decodeRows(kvLens, qLenPerReq, windowLeft);
     const headGroups = tensorCore
-      ? tensorCoreDecodeLayout({ ...tensorCore, sinks: false }).headGroups
+      ? tensorCore.staged
+        ? stagedTensorCoreDecodeLayout({ ...tensorCore, sinks: false }).headGroups
+        : tensorCoreDecodeLayout({ ...tensorCore, sinks: false }).headGroups
       : subgroup
         ? subgroupDecodeLayout({ ...subgroup, sinks: false }).headGroups
         : 1;
     // The tensor-core kernel's workgroups are one subgroup each: 4x as many fill the device
     // (H100: B=64, kv 4096 took 0.656 ms at 2112 against 0.851 at 528, BENCHMARKS.md).
-    const targetWorkgroups = args.targetWorkgroups ?? (tensorCore ? 4 * DEFAULT_TARGET_WORKGROUPS : DEFAULT_TARGET_WORKGROUPS);
+    const oneSubgroup = tensorCore !== undefined && !tensorCore.staged;
+    const targetWorkgroups = args.targetWorkgroups ?? (oneSubgroup ? 4 * DEFAULT_TARGET_WORKGROUPS : DEFAULT_TARGET_WORKGROUPS);
     const splitAt = (target: number) =>
       planSplitKV({
         rowStart,
@@ -489,7 +501,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       });
     let split: SplitKVPlan;
     if (ds) split = deviceSplit(rows, args.numKvHeads * headGroups, targetWorkgroups, ds.pagesPerSeq * args.pageSize, args.disableSplitKv);
-    else if (this.graph || tensorCore || args.targetWorkgroups !== undefined) split = splitAt(targetWorkgroups);
+    else if (this.graph || oneSubgroup || args.targetWorkgroups !== undefined) split = splitAt(targetWorkgroups);
     else {
       // Twice the target where chunks stay long (H100, balanced chunks: B=8 kv 32768 GQA 4 f16
       // 0.477 -> 0.385 ms, fp8 0.419 -> 0.330); shorter chunks cost more in fixed per-workgroup
@@ -642,12 +654,38 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     base: Omit<DecodeShaderConfig, 'tile'>,
     pageSize: number,
     onePagePerRequest: boolean,
-    force: 'subgroup' | 'tile' | 'tensor-core' | undefined,
+    force: 'subgroup' | 'tile' | 'tensor-core' | 'tensor-core-staged' | undefined,
     earlyV: boolean | undefined,
     f16Cache: boolean | undefined,
-  ): Omit<TensorCoreDecodeConfig, 'sinks'> | undefined {
-    const wanted = force === 'tensor-core' || (this.useTensorCores && force === undefined);
+    qInSmem?: boolean,
+  ): TensorCoreChoice | undefined {
+    const wanted = force === 'tensor-core' || force === 'tensor-core-staged' || (this.useTensorCores && force === undefined);
     if (!wanted) return undefined;
+    const pagePow2 = (pageSize & (pageSize - 1)) === 0;
+    // useTensorCores takes the staged kernel wherever it runs (H100: 0.46 against 0.64 ms for the
+    // cache-reading one at B=64 kv 4096 and at xqa's GQA 8 shape), else the cache-reading kernel.
+    if (force !== 'tensor-core') {
+      const kv = base.kvDtype;
+      const staged =
+        kv === 'f16' || kv === 'fp8_e4m3' || kv === 'fp8_e5m2'
+          ? {
+              staged: true as const,
+              headDim: base.headDim,
+              groupSize: base.groupSize,
+              subgroupSize: this.ctx.subgroupMinSize,
+              subgroups: 4,
+              kvDtype: kv,
+              oDtype: base.oDtype,
+              posEncoding: base.posEncoding,
+              softCap: base.softCap,
+              pagePow2,
+              ...(qInSmem ? { qInSmem } : {}),
+            }
+          : undefined;
+      const why = staged ? stagedTensorCoreDecodeSupport(this.ctx, { ...staged, sinks: false }, base.qDtype) : 'it takes f16 or fp8 KV';
+      if (staged && why === undefined) return staged;
+      if (force === 'tensor-core-staged') throw new UnsupportedFeatureError(`the staged tensor-core decode kernel is unavailable: ${why}`, 'useTensorCores');
+    }
     const why = tensorCoreDecodeSupport(this.ctx, { ...base, pageSize, onePagePerRequest });
     if (why !== undefined) throw new UnsupportedFeatureError(`the tensor-core decode kernel is unavailable: ${why}`, 'useTensorCores');
     return {
@@ -657,7 +695,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       oDtype: base.oDtype,
       posEncoding: base.posEncoding,
       softCap: base.softCap,
-      pagePow2: (pageSize & (pageSize - 1)) === 0,
+      pagePow2,
       ...(earlyV === false ? { earlyV } : {}),
       ...(f16Cache !== undefined ? { f16Cache } : {}),
     };
@@ -792,7 +830,14 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // Looked up once per kernel choice, not per plan: getKernel's key is a long config string.
     const variant = withSinks + (p.device?.maskWords ? 2 : 0);
     if (!p.kernels[variant]) {
-      p.kernels[variant] = p.tensorCore
+      p.kernels[variant] = p.tensorCore?.staged
+        ? getKernel(ctx, {
+            id: 'decode/tc-staged-decode',
+            config: { ...p.tensorCore, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },
+            wgsl: stagedTensorCoreDecodeWgsl,
+            bindings,
+          })
+        : p.tensorCore
         ? getKernel(ctx, {
             id: 'decode/tc-decode',
             config: { ...p.tensorCore, sinks: withSinks === 1, ...(p.device?.maskWords ? { specMask: true } : {}) },

@@ -43,6 +43,8 @@ interface Case {
   f16Cache?: boolean;
   /** Tensor-core kernel: V matrices loaded after the softmax instead of with K. */
   lateV?: boolean;
+  /** Staged tensor-core kernel: Q matrices loaded from workgroup memory every block. */
+  qInSmem?: boolean;
   /** Subgroup kernel: tokens a lane step (a CPU adapter defaults to 1; GPUs to 2 or 4). */
   tokensPerStep?: number;
   /** Subgroup kernel: lazy rescale (the default only for e4m3 KV). */
@@ -99,6 +101,22 @@ const tensorCoreCases: Case[] = [
   { name: 'tc caches as f16 arrays, HND page 32', kvLens: [33, 70], pageSize: 32, numQoHeads: 8, numKvHeads: 2, headDim: 64, layout: 'HND', f16Cache: true },
 ];
 
+// The staged tensor-core kernel (K/V through workgroup memory, fp8 widened there): any page size,
+// f16 and fp8 KV, head dims 64/128; GPU hosts with subgroup matrices only.
+const stagedCases: Case[] = [
+  { name: 'staged gqa8 odd lengths, empty request', kvLens: [1, 54, 97, 0, 16], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128 },
+  { name: 'staged gqa4 HND page 5, split forced, sinks', kvLens: [200, 97, 1, 33], pageSize: 5, numQoHeads: 8, numKvHeads: 2, headDim: 128, layout: 'HND', split: 'force', sinks: true },
+  { name: 'staged gqa16 page 1, window 13', kvLens: [54, 97, 3], pageSize: 1, numQoHeads: 16, numKvHeads: 1, headDim: 64, windowLeft: 13 },
+  { name: 'staged group 20 (two head groups), soft cap, f32 out', kvLens: [70, 31], pageSize: 16, numQoHeads: 20, numKvHeads: 1, headDim: 128, logitsSoftCap: 30, oDtype: 'f32' },
+  { name: 'staged mha alibi, scales, pair form', kvLens: [45, 130], pageSize: 64, numQoHeads: 4, numKvHeads: 4, headDim: 64, posEncodingMode: 'ALIBI', qScale: 1.5, kScale: 0.5, vScale: 2, form: 'pair' },
+  { name: 'staged qLenPerReq 2 (causal multi-token)', kvLens: [40, 33], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128, qLenPerReq: 2 },
+  { name: 'staged long request split auto', kvLens: [3000, 700], pageSize: 16, numQoHeads: 8, numKvHeads: 1, headDim: 128 },
+  { name: 'staged fp8 e4m3 gqa8, scales, large logits', kvLens: [54, 97, 1], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', qDtype: 'f16', kScale: 0.5, vScale: 2, qScale: 6 },
+  { name: 'staged fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', qDtype: 'f16', vNaN: true },
+  { name: 'staged fp8 e5m2 HND page 5, split forced', kvLens: [54, 1, 97], pageSize: 5, numQoHeads: 8, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', qDtype: 'f16', layout: 'HND', split: 'force' },
+  { name: 'staged Q from workgroup memory, gqa8 window, sinks', kvLens: [130, 7, 64], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, windowLeft: 40, sinks: true, qInSmem: true },
+];
+
 // The tile kernel (devices without subgroups) skips the cases about subgroup-kernel knobs (wide
 // fp8 loads, the e4m3 scale fold) and plan-level ones that are the same for both kernels.
 const subgroupOnly = new Set([
@@ -116,11 +134,12 @@ const kernels = [
   ['subgroup', cases],
   ['tile', cases.filter((c) => !subgroupOnly.has(c.name))],
   ['tensor-core', tensorCoreCases],
+  ['tensor-core-staged', stagedCases],
 ] as const;
 
 describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the float64 reference', (kernel, list) => {
   it.each(list)('$name', async (c) => {
-    if (kernel === 'tensor-core' && subgroupMatrixF16Support(ctx) !== undefined) return;
+    if ((kernel === 'tensor-core' || kernel === 'tensor-core-staged') && subgroupMatrixF16Support(ctx) !== undefined) return;
     const seed = testSeed();
     const r = rng(seed);
     const layout = c.layout ?? 'NHD';
@@ -159,7 +178,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
       workgroupSize: c.workgroupSize,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, tokensPerStep: c.tokensPerStep, lazyRescale: c.lazyRescale, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, stagedQInSmem: c.qInSmem, tokensPerStep: c.tokensPerStep, lazyRescale: c.lazyRescale, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.workgroupSize) expect(wrapper.planInfo!.workgroupSize).toBe(c.workgroupSize);
