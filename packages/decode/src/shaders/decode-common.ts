@@ -64,6 +64,40 @@ ${wgslPagedAddress('k')}
 ${wgslPagedAddress('v')}`;
 }
 
+/**
+ * The start of a head-grouped kernel: workgroup `linear` serves head group `hg` (of `headGroups`)
+ * of KV head `kvh` for work item `work`, read into `wi` (padding items and the folded grid's
+ * spare workgroups return).
+ */
+export function headGroupPrologueWgsl(headGroups: number): string {
+  return `let linear = wgid.x + wgid.y * params.groups_x;
+  if (linear >= params.num_work * params.num_kv_heads * ${headGroups}u) { return; }
+  let hg = linear % ${headGroups}u;
+  let kvh = (linear / ${headGroups}u) % params.num_kv_heads;
+  let work = linear / (${headGroups}u * params.num_kv_heads);
+  ${loadWorkItemWgsl('work')}`;
+}
+
+/**
+ * WGSL staging the 16 query rows of head group `hg` (heads past the group are zero) as f16 into
+ * `smem` (16-byte words, rows `stride` words apart from word `base`), `threads` invocations
+ * sharing the work; the tensor-core kernels load them as left matrices after a barrier.
+ */
+export function stageQRowsF16Wgsl(o: { headDim: number; groupSize: number; threads: number; base: number; stride: number }): string {
+  const U8 = o.headDim / 8;
+  return `for (var idx = lid; idx < ${16 * U8}u; idx += ${o.threads}u) {
+    let qr = idx / ${U8}u;
+    let u = idx % ${U8}u;
+    var w = vec4<u32>(0u);
+    if (hg * 16u + qr < ${o.groupSize}u) {
+      let b = params.q_offset + wi.row * params.q_stride_row + (kvh * ${o.groupSize}u + hg * 16u + qr) * params.q_stride_head + u * 8u;
+      w = vec4<u32>(pack2x16float(vec2<f32>(load_q(b), load_q(b + 1u))), pack2x16float(vec2<f32>(load_q(b + 2u), load_q(b + 3u))),
+                    pack2x16float(vec2<f32>(load_q(b + 4u), load_q(b + 5u))), pack2x16float(vec2<f32>(load_q(b + 6u), load_q(b + 7u))));
+    }
+    smem[${o.base}u + qr * ${o.stride}u + u] = w;
+  }`;
+}
+
 /** Reads work item `work` into `wi`, uniform across the workgroup (loop bounds need that). */
 export function loadWorkItemWgsl(work: string): string {
   return `if (lid == 0u) {

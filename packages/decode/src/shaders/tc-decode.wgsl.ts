@@ -36,9 +36,10 @@ import {
   decodeLogitExpr,
   decodeStoreO4Wgsl,
   decodeUniforms,
-  loadWorkItemWgsl,
+  headGroupPrologueWgsl,
   specMaskTerm,
   specMaskWgsl,
+  stageQRowsF16Wgsl,
 } from './decode-common';
 
 export interface TensorCoreDecodeConfig {
@@ -199,12 +200,7 @@ var<workgroup> flag: array<atomic<u32>, 4>;
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let linear = wgid.x + wgid.y * params.groups_x;
-  if (linear >= params.num_work * params.num_kv_heads * ${HG}u) { return; }
-  let hg = linear % ${HG}u;
-  let kvh = (linear / ${HG}u) % params.num_kv_heads;
-  let work = linear / (${HG}u * params.num_kv_heads);
-  ${loadWorkItemWgsl('work')}
+  ${headGroupPrologueWgsl(HG)}
   let rr = lid / ${LPR}u;            // this lane's head row (0..15)
   let lr = lid % ${LPR}u;            // and its share of the row
   let g = hg * 16u + rr;
@@ -213,17 +209,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   let vstride = params.v_stride_slot / ${c.f16Cache ? 1 : 8}u;
 
   // Q rows (heads past the group are zero) -> f16 left matrices.
-  for (var idx = lid; idx < ${16 * U8}u; idx += ${SG}u) {
-    let qr = idx / ${U8}u;
-    let u = idx % ${U8}u;
-    var w = vec4<u32>(0u);
-    if (hg * 16u + qr < ${G}u) {
-      let b = params.q_offset + wi.row * params.q_stride_row + (kvh * ${G}u + hg * 16u + qr) * params.q_stride_head + u * 8u;
-      w = vec4<u32>(pack2x16float(vec2<f32>(load_q(b), load_q(b + 1u))), pack2x16float(vec2<f32>(load_q(b + 2u), load_q(b + 3u))),
-                    pack2x16float(vec2<f32>(load_q(b + 4u), load_q(b + 5u))), pack2x16float(vec2<f32>(load_q(b + 6u), load_q(b + 7u))));
-    }
-    smem[${STAGE}u + qr * ${RST8}u + u] = w;
-  }
+  ${stageQRowsF16Wgsl({ headDim: D, groupSize: G, threads: SG, base: STAGE, stride: RST8 })}
   workgroupBarrier();
   ${Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, ${STAGE + 2 * i}u, ${RST8}u);`).join('\n  ')}
   workgroupBarrier();  // the stage area now takes V tail blocks

@@ -33,9 +33,10 @@ import {
   decodeLogitExpr,
   decodeStoreO4Wgsl,
   decodeUniforms,
-  loadWorkItemWgsl,
+  headGroupPrologueWgsl,
   specMaskTerm,
   specMaskWgsl,
+  stageQRowsF16Wgsl,
 } from './decode-common';
 
 export interface StagedTensorCoreDecodeConfig {
@@ -127,7 +128,6 @@ export function stagedTensorCoreDecodeWgsl(c: StagedTensorCoreDecodeConfig): str
   const qAt = c.qInSmem ? Q0 : KT; // where Q is staged
   const G = c.groupSize;
   const NQ = D / 16;
-  const U8 = D / 8; // f16 words a row
   const UPR = D / epu; // cache loads a row
   const per = units / WG; // cache loads a thread, per tensor and block
   const fp8 = c.kvDtype !== 'f16';
@@ -214,12 +214,7 @@ var<workgroup> flag: array<atomic<u32>, 4>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let linear = wgid.x + wgid.y * params.groups_x;
-  if (linear >= params.num_work * params.num_kv_heads * ${HG}u) { return; }
-  let hg = linear % ${HG}u;
-  let kvh = (linear / ${HG}u) % params.num_kv_heads;
-  let work = linear / (${HG}u * params.num_kv_heads);
-  ${loadWorkItemWgsl('work')}
+  ${headGroupPrologueWgsl(HG)}
   let sgi = lid / 32u;               // this subgroup: keys 16 sgi .. of each block
   let lane = lid % 32u;
   let rr = lane / 2u;                // this lane's head row (0..15)
@@ -228,17 +223,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
   let h = kvh * ${G}u + min(g, ${G - 1}u);
 
   // Q rows (heads past the group are zero) -> f16 left matrices, staged where K goes.
-  for (var idx = lid; idx < ${16 * U8}u; idx += ${WG}u) {
-    let qr = idx / ${U8}u;
-    let u = idx % ${U8}u;
-    var w = vec4<u32>(0u);
-    if (hg * 16u + qr < ${G}u) {
-      let b = params.q_offset + wi.row * params.q_stride_row + (kvh * ${G}u + hg * 16u + qr) * params.q_stride_head + u * 8u;
-      w = vec4<u32>(pack2x16float(vec2<f32>(load_q(b), load_q(b + 1u))), pack2x16float(vec2<f32>(load_q(b + 2u), load_q(b + 3u))),
-                    pack2x16float(vec2<f32>(load_q(b + 4u), load_q(b + 5u))), pack2x16float(vec2<f32>(load_q(b + 6u), load_q(b + 7u))));
-    }
-    smem[${qAt}u + qr * ${RST8}u + u] = w;
-  }
+  ${stageQRowsF16Wgsl({ headDim: D, groupSize: G, threads: WG, base: qAt, stride: RST8 })}
   workgroupBarrier();
   ${c.qInSmem ? '' : Array.from({ length: NQ }, (_, i) => `let q_${i} = subgroupMatrixLoad<${left}, row_major>(&smem, ${KT + 2 * i}u, ${RST8}u);`).join('\n  ')}
 
