@@ -4,6 +4,7 @@ export {
   type BatchDecodeRunOptions,
   type BatchDecodeWrapperOptions,
   DEFAULT_TARGET_WORKGROUPS,
+  stagedTensorCoreDecodeUnavailable,
 } from './batch-decode';
 export { singleDecodeWithKVCache, type SingleDecodeOptions } from './single-decode';
 export { type PosEncodingMode, type DecodeShaderConfig, batchDecodeWgsl } from './shaders/batch-decode.wgsl';

@@ -37,12 +37,12 @@ describe('tensor-core decode WGSL', () => {
 });
 
 const stagedConfigs: StagedTensorCoreDecodeConfig[] = (['f16', 'fp8_e4m3', 'fp8_e5m2'] as const).flatMap((kvDtype) =>
-  [64, 128].map((headDim) => ({ ...base, headDim, subgroupSize: 32, subgroups: 4, kvDtype })),
+  [64, 128].flatMap((headDim) => [2, 4].map((subgroups) => ({ ...base, headDim, subgroupSize: 32, subgroups, kvDtype }))),
 );
 stagedConfigs.push({ ...base, headDim: 128, subgroupSize: 32, subgroups: 4, kvDtype: 'fp8_e4m3', groupSize: 20, oDtype: 'bf16', posEncoding: 'ALIBI', softCap: true, sinks: true, pagePow2: false, specMask: true });
 
 describe('staged tensor-core decode WGSL', () => {
-  it.each(stagedConfigs.map((c) => [`D ${c.headDim} ${c.kvDtype} group ${c.groupSize} ${c.posEncoding}`, c] as const))('%s: workgroup variables are 16-byte multiples within 48 KB', (_, c) => {
+  it.each(stagedConfigs.map((c) => [`D ${c.headDim} ${c.kvDtype} ${c.subgroups} subgroups group ${c.groupSize} ${c.posEncoding}`, c] as const))('%s: workgroup variables are 16-byte multiples within 48 KB', (_, c) => {
     const L = stagedTensorCoreDecodeLayout(c);
     expect(L.valid).toBe(true);
     const vars = wgslWorkgroupVariables(stagedTensorCoreDecodeWgsl(c));
@@ -53,7 +53,7 @@ describe('staged tensor-core decode WGSL', () => {
   });
 
   it('does not take head dims whose tiles do not fit', () => {
-    expect(stagedTensorCoreDecodeLayout({ ...stagedConfigs[0], headDim: 256 }).smemBytes).toBeGreaterThan(49152);
+    expect(stagedTensorCoreDecodeLayout({ ...stagedConfigs[0], subgroups: 4, headDim: 256 }).smemBytes).toBeGreaterThan(49152);
     expect(() => stagedTensorCoreDecodeWgsl({ ...stagedConfigs[0], headDim: 48 })).toThrow(/invalid/);
   });
 });

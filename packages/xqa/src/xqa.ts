@@ -3,7 +3,8 @@
  * and sequence lengths stay on the GPU: the decode wrapper's device-scheduled plan builds the work
  * items in a GPU pre-pass, so a call does no CPU work that depends on the lengths (and can be
  * recorded by @webinfer/cuda-graph). Each workgroup serves several query heads of one KV head
- * (the decode kernel's choice), so a K/V row is read once per group of heads.
+ * (the decode kernel's choice), so a K/V row is read once per group of heads; groups of 8 or more
+ * with f16 KV run on tensor cores where the device has them (the staged decode kernel).
  */
 import {
   DTypeError,
@@ -15,7 +16,7 @@ import {
   parseKVLayout,
   parseScale,
 } from '@webinfer/core-buffers';
-import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
+import { BatchDecodeWithPagedKVCacheWrapper, stagedTensorCoreDecodeUnavailable } from '@webinfer/decode';
 import { WrapperCache } from './wrapper-cache';
 
 export interface XqaOptions {
@@ -44,13 +45,22 @@ export interface XqaOptions {
   /** Bench only: query heads per workgroup (default: the decode kernel's choice). */
   debugHeadsPerWorkgroup?: number;
   /** Bench only: force the decode kernel and its tokens per lane step. */
-  debugKernel?: { kernel?: 'subgroup' | 'tile'; tokensPerStep?: number };
+  debugKernel?: { kernel?: 'subgroup' | 'tile' | 'tensor-core-staged'; tokensPerStep?: number };
 }
 
 const PAGE_SIZES = [16, 32, 64, 128];
 
 const wrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'NHD' }));
 const hndWrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'HND' }));
+const tcWrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'NHD', useTensorCores: true }));
+const tcHndWrappers = new WrapperCache((ctx, ws) => new BatchDecodeWithPagedKVCacheWrapper(ctx, ws, { kvLayout: 'HND', useTensorCores: true }));
+
+/**
+ * Groups of at least this many query heads run on tensor cores (f16 KV) where the device has them,
+ * as TensorRT-LLM's XQA does: the heads are the rows of the matrices and P is rounded to f16 for
+ * P V, as there (the staged decode kernel; BENCHMARKS.md "Session 9" has the H100 numbers).
+ */
+const TENSOR_CORE_GROUP = 8;
 
 /**
  * Decode attention of `q` `[B, 1, Hq, D]` (or `[B, 1, qSeqLen, Hq, D]` with a speculative mask) over paged `kCache`/`vCache` `[P, page, Hkv, D]` (NHD)
@@ -134,7 +144,14 @@ export function xqa(
         ? { ...(headsPerWorkgroup && ctx.hasSubgroups ? { headsPerWorkgroup } : {}), ...options.debugKernel }
         : undefined,
   };
-  const wrapper = (layout === 'NHD' ? wrappers : hndWrappers).get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
+  const tensorCores =
+    options.debugKernel?.kernel === undefined &&
+    headsPerWorkgroup === undefined &&
+    group >= TENSOR_CORE_GROUP &&
+    kCache.dtype === 'f16' &&
+    stagedTensorCoreDecodeUnavailable(ctx, { headDim, groupSize: group, qDtype: q.dtype, kvDtype: kCache.dtype }) === undefined;
+  const cache = tensorCores ? (layout === 'NHD' ? tcWrappers : tcHndWrappers) : layout === 'NHD' ? wrappers : hndWrappers;
+  const wrapper = cache.get(ctx, workspace, JSON.stringify(plan), (w) => w.plan(plan));
   wrapper.run(q.reshape([batch * qSeqLen, numQoHeads, headDim]), { k: kCache, v: vCache }, {
     out: output.reshape([batch * qSeqLen, numQoHeads, headDim]),
     qScale,

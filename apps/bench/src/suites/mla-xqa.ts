@@ -134,12 +134,12 @@ export async function runMlaSuite(ctx: GpuContext, opts: SuiteOptions & { profil
 
 export async function runXqaSuite(ctx: GpuContext, opts: SuiteOptions): Promise<CaseResult[]> {
   const shapes = opts.quick ? [[4, 256, 16, 2]] : [[128, 2048, 64, 8], [64, 4096, 32, 8]];
-  type Variant = [string, number | undefined, { kernel?: 'subgroup' | 'tile'; tokensPerStep?: number }?];
+  type Variant = [string, number | undefined, { kernel?: 'subgroup' | 'tile' | 'tensor-core-staged'; tokensPerStep?: number }?];
   const variants: Variant[] = opts.quick
     ? [['default', undefined]]
     : process.env.WEBINFER_BENCH_XQA_VARIANTS === '1'
       ? [['default', undefined], ['tile kernel', undefined, { kernel: 'tile' }], ['2 heads per workgroup', 2], ['4 heads, 1 token per step', 4, { tokensPerStep: 1 }], ['4 heads, 4 tokens per step', 4, { tokensPerStep: 4 }], ['8 heads, 1 token per step', -1, { tokensPerStep: 1 }]]
-      : [['default', undefined], ['whole group per workgroup', -1]];
+      : [['default', undefined], ['f32 kernel (subgroup)', undefined, { kernel: 'subgroup' }], ['whole group per workgroup (f32 kernel)', -1]];
   const results: CaseResult[] = [];
   for (const [batch, kvLen, hq, hkv] of shapes) {
     for (const [label, hpw, kernelDebug] of variants) {
