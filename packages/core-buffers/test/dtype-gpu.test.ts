@@ -17,12 +17,15 @@ import {
   f32ToFp8E4m3Bits,
   f32ToFp8E5m2Bits,
   encodeDispatch,
+  f16BitsToF32,
   getKernel,
   storageArrayFor,
   wgslDtypeHelpers,
   wgslEnables,
   wgslLoadElement,
   wgslLoadVec4,
+  wgslUnpackWord,
+  wgslWidenFp8ToF16,
 } from '../src';
 
 let ctx: GpuContext;
@@ -216,6 +219,51 @@ describe('dtype packing rounds like the host encoder', () => {
       if (got !== want && bad++ < 5) console.error(`${dtype} ${values[i]}: got 0x${got.toString(16)} want 0x${want.toString(16)}`);
     }
     expect(bad).toBe(0);
+    src.destroy();
+    out.destroy();
+  });
+});
+
+/** Thread w widens fp8 word w to two words of f16. */
+function widenWgsl({ dtype }: { dtype: 'fp8_e4m3' | 'fp8_e5m2' }): string {
+  return `${dtype === 'fp8_e4m3' ? wgslUnpackWord('fp8_e4m3') : ''}
+${wgslWidenFp8ToF16(dtype)}
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec2<u32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let w = gid.x;
+  if (w >= arrayLength(&out)) { return; }
+  out[w] = widen_${dtype}(src[w]);
+}`;
+}
+
+describe('fp8 widened to f16 in WGSL (tensor-core staging)', () => {
+  it.each(['fp8_e4m3', 'fp8_e5m2'] as const)('%s: every code, in order, exact (e4m3 as value / 256)', async (dtype) => {
+    const words = allCodes(dtype);
+    // Every code in every byte position: the bytes rotated by one, two and three places too.
+    const all = new Uint32Array(words.length * 4);
+    for (let r = 0; r < 4; r++) for (let w = 0; w < words.length; w++) all[r * words.length + w] = ((words[w] << (8 * r)) | (words[w] >>> (32 - 8 * r))) >>> 0;
+    const src = ctx.tensor(all, [all.length], 'u32');
+    const out = ctx.full([2 * all.length], 'u32', 0xdeadbeef);
+    await ctx.checkErrors(() => {
+      const kernel = getKernel(ctx, { id: 'test/widen-fp8', config: { dtype }, wgsl: widenWgsl, bindings: ['read-only-storage', 'storage'] });
+      const group = bindGroup(ctx, kernel, [src.buffer, out.buffer]);
+      const enc = ctx.device.createCommandEncoder();
+      encodeDispatch(enc, kernel, group, [Math.ceil(all.length / 64)]);
+      ctx.submit([enc.finish()]);
+    });
+    const got = (await out.toBits()) as Uint32Array;
+    const host = decodeArray(new Uint8Array(all.buffer), dtype) as Float32Array;
+    const unit = dtype === 'fp8_e4m3' ? 256 : 1;
+    let mismatches = 0;
+    for (let i = 0; i < host.length; i++) {
+      const half = (got[i >> 1] >>> (16 * (i & 1))) & 0xffff;
+      const value = f16BitsToF32(half) * unit;
+      const ok = Number.isNaN(host[i]) ? Number.isNaN(value) : Object.is(value, host[i]);
+      if (!ok && mismatches++ < 5) console.error(`${dtype} element ${i}: f16 0x${half.toString(16)} = ${value}, want ${host[i]}`);
+    }
+    expect(mismatches).toBe(0);
     src.destroy();
     out.destroy();
   });

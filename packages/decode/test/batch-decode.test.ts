@@ -1,7 +1,7 @@
 import { type FloatDType, type GpuContext, type KVLayout, createContext, subgroupMatrixF16Support } from '@webinfer/core-buffers';
 import { type PosEncodingMode, compareClose, rng, testSeed } from '@webinfer/reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchDecodeWithPagedKVCacheWrapper } from '../src';
+import { BatchDecodeWithPagedKVCacheWrapper, DEFAULT_TARGET_WORKGROUPS } from '../src';
 import { exactRandn, expectedDecode, makePagedFixture, tolerance, uploadCache } from './helpers';
 
 let ctx: GpuContext;
@@ -51,6 +51,10 @@ interface Case {
   lazyRescale?: boolean;
   /** Plan option: invocations per workgroup (default 128). */
   workgroupSize?: number;
+  /** Plan option: the split target (a small one splits small batches into even chunks). */
+  targetWorkgroups?: number;
+  /** Staged tensor-core kernel: subgroups a workgroup. */
+  stagedSubgroups?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
   vNaN?: boolean;
 }
@@ -80,6 +84,8 @@ const cases: Case[] = [
   { name: 'split forced, window', kvLens: [150, 60], pageSize: 5, numQoHeads: 4, numKvHeads: 4, headDim: 64, split: 'force', windowLeft: 100 },
   { name: 'split disabled, long', kvLens: [300], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, split: 'off' },
   { name: 'split auto (single long request)', kvLens: [700], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64 },
+  // A small split target: chunks of the target's size would be about 670 + 330 tokens; even, 500 + 500.
+  { name: 'split auto into even chunks (target 3)', kvLens: [1000, 1000], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, targetWorkgroups: 3 },
   { name: 'qLenPerReq 3 (causal multi-token)', kvLens: [10, 23], pageSize: 4, numQoHeads: 8, numKvHeads: 2, headDim: 64, qLenPerReq: 3 },
   { name: 'rope scale 2, theta 5e5', kvLens: [77, 30], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 64, posEncodingMode: 'ROPE_LLAMA', ropeScale: 2, ropeTheta: 5e5 },
   { name: 'seqLens override', kvLens: [40, 33], pageSize: 16, numQoHeads: 4, numKvHeads: 2, headDim: 64, seqLensOverride: [35, 20] },
@@ -115,6 +121,7 @@ const stagedCases: Case[] = [
   { name: 'staged fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', qDtype: 'f16', vNaN: true },
   { name: 'staged fp8 e5m2 HND page 5, split forced', kvLens: [54, 1, 97], pageSize: 5, numQoHeads: 8, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', qDtype: 'f16', layout: 'HND', split: 'force' },
   { name: 'staged Q from workgroup memory, gqa8 window, sinks', kvLens: [130, 7, 64], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, windowLeft: 40, sinks: true, qInSmem: true },
+  { name: 'staged 4 subgroups (64-key blocks), split forced', kvLens: [130, 7, 64, 300], pageSize: 16, numQoHeads: 16, numKvHeads: 2, headDim: 128, split: 'force', stagedSubgroups: 4 },
 ];
 
 // The tile kernel (devices without subgroups) skips the cases about subgroup-kernel knobs (wide
@@ -178,12 +185,14 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       ropeTheta: c.ropeTheta,
       seqLens: c.seqLensOverride,
       workgroupSize: c.workgroupSize,
-      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, stagedQInSmem: c.qInSmem, tokensPerStep: c.tokensPerStep, lazyRescale: c.lazyRescale, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
+      targetWorkgroups: c.targetWorkgroups,
+      debug: { kernel, wideFp8Loads: c.wideFp8Loads, tensorCoreF16Cache: c.f16Cache, stagedQInSmem: c.qInSmem, stagedSubgroups: c.stagedSubgroups, tokensPerStep: c.tokensPerStep, lazyRescale: c.lazyRescale, ...(c.lateV ? { tensorCoreEarlyV: false } : {}) },
     });
     expect(wrapper.planInfo!.kernel).toBe(kernel);
     if (c.workgroupSize) expect(wrapper.planInfo!.workgroupSize).toBe(c.workgroupSize);
     if (c.split === 'force') expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.split === 'off') expect(wrapper.planInfo!.numSlots).toBe(0);
+    if (c.targetWorkgroups) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     const out = ctx.full([rows, c.numQoHeads, c.headDim], oDtype, Number.NaN);
     const lse = ctx.full([rows, c.numQoHeads], 'f32', Number.NaN);
     await ctx.checkErrors(() =>
@@ -289,5 +298,39 @@ describe('run() with a different cache each call', () => {
     const same = compareClose(a2, Float64Array.from(a1), { rtol: 0, atol: 0 });
     expect(JSON.stringify({ seed, doubled: doubled.ok ? 'ok' : doubled, same: same.ok ? 'ok' : same })).toBe(JSON.stringify({ seed, doubled: 'ok', same: 'ok' }));
     wrapper.destroy();
+  });
+});
+
+describe('split-KV schedule of the batch decode plan', () => {
+  // Plans only (no kernel runs): how many partial slots, i.e. chunks, each request gets.
+  const slotsPerRow = (batch: number, kvLen: number, targetWorkgroups?: number) => {
+    const pageSize = 16;
+    const pages = kvLen / pageSize;
+    const w = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
+    w.plan({
+      indptr: Array.from({ length: batch + 1 }, (_, b) => b * pages),
+      indices: Array.from({ length: batch * pages }, (_, i) => i),
+      lastPageLen: Array.from({ length: batch }, () => pageSize),
+      numQoHeads: 32,
+      numKvHeads: 8,
+      headDim: 128,
+      pageSize,
+      targetWorkgroups,
+    });
+    const slots = w.planInfo!.numSlots / batch;
+    w.destroy();
+    return slots;
+  };
+
+  it('aims for twice the target where chunks stay long, and evens chunks out', () => {
+    // B=8, kv 32768: the target alone gives 8 or 9 chunks a request; twice it, about 17 of ~1950.
+    const doubled = slotsPerRow(8, 32768);
+    const single = slotsPerRow(8, 32768, DEFAULT_TARGET_WORKGROUPS);
+    expect(doubled).toBeGreaterThan(single);
+    expect(32768 / doubled).toBeGreaterThanOrEqual(1536 - 64);
+    // B=16, kv 4096: twice the target would cut 512-token chunks; the target's own plan stays.
+    expect(slotsPerRow(16, 4096)).toBe(slotsPerRow(16, 4096, DEFAULT_TARGET_WORKGROUPS));
+    // B=64, kv 4096: two even chunks of 2048 (the target's size alone was 3984 + 112).
+    expect(slotsPerRow(64, 4096)).toBe(2);
   });
 });

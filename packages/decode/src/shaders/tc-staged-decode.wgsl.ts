@@ -24,6 +24,7 @@ import {
   wgslShuffleReduce,
   wgslStagedResultPairs,
   wgslUnpackWord,
+  wgslWidenFp8ToF16,
   wgslWriteP16,
 } from '@webinfer/core-buffers';
 import {
@@ -95,32 +96,6 @@ export function stagedTensorCoreDecodeSupport(ctx: GpuContext, c: StagedTensorCo
   return undefined;
 }
 
-/** WGSL `widen_pair(w)`: 4 fp8 in a u32 as 4 f16 in two u32 (the fp8 values; e4m3 as value / 256). */
-function widenFp8(kvDtype: 'fp8_e4m3' | 'fp8_e5m2'): string {
-  if (kvDtype === 'fp8_e5m2') {
-    // e5m2 is the top byte of an f16.
-    return `fn widen_pair(w: u32) -> vec2<u32> {
-  return vec2<u32>(((w & 0xffu) << 8u) | ((w & 0xff00u) << 16u), ((w >> 8u) & 0xff00u) | (w & 0xff000000u));
-}
-`;
-  }
-  // e4m3: magnitude << 7 and the sign at bit 15 make an f16 of value / 256 (exponent bias 8 lower);
-  // NaN codes (S.1111.111) become f16 NaN.
-  return `fn e4m3_f16(b: u32) -> u32 {
-  if ((b & 0x7fu) == 0x7fu) { return 0x7e00u; }
-  return ((b & 0x7fu) << 7u) | ((b & 0x80u) << 8u);
-}
-fn widen_pair(w: u32) -> vec2<u32> {
-  if (fp8_e4m3_nan_bits(w) != 0u) {
-    return vec2<u32>(e4m3_f16(w & 0xffu) | (e4m3_f16((w >> 8u) & 0xffu) << 16u), e4m3_f16((w >> 16u) & 0xffu) | (e4m3_f16(w >> 24u) << 16u));
-  }
-  let lo = (w & 0xffu) | ((w & 0xff00u) << 8u);
-  let hi = ((w >> 16u) & 0xffu) | ((w >> 8u) & 0xff0000u);
-  return vec2<u32>(((lo & 0x007f007fu) << 7u) | ((lo & 0x00800080u) << 8u), ((hi & 0x007f007fu) << 7u) | ((hi & 0x00800080u) << 8u));
-}
-`;
-}
-
 export function stagedTensorCoreDecodeWgsl(c: StagedTensorCoreDecodeConfig): string {
   const L = stagedTensorCoreDecodeLayout(c);
   if (!L.valid) throw new Error(`invalid staged tensor-core decode config: D ${c.headDim}, ${c.subgroups} subgroups of ${c.subgroupSize}`);
@@ -158,10 +133,10 @@ export function stagedTensorCoreDecodeWgsl(c: StagedTensorCoreDecodeConfig): str
     return fp8
       ? `{
       let idx = lid + ${i * WG}u;
-      ${at(KT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_pair(kr${i}.x), widen_pair(kr${i}.y));
-      ${at(KT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_pair(kr${i}.z), widen_pair(kr${i}.w));
-      ${at(VT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_pair(vr${i}.x), widen_pair(vr${i}.y));
-      ${at(VT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_pair(vr${i}.z), widen_pair(vr${i}.w));
+      ${at(KT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(kr${i}.x), widen_${c.kvDtype}(kr${i}.y));
+      ${at(KT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(kr${i}.z), widen_${c.kvDtype}(kr${i}.w));
+      ${at(VT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(vr${i}.x), widen_${c.kvDtype}(vr${i}.y));
+      ${at(VT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(vr${i}.z), widen_${c.kvDtype}(vr${i}.w));
     }`
       : `{
       let idx = lid + ${i * WG}u;
@@ -206,7 +181,7 @@ ${decodeBindingsWgsl('vec4<u32>')}
 ${specMaskWgsl(c.specMask)}
 ${wgslLoadElement('load_q', 'q_in', 'f16')}
 ${wgslLazyMaxHelpers()}
-${fp8 ? widenFp8(c.kvDtype as 'fp8_e4m3' | 'fp8_e5m2') : ''}
+${fp8 ? wgslWidenFp8ToF16(c.kvDtype as 'fp8_e4m3' | 'fp8_e5m2') : ''}
 ${unit ? 'const KV_UNIT = 256.0;' : ''}
 var<workgroup> smem: array<vec4<u32>, ${words}>;
 var<workgroup> ml: array<vec2<f32>, ${NS * 16}>;
