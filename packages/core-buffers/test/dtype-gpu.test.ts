@@ -226,8 +226,7 @@ describe('dtype packing rounds like the host encoder', () => {
 
 /** Thread w widens fp8 word w to two words of f16. */
 function widenWgsl({ dtype }: { dtype: 'fp8_e4m3' | 'fp8_e5m2' }): string {
-  return `${dtype === 'fp8_e4m3' ? wgslUnpackWord('fp8_e4m3') : ''}
-${wgslWidenFp8ToF16(dtype)}
+  return `${wgslWidenFp8ToF16(dtype)}
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec2<u32>>;
 @compute @workgroup_size(64)

@@ -181,6 +181,10 @@ export interface BatchDecodePlanArgs {
     stagedQInSmem?: boolean;
     /** Staged tensor-core kernel: subgroups a workgroup (16 keys each; default 2). */
     stagedSubgroups?: number;
+    /** Staged tensor-core kernel: leave a phase out (wrong results; cost profiling). */
+    stagedProfileSkip?: StagedTensorCoreDecodeConfig['profileSkip'];
+    /** Subgroup kernel: every token reads the chunk's first row (wrong results; compute cost). */
+    subgroupProfileSkip?: 'loads';
     /** Subgroup kernel: false finishes the dot products with a butterfly (every lane every head). */
     scatterSoftmax?: boolean;
     /**
@@ -465,12 +469,12 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     const choiceKey = `${base.headDim}|${base.groupSize}|${base.workgroupSize}|${qDtype}|${kvDtype}|${oDtype}|${posEncoding}|${base.softCap}|${base.nativeF16}|${args.pageSize}|${onePagePerRequest}|${args.debug ? JSON.stringify(args.debug) : ''}`;
     let choice = this.kernelChoices.get(choiceKey);
     if (!choice) {
-      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache, args.debug?.stagedQInSmem, args.debug?.stagedSubgroups);
+      const tensorCore = this.tensorCoreConfig(base, args.pageSize, onePagePerRequest, args.debug?.kernel, args.debug?.tensorCoreEarlyV, args.debug?.tensorCoreF16Cache, args.debug?.stagedQInSmem, args.debug?.stagedSubgroups, args.debug?.stagedProfileSkip);
       choice = {
         tile: args.debug?.tile ?? chooseTile(this.ctx, base),
         subgroup: tensorCore
           ? undefined
-          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' || args.debug?.kernel === 'tensor-core-staged' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax, args.debug?.lazyRescale),
+          : this.subgroupConfig(base, args.debug?.kernel === 'tensor-core' || args.debug?.kernel === 'tensor-core-staged' ? undefined : args.debug?.kernel, args.debug?.tokensPerStep, args.pageSize, args.debug?.headsPerWorkgroup, args.debug?.wideFp8Loads, args.debug?.scatterSoftmax, args.debug?.lazyRescale, args.debug?.subgroupProfileSkip),
         tensorCore,
         kernels: [],
       };
@@ -661,6 +665,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     f16Cache: boolean | undefined,
     qInSmem?: boolean,
     stagedSubgroups?: number,
+    profileSkip?: StagedTensorCoreDecodeConfig['profileSkip'],
   ): TensorCoreChoice | undefined {
     const wanted = force === 'tensor-core' || force === 'tensor-core-staged' || (this.useTensorCores && force === undefined);
     if (!wanted) return undefined;
@@ -684,6 +689,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
               softCap: base.softCap,
               pagePow2,
               ...(qInSmem ? { qInSmem } : {}),
+              ...(profileSkip ? { profileSkip } : {}),
             }
           : undefined;
       const why = staged ? stagedTensorCoreDecodeSupport(this.ctx, { ...staged, sinks: false }, base.qDtype) : 'it takes f16 or fp8 KV';
@@ -718,6 +724,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     wideFp8Loads = false,
     scatterSoftmax: boolean | undefined = undefined,
     lazyRescale: boolean | undefined = undefined,
+    profileSkip: 'loads' | undefined = undefined,
   ): Omit<SubgroupDecodeConfig, 'sinks'> | undefined {
     const ctx = this.ctx;
     if (force === 'tile') return undefined;
@@ -762,6 +769,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       wideFp8Loads,
       ...(scatterSoftmax === false ? { scatterSoftmax } : {}),
       ...(lazy ? {} : { lazyRescale: false }),
+      ...(profileSkip ? { profileSkip } : {}),
     };
     if (subgroupDecodeLayout({ ...config, sinks: false }).smemBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
       if (force === 'subgroup') throw new UnsupportedFeatureError('the subgroup kernel does not fit workgroup memory', 'debug.kernel');

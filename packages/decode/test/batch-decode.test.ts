@@ -57,6 +57,8 @@ interface Case {
   stagedSubgroups?: number;
   /** One V element of request 0 (token 0, kv head 0) is NaN: its heads' outputs must be NaN. */
   vNaN?: boolean;
+  /** One K element of request 0 (token 0, kv head 0) is NaN: its heads' logits, so outputs and LSE, are NaN. */
+  kNaN?: boolean;
 }
 
 // The FlashInfer grid in miniature (spec §12): odd lengths, partial last pages, page sizes 1/5/16,
@@ -76,6 +78,7 @@ const cases: Case[] = [
   { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
   { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
   { name: 'fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', vNaN: true },
+  { name: 'fp8 e4m3 NaN in K makes its heads NaN, 4 tokens a step', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kNaN: true, tokensPerStep: 4 },
   // 8 tokens a lane step: the GPU default for e5m2 (lazy rescale), partial last steps included.
   { name: 'fp8 e5m2 kv HND, 8 tokens a step', kvLens: [31, 64, 100], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND', tokensPerStep: 8 },
   { name: 'f32 q/kv/o, head dim 256', kvLens: [17, 40], pageSize: 8, numQoHeads: 4, numKvHeads: 2, headDim: 256, qDtype: 'f32', kvDtype: 'f32' },
@@ -127,6 +130,8 @@ const stagedCases: Case[] = [
 // The tile kernel (devices without subgroups) skips the cases about subgroup-kernel knobs (wide
 // fp8 loads, the e4m3 scale fold) and plan-level ones that are the same for both kernels.
 const subgroupOnly = new Set([
+  // The tile kernel's atomic max turns a NaN logit into an LSE of -inf (its outputs are NaN).
+  'fp8 e4m3 NaN in K makes its heads NaN, 4 tokens a step',
   'fp8 e4m3 16-byte loads, rope',
   'fp8 e5m2 16-byte loads, split',
   'fp8 e4m3 kv split into chunks',
@@ -157,6 +162,7 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
     const rows = c.kvLens.length * qLen;
     const f = makePagedFixture(r, c.kvLens, c.pageSize, c.numKvHeads, c.headDim, layout, kvDtype);
     if (c.vNaN) f.vCache[f.indices[f.indptr[0]] * c.pageSize * c.numKvHeads * c.headDim + 3] = Number.NaN;
+    if (c.kNaN) f.kCache[f.indices[f.indptr[0]] * c.pageSize * c.numKvHeads * c.headDim + 5] = Number.NaN;
     const pageShape = layout === 'NHD' ? [c.pageSize, c.numKvHeads, c.headDim] : [c.numKvHeads, c.pageSize, c.headDim];
     const cache = uploadCache(ctx, f, c.form ?? 'one', pageShape, kvDtype);
     const qHost = exactRandn(r, rows * c.numQoHeads * c.headDim, qDtype);
@@ -226,6 +232,13 @@ describe.each(kernels)('BatchDecodeWithPagedKVCacheWrapper (%s kernel) vs the fl
       // The reference reads the finite fixture: the NaN reaches element 3 of row 0's heads of kv head 0.
       const group = c.numQoHeads / c.numKvHeads;
       for (let h = 0; h < group; h++) want.o[h * c.headDim + 3] = Number.NaN;
+    }
+    if (c.kNaN) {
+      // Likewise: token 0's logit is NaN for every head of kv head 0 in row 0 (FlashInfer's max
+      // skips it, but its exp2 makes the sum and every output element NaN).
+      const group = c.numQoHeads / c.numKvHeads;
+      want.o.fill(Number.NaN, 0, group * c.headDim);
+      want.lse.fill(Number.NaN, 0, group);
     }
     const gotO = await out.toArray();
     const gotLse = await lse.toArray();

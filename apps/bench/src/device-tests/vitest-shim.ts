@@ -1,7 +1,7 @@
 /**
  * The few vitest APIs the package tests use, so their bundles run on a bare GPU host (node and
  * dawn.node, no node_modules): describe(.each) / it(.each) / beforeAll / afterAll and expect with
- * toBe, toEqual, toThrow, toBeGreaterThan, toBeLessThanOrEqual. `runRegistered()` runs what a test file registered.
+ * toBe, toEqual, toThrow, the number comparisons, toBeCloseTo, toBeNaN, toContain, toMatch, toHaveLength. `runRegistered()` runs what a test file registered.
  */
 import { isDeepStrictEqual } from 'node:util';
 
@@ -80,34 +80,41 @@ function matches(err: unknown, want: unknown): boolean {
 }
 
 export function expect(actual: unknown) {
-  const fail = (what: string) => {
-    throw new AssertionError(what);
+  // Each matcher states its condition and what it expected; `.not` inverts the condition.
+  const make = (negate: boolean) => {
+    const check = (ok: boolean, what: string) => {
+      if (ok === negate) throw new AssertionError(`${negate ? 'not: ' : ''}${what}`);
+    };
+    const n = actual as number;
+    return {
+      toBe: (want: unknown) => check(Object.is(actual, want), `expected ${String(actual)} to be ${String(want)}`),
+      toEqual: (want: unknown) =>
+        check(
+          isDeepStrictEqual(JSON.parse(JSON.stringify(actual) ?? 'null'), JSON.parse(JSON.stringify(want) ?? 'null')),
+          `expected ${JSON.stringify(actual)?.slice(0, 300)} to equal ${JSON.stringify(want)?.slice(0, 300)}`,
+        ),
+      toBeGreaterThan: (want: number) => check(n > want, `expected ${String(actual)} > ${want}`),
+      toBeGreaterThanOrEqual: (want: number) => check(n >= want, `expected ${String(actual)} >= ${want}`),
+      toBeLessThan: (want: number) => check(n < want, `expected ${String(actual)} < ${want}`),
+      toBeLessThanOrEqual: (want: number) => check(n <= want, `expected ${String(actual)} <= ${want}`),
+      toBeCloseTo: (want: number, digits = 2) => check(Math.abs(n - want) < 10 ** -digits / 2, `expected ${String(actual)} to be close to ${want} (${digits} digits)`),
+      toBeNaN: () => check(Number.isNaN(actual), `expected ${String(actual)} to be NaN`),
+      toContain: (want: unknown) => check((actual as { includes(x: unknown): boolean }).includes(want), `expected ${String(actual).slice(0, 300)} to contain ${String(want)}`),
+      toMatch: (want: RegExp | string) =>
+        check(typeof want === 'string' ? String(actual).includes(want) : want.test(String(actual)), `expected ${String(actual).slice(0, 300)} to match ${String(want)}`),
+      toHaveLength: (want: number) => check((actual as { length: number }).length === want, `expected length ${(actual as { length: number }).length} to be ${want}`),
+      toThrow: (want?: unknown) => {
+        let thrown: { e: unknown } | undefined;
+        try {
+          (actual as () => unknown)();
+        } catch (e) {
+          thrown = { e };
+        }
+        check(thrown !== undefined && matches(thrown.e, want), thrown ? `threw ${String(thrown.e)}, expected ${String(want)}` : `expected a throw matching ${String(want)}`);
+      },
+    };
   };
-  return {
-    toBe(want: unknown) {
-      if (!Object.is(actual, want)) fail(`expected ${String(actual)} to be ${String(want)}`);
-    },
-    toEqual(want: unknown) {
-      if (!isDeepStrictEqual(JSON.parse(JSON.stringify(actual) ?? 'null'), JSON.parse(JSON.stringify(want) ?? 'null'))) {
-        fail(`expected ${JSON.stringify(actual)?.slice(0, 300)} to equal ${JSON.stringify(want)?.slice(0, 300)}`);
-      }
-    },
-    toBeGreaterThan(want: number) {
-      if (!((actual as number) > want)) fail(`expected ${String(actual)} > ${want}`);
-    },
-    toBeLessThanOrEqual(want: number) {
-      if (!((actual as number) <= want)) fail(`expected ${String(actual)} <= ${want}`);
-    },
-    toThrow(want?: unknown) {
-      try {
-        (actual as () => unknown)();
-      } catch (e) {
-        if (!matches(e, want)) fail(`threw ${String(e)}, expected ${String(want)}`);
-        return;
-      }
-      fail(`expected a throw matching ${String(want)}`);
-    },
-  };
+  return Object.assign(make(false), { not: make(true) });
 }
 
 /** Runs every registered test in order; returns [passed, failed]. */

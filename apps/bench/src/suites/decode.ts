@@ -163,6 +163,7 @@ async function runCase(
         planTimes.push(performance.now() - t0);
       }
       planCpuUs = median(planTimes) * 1e3;
+      opts.progress(`  plan ${JSON.stringify(wrapper.planInfo)}`);
       const runTimes: number[] = [];
       for (let i = 0; i < (opts.quick ? 3 : 400); i++) {
         const enc = ctx.device.createCommandEncoder();
@@ -318,6 +319,45 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
         [k, 'staged tensor-core, target 528 (one chunk a request at GQA 8)', { kernel: 'tensor-core-staged', targetWorkgroups: 528 }],
         [k, 'staged tensor-core, 4 subgroups', { kernel: 'tensor-core-staged', stagedSubgroups: 4 }],
       ])
+    : process.env.WEBINFER_BENCH_STAGED_COST
+    ? // Session 10: what each phase of the staged tensor-core kernel costs, fp8 against f16.
+      [fp8, e5m2, f16].flatMap((k): [DecodeCase, string, Record<string, unknown>][] => [
+        [k, 'default', {}],
+        [k, 'staged', { kernel: 'tensor-core-staged' }],
+        ...(['widen', 'fetch', 'qk', 'pv'] as const)
+          .filter((skip) => skip !== 'widen' || k.kvDtype !== 'f16')
+          .map((skip): [DecodeCase, string, Record<string, unknown>] => [k, `staged without ${skip}`, { kernel: 'tensor-core-staged', stagedProfileSkip: skip }]),
+        [k, 'staged, target 2112', { kernel: 'tensor-core-staged', targetWorkgroups: 2112 }],
+      ])
+    : process.env.WEBINFER_BENCH_COMPUTE_FLOOR
+    ? // Session 10: each kernel's time with its K/V reads hitting cache (every token reads the
+      // chunk's first row; results wrong) against the real run: what the arithmetic alone costs.
+      [f16, fp8, e5m2].flatMap((k): [DecodeCase, string, Record<string, unknown>][] => [
+        [k, 'default', {}],
+        [k, 'default, loads from cache', { subgroupProfileSkip: 'loads' }],
+        [k, 'staged tensor-core', { kernel: 'tensor-core-staged' }],
+        [k, 'staged tensor-core, without the next block fetch', { kernel: 'tensor-core-staged', stagedProfileSkip: 'fetch' }],
+      ])
+    : process.env.WEBINFER_BENCH_E5M2
+    ? // Session 10: e5m2 (the cheapest fp8 widening) with more bytes in flight a lane.
+      ([
+        [f16, 'f16 default', {}],
+        [e5m2, 'default (U=8)', {}],
+        [e5m2, 'U=4', { tokensPerStep: 4 }],
+        [e5m2, 'U=16', { tokensPerStep: 16 }],
+        [e5m2, '16-byte loads, U=2', { wideFp8Loads: true, tokensPerStep: 2 }],
+        [e5m2, '16-byte loads, U=4', { wideFp8Loads: true, tokensPerStep: 4 }],
+        [e5m2, '16-byte loads, 2 heads, U=4', { wideFp8Loads: true, headsPerWorkgroup: 2, tokensPerStep: 4 }],
+        [e5m2, '16-byte loads, 2 heads, U=8', { wideFp8Loads: true, headsPerWorkgroup: 2, tokensPerStep: 8 }],
+        [e5m2, 'workgroups of 64', { workgroupSize: 64 }],
+        [e5m2, 'workgroups of 256', { workgroupSize: 256 }],
+        [e5m2, 'split target 1056', { targetWorkgroups: 1056 }],
+        [e5m2, 'split target 2112, workgroups of 64', { targetWorkgroups: 2112, workgroupSize: 64 }],
+        [e5m2, 'every-step rescale, U=4', { lazyRescale: false, tokensPerStep: 4 }],
+        [fp8, 'e4m3 default', {}],
+        [fp8, 'e4m3 U=8', { tokensPerStep: 8 }],
+        [fp8, 'e4m3 16-byte loads, U=2', { wideFp8Loads: true, tokensPerStep: 2 }],
+      ] as [DecodeCase, string, Record<string, unknown>][])
     : process.env.WEBINFER_BENCH_FP8_SPLIT
     ? // Session 9: the default split (twice the target where chunks stay >= 1024 tokens, balanced
       // chunks) against the target alone, per KV dtype and shape.

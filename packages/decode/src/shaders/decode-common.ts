@@ -176,11 +176,12 @@ export function decodeStoreO4Wgsl(oDtype: FloatDType, headDim: number, o: string
   return `{
         var res = vec4<f32>(0.0);
         if (wi.slot == ${DIRECT_SLOT}u) {
-          if (den > 0.0) { res = ${o} * sc / den * params.v_scale; }
+          // !(den <= 0): a NaN sum (NaN in K or V) reaches the output; an empty row stays 0.
+          if (!(den <= 0.0)) { res = ${o} * sc / den * params.v_scale; }
           let w = (params.o_offset + (wi.row * params.num_qo_heads + h) * ${headDim}u + ${e}) / ${per}u;
           ${store}
         } else {
-          if (den > 0.0) { res = ${o} / den; }
+          if (!(den <= 0.0)) { res = ${o} / den; }
           let b = params.part_o_offset + (wi.slot * params.num_qo_heads + h) * ${headDim}u + ${e};
           ws[b] = res.x; ws[b + 1u] = res.y; ws[b + 2u] = res.z; ws[b + 3u] = res.w;
         }

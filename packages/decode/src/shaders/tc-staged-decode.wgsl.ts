@@ -56,6 +56,8 @@ export interface StagedTensorCoreDecodeConfig {
   specMask?: boolean;
   /** Keep Q staged in workgroup memory and load its matrices every block (fewer registers). */
   qInSmem?: boolean;
+  /** Bench only (wrong results): leave a phase out to see what it costs. */
+  profileSkip?: 'widen' | 'fetch' | 'qk' | 'pv';
 }
 
 /** Workgroup-memory layout (16-byte words) and sizes of a config. */
@@ -130,13 +132,23 @@ export function stagedTensorCoreDecodeWgsl(c: StagedTensorCoreDecodeConfig): str
     }`).join('\n    ');
   const put = Array.from({ length: per }, (_, i) => {
     const at = (tile: number, w: string) => `smem[${tile}u + (idx / ${UPR}u) * ${RST8}u + ${w}]`;
-    return fp8
+    return fp8 && c.profileSkip === 'widen'
       ? `{
       let idx = lid + ${i * WG}u;
-      ${at(KT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(kr${i}.x), widen_${c.kvDtype}(kr${i}.y));
-      ${at(KT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(kr${i}.z), widen_${c.kvDtype}(kr${i}.w));
-      ${at(VT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(vr${i}.x), widen_${c.kvDtype}(vr${i}.y));
-      ${at(VT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(vr${i}.z), widen_${c.kvDtype}(vr${i}.w));
+      ${at(KT, `(idx % ${UPR}u) * 2u`)} = kr${i};
+      ${at(KT, `(idx % ${UPR}u) * 2u + 1u`)} = kr${i};
+      ${at(VT, `(idx % ${UPR}u) * 2u`)} = vr${i};
+      ${at(VT, `(idx % ${UPR}u) * 2u + 1u`)} = vr${i};
+    }`
+      : fp8
+      ? `{
+      let idx = lid + ${i * WG}u;
+      let kf = kr${i};
+      let vf = vr${i};
+      ${at(KT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(kf.x), widen_${c.kvDtype}(kf.y));
+      ${at(KT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(kf.z), widen_${c.kvDtype}(kf.w));
+      ${at(VT, `(idx % ${UPR}u) * 2u`)} = vec4<u32>(widen_${c.kvDtype}(vf.x), widen_${c.kvDtype}(vf.y));
+      ${at(VT, `(idx % ${UPR}u) * 2u + 1u`)} = vec4<u32>(widen_${c.kvDtype}(vf.z), widen_${c.kvDtype}(vf.w));
     }`
       : `{
       let idx = lid + ${i * WG}u;
@@ -175,7 +187,6 @@ enable chromium_experimental_subgroup_matrix;
 ${decodeUniforms.wgsl()}
 ${wgslAttentionCommon()}
 ${wgslUnpackWord('f16', { nativeF16: true })}
-${c.kvDtype === 'fp8_e4m3' ? wgslUnpackWord('fp8_e4m3').split('\n')[0] : ''}
 ${wgslPackHelpers([c.oDtype], { nativeF16: true })}
 ${decodeBindingsWgsl('vec4<u32>')}
 ${specMaskWgsl(c.specMask)}
@@ -221,12 +232,12 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
     workgroupBarrier();  // every subgroup is done with the previous block's K, V, S and P
     ${put}
     workgroupBarrier();
-    if (t0 + ${BK}u < wi.end) {  // the next block's loads run under this block's math
+    if (${c.profileSkip === 'fetch' ? 'false && ' : ''}t0 + ${BK}u < wi.end) {  // the next block's loads run under this block's math
       let tn = t0 + ${BK}u;
       ${fetch('tn')}
     }
     var s = ${result}();
-    ${Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(${c.qInSmem ? `subgroupMatrixLoad<${left}, row_major>(&smem, ${Q0 + 2 * i}u, ${RST8}u)` : `q_${i}`}, subgroupMatrixLoad<${right}, col_major>(&smem, ${KT}u + sgi * ${16 * RST8}u + ${2 * i}u, ${RST8}u), s);`).join('\n    ')}
+    ${c.profileSkip === 'qk' ? '' : Array.from({ length: NQ }, (_, i) => `s = subgroupMatrixMultiplyAccumulate(${c.qInSmem ? `subgroupMatrixLoad<${left}, row_major>(&smem, ${Q0 + 2 * i}u, ${RST8}u)` : `q_${i}`}, subgroupMatrixLoad<${right}, col_major>(&smem, ${KT}u + sgi * ${16 * RST8}u + ${2 * i}u, ${RST8}u), s);`).join('\n    ')}
     subgroupMatrixStore<row_major>(&smem, ${sArea}, s, ${SST4}u);
     workgroupBarrier();
     var mx = NEG_BIG;
@@ -234,7 +245,7 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_index)
     ${wgslLazyMaxStep({ reduceMax: reduce('mx', 'max'), writeP, rescale })}
     // P is visible: the lazy step's workgroupUniformLoad (or its rescale branch) ends in a barrier.
     let p = subgroupMatrixLoad<${left}, row_major>(&smem, ${pArea}, ${PST8}u);
-    ${Array.from({ length: NQ }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${VT}u + sgi * ${16 * RST8}u + ${2 * i}u, ${RST8}u), o_${i});`).join('\n    ')}
+    ${c.profileSkip === 'pv' ? '' : Array.from({ length: NQ }, (_, i) => `o_${i} = subgroupMatrixMultiplyAccumulate(p, subgroupMatrixLoad<${right}, row_major>(&smem, ${VT}u + sgi * ${16 * RST8}u + ${2 * i}u, ${RST8}u), o_${i});`).join('\n    ')}
   }
   ${reduce('l', '+')}
   // Merge the subgroups: each one's O, max and sum through workgroup memory (over K and V).
