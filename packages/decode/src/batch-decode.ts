@@ -371,9 +371,21 @@ export class BatchDecodeWithPagedKVCacheWrapper {
   }
 
   /** How the last plan split the work (for diagnostics and tests). */
-  get planInfo(): { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core' | 'tensor-core-staged'; workgroupSize: number } | undefined {
+  get planInfo():
+    | { numWork: number; numSlots: number; tile: number; kernel: 'subgroup' | 'tile' | 'tensor-core' | 'tensor-core-staged'; workgroupSize: number; tokensPerStep?: number }
+    | undefined {
     const p = this.current;
-    return p && { numWork: p.numWork, numSlots: p.numSlots, tile: p.tile, kernel: p.tensorCore ? (p.tensorCore.staged ? 'tensor-core-staged' : 'tensor-core') : p.subgroup ? 'subgroup' : 'tile', workgroupSize: p.tensorCore ? p.tensorCore.subgroupSize * (p.tensorCore.staged ? p.tensorCore.subgroups : 1) : p.workgroupSize };
+    return (
+      p && {
+        numWork: p.numWork,
+        numSlots: p.numSlots,
+        tile: p.tile,
+        kernel: p.tensorCore ? (p.tensorCore.staged ? 'tensor-core-staged' : 'tensor-core') : p.subgroup ? 'subgroup' : 'tile',
+        workgroupSize: p.tensorCore ? p.tensorCore.subgroupSize * (p.tensorCore.staged ? p.tensorCore.subgroups : 1) : p.workgroupSize,
+        // The subgroup kernel's tokens a lane step.
+        ...(p.subgroup && !p.tensorCore ? { tokensPerStep: p.subgroup.tokensPerStep } : {}),
+      }
+    );
   }
 
   plan(args: BatchDecodePlanArgs): void {
@@ -746,6 +758,10 @@ export class BatchDecodeWithPagedKVCacheWrapper {
     // 0.288 against 0.297 with 4. For f16 it measured the same or slower (0.393 against 0.385).
     const lazy = lazyRescale ?? (base.kvDtype === 'fp8_e4m3' || base.kvDtype === 'fp8_e5m2');
     const lazyTokens = base.kvDtype === 'fp8_e5m2' ? 8 : 4;
+    // 16-bit KV with 2 heads a workgroup (GQA 2 at head dims 64 and 128) takes 8 tokens a step
+    // (H100, BENCHMARKS.md "Session 10": B = 64, kv 4096, H 16/8 0.368 ms against 0.437 with 4;
+    // kv 32768 and page 1 alike), where groups of 1, 3 and 4 read 2-7% slower with 8.
+    const wideStep = (base.kvDtype === 'f16' || base.kvDtype === 'bf16') && hpw === 2 && rv === 1;
     const config = {
       headDim: base.headDim,
       groupSize: base.groupSize,
@@ -757,7 +773,7 @@ export class BatchDecodeWithPagedKVCacheWrapper {
       // loads per step (U x RV) stay <= 8, which bounds shader size (and compile time).
       // A CPU adapter (lavapipe in CI) takes 1: its compile time grows with the unrolled step and
       // its speed is not the point; the tests force 2 and 4 on a few cases there.
-      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(lazy ? lazyTokens : base.kvDtype === 'fp8_e4m3' ? 2 : 4, Math.max(1, Math.floor(8 / rv)))),
+      tokensPerStep: tokensPerStep ?? (ctx.isSoftwareAdapter ? 1 : Math.min(lazy ? lazyTokens : base.kvDtype === 'fp8_e4m3' ? 2 : wideStep ? 8 : 4, Math.max(1, Math.floor(8 / rv)))),
       pagePow2: (pageSize & (pageSize - 1)) === 0,
       workgroupSize: base.workgroupSize,
       qDtype: base.qDtype,

@@ -78,6 +78,8 @@ const cases: Case[] = [
   { name: 'fp8 e4m3 16-byte loads, rope', kvLens: [54, 97], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', posEncodingMode: 'ROPE_LLAMA', kScale: 0.5, wideFp8Loads: true },
   { name: 'fp8 e5m2 16-byte loads, split', kvLens: [54, 1, 97], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', split: 'force', wideFp8Loads: true },
   { name: 'fp8 e4m3 NaN in V reaches the output', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', vNaN: true },
+  // GPUs run GQA 2 with 16-bit KV at 8 tokens a step (lavapipe at 1): the reduce-scatter over 2 heads.
+  { name: 'gqa2 bf16 page 5, 8 tokens a step', kvLens: [54, 97, 1], pageSize: 5, numQoHeads: 4, numKvHeads: 2, headDim: 128, qDtype: 'bf16', kvDtype: 'bf16', tokensPerStep: 8 },
   { name: 'fp8 e4m3 NaN in K makes its heads NaN, 4 tokens a step', kvLens: [37, 20], pageSize: 16, numQoHeads: 8, numKvHeads: 2, headDim: 128, kvDtype: 'fp8_e4m3', kNaN: true, tokensPerStep: 4 },
   // 8 tokens a lane step: the GPU default for e5m2 (lazy rescale), partial last steps included.
   { name: 'fp8 e5m2 kv HND, 8 tokens a step', kvLens: [31, 64, 100], pageSize: 16, numQoHeads: 4, numKvHeads: 1, headDim: 64, kvDtype: 'fp8_e5m2', layout: 'HND', tokensPerStep: 8 },
@@ -130,6 +132,7 @@ const stagedCases: Case[] = [
 // The tile kernel (devices without subgroups) skips the cases about subgroup-kernel knobs (wide
 // fp8 loads, the e4m3 scale fold) and plan-level ones that are the same for both kernels.
 const subgroupOnly = new Set([
+  'gqa2 bf16 page 5, 8 tokens a step',
   // The tile kernel's atomic max turns a NaN logit into an LSE of -inf (its outputs are NaN).
   'fp8 e4m3 NaN in K makes its heads NaN, 4 tokens a step',
   'fp8 e4m3 16-byte loads, rope',
@@ -345,5 +348,24 @@ describe('split-KV schedule of the batch decode plan', () => {
     expect(slotsPerRow(16, 4096)).toBe(slotsPerRow(16, 4096, DEFAULT_TARGET_WORKGROUPS));
     // B=64, kv 4096: two even chunks of 2048 (the target's size alone was 3984 + 112).
     expect(slotsPerRow(64, 4096)).toBe(2);
+  });
+});
+
+describe('tokens a lane step of the subgroup decode kernel (GPU hosts)', () => {
+  const stepOf = (numQoHeads: number, kvDataType: 'f16' | 'bf16' | 'fp8_e4m3' | 'fp8_e5m2', headDim = 128) => {
+    const w = new BatchDecodeWithPagedKVCacheWrapper(ctx, workspace);
+    w.plan({ indptr: [0, 4], indices: [0, 1, 2, 3], lastPageLen: [16], numQoHeads, numKvHeads: 8, headDim, pageSize: 16, kvDataType });
+    const info = w.planInfo!;
+    w.destroy();
+    return info.kernel === 'subgroup' ? info.tokensPerStep : undefined;
+  };
+
+  it('takes 8 tokens for GQA 2 with 16-bit KV, 4 for other groups', () => {
+    // A CPU adapter always takes 1 (compile time); devices without subgroups run the tile kernel.
+    if (ctx.isSoftwareAdapter || !ctx.hasSubgroups) return;
+    expect([stepOf(16, 'f16'), stepOf(16, 'bf16'), stepOf(16, 'f16', 64)]).toEqual([8, 8, 8]);
+    expect([stepOf(8, 'f16'), stepOf(24, 'f16'), stepOf(32, 'f16'), stepOf(32, 'f16', 64)]).toEqual([4, 4, 4, 4]);
+    // fp8 keeps its own (lazy rescale: e4m3 4, e5m2 8).
+    expect([stepOf(16, 'fp8_e4m3'), stepOf(16, 'fp8_e5m2')]).toEqual([4, 8]);
   });
 });

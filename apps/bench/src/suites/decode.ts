@@ -45,6 +45,8 @@ export function decodeCases(quick: boolean): DecodeCase[] {
   return [
     c('batch', 64, 4096, 32, 8, 16),
     c('batch', 64, 4096, 32, 8, 16, 'fp8_e4m3'),
+    c('batch', 64, 4096, 32, 8, 16, 'fp8_e5m2'),
+    c('batch', 64, 4096, 16, 8, 16),
     c('batch', 64, 4096, 32, 8, 1),
     c('batch', 64, 4096, 32, 8, 64),
     c('batch', 64, 4096, 64, 8, 16),
@@ -358,6 +360,44 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
         [fp8, 'e4m3 U=8', { tokensPerStep: 8 }],
         [fp8, 'e4m3 16-byte loads, U=2', { wideFp8Loads: true, tokensPerStep: 2 }],
       ] as [DecodeCase, string, Record<string, unknown>][])
+    : process.env.WEBINFER_BENCH_FP8_SHAPES
+    ? // Session 10: fp8 against f16 where each K/V byte serves fewer query heads (less arithmetic a byte).
+      [
+        c('single', 1, 32768, 32, 32, 32768),
+        c('single', 1, 32768, 32, 32, 32768, 'fp8_e4m3'),
+        c('single', 1, 32768, 32, 32, 32768, 'fp8_e5m2'),
+        c('batch', 16, 4096, 32, 32, 16),
+        c('batch', 16, 4096, 32, 32, 16, 'fp8_e4m3'),
+        c('batch', 16, 4096, 32, 32, 16, 'fp8_e5m2'),
+        c('batch', 64, 4096, 16, 8, 16),
+        c('batch', 64, 4096, 16, 8, 16, 'fp8_e4m3'),
+        f16,
+        fp8,
+        e5m2,
+      ].map((k): [DecodeCase, string, Record<string, unknown>] => [k, 'default', {}])
+    : process.env.WEBINFER_BENCH_GQA2
+    ? // Session 10: GQA 2 (H 16/8) read the same KV as GQA 4 17% slower at 4 tokens a lane step;
+      // 8 tokens a step (and other shapes) against 4 where the group is small.
+      [
+        c('batch', 64, 4096, 8, 8, 16),
+        c('batch', 64, 4096, 16, 8, 16),
+        c('batch', 64, 4096, 24, 8, 16),
+        f16,
+        c('batch', 64, 4096, 16, 8, 16, 'bf16'),
+        c('batch', 64, 4096, 16, 8, 16, 'fp8_e4m3'),
+        c('batch', 64, 4096, 16, 8, 16, 'f16', 64),
+        c('batch', 64, 4096, 32, 8, 16, 'f16', 64),
+        c('batch', 8, 32768, 16, 8, 16),
+        c('batch', 8, 32768, 32, 8, 16),
+        c('batch', 16, 4096, 16, 8, 16),
+        single,
+        c('batch', 128, 2048, 16, 8, 16),
+        c('batch', 64, 4096, 16, 8, 1),
+      ].flatMap((k): [DecodeCase, string, Record<string, unknown>][] => [
+        [k, 'default', {}],
+        [k, 'U=4', { tokensPerStep: 4 }],
+        [k, 'U=8', { tokensPerStep: 8 }],
+      ])
     : process.env.WEBINFER_BENCH_FP8_SPLIT
     ? // Session 9: the default split (twice the target where chunks stay >= 1024 tokens, balanced
       // chunks) against the target alone, per KV dtype and shape.
