@@ -29,7 +29,7 @@ import {
   validateIndptr,
 } from '@webinfer/core-buffers';
 import { BatchDecodeWithPagedKVCacheWrapper } from '@webinfer/decode';
-import { BatchPrefillWithPagedKVCacheWrapper, SIMT_WORKGROUP } from '@webinfer/prefill';
+import { BatchPrefillWithPagedKVCacheWrapper } from '@webinfer/prefill';
 
 /** Head dims the decode kernel serves (BatchAttention routes decode rows to it). */
 const DECODE_HEAD_DIMS = [64, 128, 256];
@@ -206,7 +206,7 @@ export class BatchAttention {
     // A fused dispatch needs one workgroup size: the decode kernel takes the prefill kernel's.
     const info = this.wrapper.planInfo!;
     const fuse = args.fuse === true && decodes !== undefined && info.numWork > 0;
-    const prefillWorkgroup = info.path === 'tensor-core' ? (info.tile[0] / 16) * this.ctx.subgroupMinSize : SIMT_WORKGROUP;
+    const prefillWorkgroup = info.workgroupSize;
     if (decodes) {
       const { first, count } = decodes;
       const base = indptr[first];

@@ -135,9 +135,9 @@ abstract class PrefillWrapperBase {
   }
 
   /** Which kernel the last plan chose and how it tiled the work (diagnostics, tests, bench). */
-  get planInfo(): { path: 'tensor-core' | 'simt'; tile: [number, number]; numWork: number; numSlots: number } | undefined {
+  get planInfo(): { path: 'tensor-core' | 'simt'; tile: [number, number]; workgroupSize: number; numWork: number; numSlots: number } | undefined {
     const p = this.engine.plan;
-    return p && { path: p.path, tile: p.tile, numWork: p.numWork, numSlots: p.numSlots };
+    return p && { path: p.path, tile: p.tile, workgroupSize: p.workgroupSize, numWork: p.numWork, numSlots: p.numSlots };
   }
 
   protected planEngine(

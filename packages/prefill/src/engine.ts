@@ -33,7 +33,7 @@ import {
 } from '@webinfer/core-buffers';
 import type { ParsedPrefillOptions } from './options';
 import { type MaskMode, PREFILL_BINDINGS, type PrefillKernelOptions, prefillUniforms, WORK_ITEM_WORDS } from './shaders/prefill-common';
-import { SIMT_TILES, SIMT_TILES_P_IN_REGISTERS, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
+import { SIMT_TILES, SIMT_TILES_P_IN_REGISTERS, SIMT_WORKGROUP, type SimtPrefillConfig, simtLayout, simtPrefillWgsl } from './shaders/prefill-simt.wgsl';
 import { type TensorCorePrefillConfig, tensorCoreLayout, tensorCorePrefillWgsl, tensorCoreSupport } from './shaders/prefill-tc.wgsl';
 
 /** Workgroups that keep a large GPU busy (an H100 has 132 SMs); below it, long KV is split. */
@@ -76,7 +76,7 @@ export interface EnginePlanArgs extends ParsedPrefillOptions {
 }
 
 /** The f32 kernel's knobs a plan may set (tests and bench). */
-export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters' | 'lateFetch' | 'swizzle'>;
+export type SimtTuning = Pick<SimtPrefillConfig, 'loadMode' | 'qkUnroll' | 'pvUnroll' | 'fullTiles' | 'pInRegisters' | 'lateFetch' | 'swizzle' | 'workgroupSize'>;
 
 /** K or V as the kernel addresses it, with the binding it lives in. */
 export interface EngineKV {
@@ -113,6 +113,8 @@ interface Plan extends EnginePlanArgs {
   compile: (sinks: boolean, narrow: boolean) => CompiledKernel;
   path: 'tensor-core' | 'simt';
   tile: [number, number];
+  /** Invocations a workgroup of the chosen kernel. */
+  workgroupSize: number;
   numWork: number;
   numSlots: number;
   indicesOffset: number;
@@ -173,7 +175,7 @@ export class PrefillEngine {
     // tensor-core workgroup (shape only, so graph-mode re-plans keep their kernel).
     const bigTiles = Math.ceil((a.qoIndptr[a.qoIndptr.length - 1] * group) / 128) * a.numKvHeads;
     const subgroups = a.tensorCoreSubgroups ?? (bigTiles >= (a.targetWorkgroups ?? DEFAULT_TARGET_WORKGROUPS) ? [8, 4] : [4]);
-    const { path, tile, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtTuning, a.tensorCoreKeys);
+    const { path, tile, workgroupSize, compile } = this.chooseKernel(kernelOptions, a.useTensorCores, a.tile, subgroups, a.tensorCoreSkip, a.simtSkip, a.simtTuning, a.tensorCoreKeys);
     // Compiled now (errors surface at plan); the variant with sinks on first use.
     const kernels = new Map([['false/false', compile(false, false)]]);
     if (a.mask && a.mask.packed.length * 8 >= 2 ** 32) {
@@ -230,6 +232,7 @@ export class PrefillEngine {
       compile,
       path,
       tile,
+      workgroupSize,
       numWork: cap.work,
       numSlots: cap.slots,
       indicesOffset,
@@ -277,7 +280,7 @@ export class PrefillEngine {
             wgsl: tensorCorePrefillWgsl,
             bindings: PREFILL_BINDINGS,
           });
-        return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], compile };
+        return { path: 'tensor-core' as const, tile: [L.BR, L.BC] as [number, number], workgroupSize: (L.BR / 16) * ctx.subgroupMinSize, compile };
       }
       if (useTensorCores === true) throw new UnsupportedFeatureError(`the tensor-core path is unavailable: ${why}`, 'useTensorCores');
     }
@@ -286,16 +289,21 @@ export class PrefillEngine {
     // compiles the smaller micro-tiles much faster (CI time); speed is not the point there.
     const software = ctx.isSoftwareAdapter;
     const subgroupSoftmax = ctx.hasSubgroups && ctx.subgroupMinSize >= 8;
-    // With subgroups, P stays in registers and the f32 K tile it makes room for comes first (H100,
-    // causal 4096: 6.88 -> 6.25 ms, BENCHMARKS.md session 8). A forced tile takes pInRegisters
-    // from the tuning only, so the tests of each forced layout keep testing it.
+    // With subgroups, P stays in registers, which lets 128-row tiles in workgroups of 256 fit (H100,
+    // causal 4096: 6.15 -> 5.21 ms, BENCHMARKS.md session 10) and, at 64 rows, an f32 K tile
+    // (6.88 -> 6.25 ms, session 8). A forced tile takes pInRegisters and the workgroup size from
+    // the tuning only, so the tests of each forced layout keep testing it.
     const regs = subgroupSoftmax && (forceTile ? simtTuning.pInRegisters === true : simtTuning.pInRegisters !== false);
     const candidates = forceTile ? [forceTile] : [...(regs ? SIMT_TILES_P_IN_REGISTERS : []), ...SIMT_TILES].filter(([rows]) => !software || rows <= 32);
-    for (const [rowsPerTile, keysPerTile, wide] of candidates) {
+    const maxInvocations = Math.min(ctx.limits.maxComputeInvocationsPerWorkgroup, ctx.limits.maxComputeWorkgroupSizeX);
+    for (const [rowsPerTile, keysPerTile, wide, workgroupSize, layout] of candidates as readonly (readonly [number, number, ('none' | 'kv' | 'all' | 'k')?, number?, 'swizzled'?])[]) {
+      const invocations = simtTuning.workgroupSize ?? workgroupSize ?? SIMT_WORKGROUP;
+      if (invocations > maxInvocations) continue;
       const base: SimtPrefillConfig = {
         ...o,
         rowsPerTile,
         keysPerTile,
+        ...(workgroupSize ? { workgroupSize } : {}),
         ...(wide && wide !== 'none' ? { wide } : {}),
         ...(subgroupSoftmax ? { subgroupSoftmax } : {}),
         ...(simtSkip?.length ? { debugSkip: simtSkip } : {}),
@@ -314,7 +322,7 @@ export class PrefillEngine {
       // workgroup memory. Tiles picked here keep O within 16 units (64 registers) a thread.
       const padded = { ...base, pInRegisters: true, swizzle: false };
       const swizzled = { ...padded, swizzle: true };
-      const withRegs = simtTuning.swizzle === true ? [swizzled] : simtTuning.swizzle === false ? [padded] : [padded, swizzled];
+      const withRegs = simtTuning.swizzle === true || (layout === 'swizzled' && simtTuning.swizzle === undefined) ? [swizzled] : simtTuning.swizzle === false ? [padded] : [padded, swizzled];
       const config = [...(regs ? withRegs : []), base].find((cfg) => {
         const L = simtLayout(cfg);
         return L.valid && L.smemBytes <= limit && (forceTile !== undefined || L.U <= 16);
@@ -322,7 +330,7 @@ export class PrefillEngine {
       if (!config) continue;
       const compile = (sinks: boolean, _narrow: boolean) =>
         getKernel(ctx, { id: 'prefill/simt', config: { ...config, ...(sinks ? { sinks } : {}) }, wgsl: simtPrefillWgsl, bindings: PREFILL_BINDINGS });
-      return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], compile };
+      return { path: 'simt' as const, tile: [rowsPerTile, keysPerTile] as [number, number], workgroupSize: config.workgroupSize ?? SIMT_WORKGROUP, compile };
     }
     throw new UnsupportedFeatureError(
       `head dims ${o.headDimQk}/${o.headDimVo} with ${o.qDtype} need more workgroup memory than the device's ${limit} bytes`,

@@ -33,7 +33,7 @@ interface PagedCase {
   /** The f32 kernel with this K/V load mode. */
   simtLoadMode?: 'batch' | 'prefetch' | 'loop';
   /** The f32 kernel with these loop unrollings / full-tile mask skip. */
-  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
+  simt?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean; workgroupSize?: number };
   /** The tensor-core kernel with this shape (runs only where the device has subgroup matrices). */
   tensorCore?: { subgroups: number; keys: 16 | 32 };
   /** The f32 kernel with this tile [rows, keys, wide]. */
@@ -67,6 +67,10 @@ const pagedCases: PagedCase[] = [
   { qoLens: [20, 31], kvLens: [45, 80], page: 5, hq: 8, hkv: 2, d: 64, layout: 'HND', form: 'pair', mask: true, simt: { pInRegisters: false } },
   // Q/K rows swizzled instead of padded (what lavapipe's 32 KB takes for D 128 anyway) with RoPE
   { qoLens: [20, 9], kvLens: [50, 77], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', simt: { pInRegisters: true, swizzle: true }, tile: [32, 32, 'k'] },
+  // GPUs' first choice: 128-row tiles in workgroups of 256 (f32 K where it fits, else f16 K
+  // swizzled, as D 128 at 48 KB; this device has 32 KB, so D 64 stands in).
+  { qoLens: [130, 9, 70], kvLens: [300, 77, 150], page: 16, hq: 4, hkv: 2, d: 64, layout: 'NHD', form: 'one', causal: true, fixedSplitSize: 64, simt: { pInRegisters: true, swizzle: true, workgroupSize: 256 }, tile: [128, 32, 'none'] },
+  { qoLens: [75, 200], kvLens: [75, 260], page: 5, hq: 4, hkv: 1, d: 64, layout: 'HND', form: 'pair', causal: true, windowLeft: 90, pos: 'ROPE_LLAMA', simt: { pInRegisters: true, swizzle: false, workgroupSize: 256 }, tile: [128, 32, 'k'] },
   // 8 tensor-core subgroups with 16-key tiles (what 32 KB devices and D 256 take), forced; GPU hosts only
   { qoLens: [70, 3, 41], kvLens: [90, 3, 200], page: 16, hq: 8, hkv: 2, d: 128, layout: 'NHD', form: 'one', causal: true, tensorCore: { subgroups: 8, keys: 16 } },
   { qoLens: [37, 17], kvLens: [54, 97], page: 16, hq: 4, hkv: 2, d: 64, layout: 'HND', form: 'pair', causal: true, pos: 'ROPE_LLAMA', tensorCore: { subgroups: 8, keys: 16 } },
@@ -126,6 +130,7 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
     });
     if (c.fixedSplitSize) expect(wrapper.planInfo!.numSlots).toBeGreaterThan(0);
     if (c.disableSplitKv) expect(wrapper.planInfo!.numSlots).toBe(0);
+    if (c.tile) expect([wrapper.planInfo!.tile, wrapper.planInfo!.workgroupSize]).toEqual([c.tile.slice(0, 2), c.simt?.workgroupSize ?? 128]);
     if (c.tensorCore) {
       expect(wrapper.planInfo!.path).toBe('tensor-core');
       expect(wrapper.planInfo!.tile).toEqual([16 * c.tensorCore.subgroups, c.tensorCore.keys]);
@@ -177,6 +182,24 @@ describe('BatchPrefillWithPagedKVCacheWrapper', () => {
     expect(() => new BatchPrefillWithPagedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'), { backend: 'cudnn' })).toThrow(/backend 'cudnn'/);
     w.destroy();
     expect(() => w.plan(base)).toThrow(/destroyed/);
+  });
+
+  it('runs the f32 path in 128-row tiles and workgroups of 256 where the device fits them (GPU hosts)', () => {
+    // CPU adapters take tiles of at most 32 rows; D 128 needs 48 KB of workgroup memory.
+    const limits = ctx.limits;
+    if (ctx.isSoftwareAdapter || !ctx.hasSubgroups || limits.maxComputeWorkgroupStorageSize < 49152 || limits.maxComputeInvocationsPerWorkgroup < 256) return;
+    const w = new BatchPrefillWithPagedKVCacheWrapper(ctx, ctx.empty([1 << 20], 'u8'));
+    const shape = (d: number) => ({ qoIndptr: [0, 256], pagedKvIndptr: [0, 16], pagedKvIndices: Array.from({ length: 16 }, (_, i) => i), pagedKvLastPageLen: [16], numQoHeads: 8, numKvHeads: 8, headDimQk: d, pageSize: 16, causal: true, useTensorCores: false });
+    const choice = (d: number) => {
+      w.plan(shape(d));
+      const info = w.planInfo!;
+      return [info.path, info.tile, info.workgroupSize];
+    };
+    expect([choice(128), choice(64)]).toEqual([
+      ['simt', [128, 32], 256],
+      ['simt', [128, 32], 256],
+    ]);
+    w.destroy();
   });
 });
 

@@ -31,7 +31,7 @@ interface PrefillCase {
   /** f32 path tile [rows, keys, wide] (profiling). */
   tile?: [number, number, 'none' | 'kv' | 'all' | 'k'];
   /** f32 path loop unrolling / full-tile mask skip (profiling). */
-  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean };
+  simtTuning?: { qkUnroll?: number; pvUnroll?: number; fullTiles?: boolean; pInRegisters?: boolean; lateFetch?: boolean; swizzle?: boolean; workgroupSize?: number };
 }
 
 const c = (kind: PrefillCase['kind'], batch: number, qoLen: number, kvLen: number, tc: boolean, heads = 32, headDim = 128): PrefillCase => ({
@@ -97,6 +97,26 @@ export function prefillCases(quick: boolean, hasTensorCores: boolean): PrefillCa
       v('default', {}, paged),
       t(t64, 'swizzled', swz, paged),
     ];
+  }
+  if (process.env.WEBINFER_BENCH_SIMT_WIDE) {
+    // Session 10: the f32 path's 128-row tiles in workgroups of 256 (now the default where they
+    // fit) against the previous default, 64 x 32 with an f32 K tile in workgroups of 128.
+    const gqa = { ...c('single', 1, 4096, 4096, false), kvHeads: 8, name: 'single causal qo=4096 kv=4096 H=32/8 D=128 f16 f32 path' };
+    const shapes = [
+      c('single', 1, 4096, 4096, false),
+      c('paged', 8, 2048, 2048, false),
+      c('single', 1, 128, 4096, false),
+      c('single', 1, 1024, 1024, false),
+      c('single', 1, 4096, 4096, false, 32, 64),
+      c('single', 1, 2048, 2048, false, 32, 256),
+      gqa,
+      { ...c('paged', 16, 256, 1024, false), kvHeads: 8, name: 'paged B=16 causal qo=256 kv=1024 H=32/8 D=128 f16 f32 path' },
+    ];
+    return shapes.flatMap((k) => [
+      { ...k, name: `${k.name} default` },
+      // (D 256 keeps its 32 x 32 tiles: neither fits 128 rows nor 64 x 32 in 48 KB.)
+      ...(k.headDim === 256 ? [] : [{ ...k, tile: [64, 32, 'k'] as PrefillCase['tile'], simtTuning: { pInRegisters: true, swizzle: false }, name: `${k.name} 64 x 32 f32 K (session 9 default)` }]),
+    ]);
   }
   if (process.env.WEBINFER_BENCH_TC_SUBGROUPS) {
     // Experiment: tensor-core subgroups (16 rows each) per workgroup.

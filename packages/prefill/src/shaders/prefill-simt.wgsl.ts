@@ -35,10 +35,12 @@ import {
 export const SIMT_WORKGROUP = 128;
 
 export interface SimtPrefillConfig extends PrefillKernelOptions {
-  /** Packed query rows per tile (16, 32 or 64). */
+  /** Packed query rows per tile (16, 32 or 64; 128 with workgroups of 256). */
   rowsPerTile: number;
   /** Keys per K/V tile (8, 16 or 32). */
   keysPerTile: number;
+  /** Invocations a workgroup (default SIMT_WORKGROUP, 128; 256 takes twice the rows per tile). */
+  workgroupSize?: number;
   /**
    * Tiles held as f32 in workgroup memory ('k': K, 'kv': K and V, 'all': Q too) instead of their
    * 16-bit input format: more memory, but no f16->f32 conversion on every read. Same numerics:
@@ -112,16 +114,17 @@ export function simtLayout(c: SimtPrefillConfig) {
   // S: RG row groups x CG column groups; a thread holds RS rows x CS keys. With f32 K, 4 column
   // groups (2 x 8 micro-tiles: 2 q and 8 k loads per 64 FMAs, the q ones converted).
   const CG = pInK ? 4 : 8;
-  const RG = SIMT_WORKGROUP / CG;
+  const WG = c.workgroupSize ?? SIMT_WORKGROUP;
+  const RG = WG / CG;
   const RS = BR / RG;
   const CS = BC / CG;
   // O: RO rows x CO units per thread.
-  const U = (BR * DV4) / SIMT_WORKGROUP;
+  const U = (BR * DV4) / WG;
   // P in registers: a row's O units spread over the same CG lanes that hold its logits.
   const CO = pInRegs ? DV4 / CG : U >= 8 && DV4 % 4 === 0 ? 4 : U >= 2 ? 2 : 1;
   const RO = U / CO;
   const CGO = DV4 / CO;
-  const RGO = SIMT_WORKGROUP / CGO;
+  const RGO = WG / CGO;
   const kBytes = BC * KS * unitBytes(tk);
   const smemBytes =
     BR * QS * unitBytes(tq) +
@@ -137,14 +140,19 @@ export function simtLayout(c: SimtPrefillConfig) {
     Number.isInteger(RS) && Number.isInteger(CS) && Number.isInteger(RO) && Number.isInteger(RGO) && RGO * RO === BR && U >= 1 && (!pInK || BR * PS * 4 <= kBytes) &&
     (!pInRegs || (Number.isInteger(CO) && CGO === CG && RO === RS)) &&
     (!swizzle || (DQ4 % 8 === 0 && RG % 8 === 0 && CG % 8 === 0));
-  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, U, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
+  return { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, U, QS, KS, VS, PS, WG, CG, RG, RS, CS, RO, CO, CGO, RGO, smemBytes, valid };
 }
 
 /**
- * Tiles to try first when P stays in registers: its freed workgroup memory holds K as f32 (no
- * conversion per read). H100, causal 4096: 6.25 ms against 6.42 with an f16 K tile.
+ * Tiles to try first when P stays in registers: [rows, keys, wide, workgroup size, swizzled]. 128
+ * rows in workgroups of 256 come first: each K/V tile, with its loads and barriers, then serves
+ * twice the rows (H100, causal 4096: D 128 5.21 ms against 6.15 for 64 x 32 with an f32 K tile;
+ * D 64 2.56 against 2.75; BENCHMARKS.md "Session 10"). They keep K in f16 with swizzled rows (D 64
+ * with an f32 K tile read 2.86 ms; D 128 fits 48 KB only so). At 64 rows, the workgroup memory P
+ * frees holds K as f32 where it fits (no conversion per read; 6.25 against 6.42 ms with f16 K).
  */
-export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k' | 'none'])[] = [
+export const SIMT_TILES_P_IN_REGISTERS: readonly (readonly [number, number, 'k' | 'none', number?, 'swizzled'?])[] = [
+  [128, 32, 'none', 256, 'swizzled'],
   [64, 32, 'k'],
   [64, 32, 'none'], // 32 KB devices (swizzled)
   [32, 32, 'k'],
@@ -190,12 +198,11 @@ export function ropeRotateWgsl(): string {
 export function simtPrefillWgsl(c: SimtPrefillConfig): string {
   const L = simtLayout(c);
   if (!L.valid) throw new Error(`invalid prefill tile ${c.rowsPerTile}x${c.keysPerTile} for head dims ${c.headDimQk}/${c.headDimVo}`);
-  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, QS, KS, VS, PS, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
+  const { BR, BC, DQ4, DV4, tq, tk, tv, pInK, pInRegs, swizzle, QS, KS, VS, PS, WG, CG, RG, RS, CS, RO, CO, CGO, RGO } = L;
   // Q/K tile word of (row, unit): padded rows, or unpadded with the unit XOR-swizzled by row & 7.
   const qAt = (row: string, unit: string) => (swizzle ? `(${row}) * ${QS}u + ((${unit}) ^ ((${row}) & 7u))` : `(${row}) * ${QS}u + ${unit}`);
   const kAt = (row: string, unit: string) => (swizzle ? `(${row}) * ${KS}u + ((${unit}) ^ ((${row}) & 7u))` : `(${row}) * ${KS}u + ${unit}`);
   const G = c.groupSize;
-  const WG = SIMT_WORKGROUP;
   const rope = c.posEncoding === 'ROPE_LLAMA';
   const DQ = c.headDimQk;
   const qUnits = rope ? DQ4 / 2 : DQ4;
