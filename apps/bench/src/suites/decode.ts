@@ -398,6 +398,20 @@ export async function profileDecode(ctx: GpuContext, opts: SuiteOptions): Promis
         [k, 'U=4', { tokensPerStep: 4 }],
         [k, 'U=8', { tokensPerStep: 8 }],
       ])
+    : process.env.WEBINFER_BENCH_GQA8
+    ? // Session 10: GQA 8 (two workgroups a KV head, 4 heads each) and GQA 6/16 with kernel shapes varied.
+      [c('batch', 64, 4096, 64, 8, 16), c('batch', 128, 2048, 64, 8, 16), c('batch', 64, 4096, 48, 4, 16), c('batch', 32, 4096, 64, 4, 16)].flatMap(
+        (k): [DecodeCase, string, Record<string, unknown>][] => [
+          [k, 'default', {}],
+          [k, 'U=2', { tokensPerStep: 2 }],
+          [k, 'U=8', { tokensPerStep: 8 }],
+          [k, '2 heads a workgroup, U=8', { headsPerWorkgroup: 2, tokensPerStep: 8 }],
+          [k, '2 heads a workgroup, U=4', { headsPerWorkgroup: 2, tokensPerStep: 4 }],
+          [k, 'workgroups of 256', { workgroupSize: 256 }],
+          [k, 'workgroups of 64', { workgroupSize: 64 }],
+          [k, 'lazy rescale', { lazyRescale: true }],
+        ],
+      )
     : process.env.WEBINFER_BENCH_FP8_SPLIT
     ? // Session 9: the default split (twice the target where chunks stay >= 1024 tokens, balanced
       // chunks) against the target alone, per KV dtype and shape.
