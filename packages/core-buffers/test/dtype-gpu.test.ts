@@ -24,7 +24,6 @@ import {
   wgslEnables,
   wgslLoadElement,
   wgslLoadVec4,
-  wgslUnpackWord,
   wgslWidenFp8ToF16,
 } from '../src';
 
