@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createContext, DEFAULT_DAWN_FLAGS } from '@webinfer/core-buffers';
 import { measureCeilings } from './ceilings';
 import { renderHtml } from './report-html';
+import { readSlowdownCounters, slowdownLine } from './slowdown';
 import { runAttentionSuite } from './suites/attention';
 import { profileDecode, runDecodeSuite } from './suites/decode';
 import { runGraphSuite } from './suites/graph';
@@ -117,6 +118,7 @@ async function main(): Promise<number> {
     const bar = m ? `[${'#'.repeat(Math.round((20 * Number(m[1])) / Number(m[2]))).padEnd(20, '.')}] ` : '';
     process.stderr.write(`\r\x1b[K[bench] ${bar}${msg}`);
   };
+  const slowdownBefore = readSlowdownCounters();
   progress('measuring ceilings');
   const ceilings = await measureCeilings(ctx, args.quick);
   const suites = args.suite === 'all' ? Object.keys(SUITES).filter((s) => !s.startsWith('profile') && !s.startsWith('probe') && s !== 'plan-cpu') : [args.suite];
@@ -127,12 +129,14 @@ async function main(): Promise<number> {
     results.push(...(await run(ctx, { quick: args.quick, verify: args.verify, progress, filter: args.filter })));
   }
   process.stderr.write('\r\x1b[K');
+  const slowdownAfter = readSlowdownCounters();
   const peer = args.peer === 'torch' ? runTorchPeer(results) : undefined;
   if (args.peer && args.peer !== 'torch') throw new Error(`unknown peer ${args.peer}; have torch`);
   const peerOf = (name: string) => peer?.results.find((p) => p.name === name);
   const lines = [
     `device: ${device} | features: ${[...ctx.features].filter((f) => /f16|subgroup|timestamp/.test(f)).join(', ')} | workgroup memory: ${ctx.limits.maxComputeWorkgroupStorageSize} bytes`,
     `ceilings (same run): stream read ${fmt(ceilings.readGBs)} GB/s, f32 FMA ${fmt(ceilings.fmaTflops, 2)} TFLOP/s; timing: ${ceilings.timing}`,
+    slowdownLine(slowdownBefore, slowdownAfter),
     peer ? `peer: PyTorch ${peer.torch} scaled_dot_product_attention on ${peer.device} (contiguous KV, CUDA events)` : 'peer: none',
     '',
     '| suite | case | time (ms) | p10–p90 (ms) | GB/s | % of read | TFLOP/s | plan CPU (µs) | run CPU (µs) | verify | torch (ms) | torch time / ours |',
@@ -150,7 +154,7 @@ async function main(): Promise<number> {
   const date = new Date().toISOString();
   if (args.html) writeFileSync(args.html, renderHtml({ device, date, ceilings, results, peer }));
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date, ceilings, results, peer }, null, 2));
+    writeFileSync(args.json, JSON.stringify({ device, adapter: info, date, ceilings, slowdown: { before: slowdownBefore, after: slowdownAfter }, results, peer }, null, 2));
   }
   ctx.dispose();
   return results.some((r) => r.verified?.startsWith('FAILED')) ? 1 : 0;
