@@ -7,6 +7,16 @@ import { type FloatDType, type PosEncodingMode, UniformSchema, elementsPerWord, 
 
 export type { PosEncodingMode } from '@webinfer/core-buffers';
 
+/** What every tensor-core decode kernel config shares: output dtype, logit transform and masks. */
+export interface TensorCoreDecodeOutputs {
+  oDtype: FloatDType;
+  posEncoding: PosEncodingMode;
+  softCap: boolean;
+  sinks: boolean;
+  pagePow2: boolean;
+  specMask?: boolean;
+}
+
 export const decodeUniforms = new UniformSchema('DecodeParams', {
   num_work: 'u32',
   num_kv_heads: 'u32',

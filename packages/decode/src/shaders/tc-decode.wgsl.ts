@@ -31,6 +31,7 @@ import {
 } from '@webinfer/core-buffers';
 import {
   type PosEncodingMode,
+  type TensorCoreDecodeOutputs,
   decodeBindingsWgsl,
   decodeFinishStateWgsl,
   decodeLogitExpr,
@@ -42,16 +43,10 @@ import {
   stageQRowsF16Wgsl,
 } from './decode-common';
 
-export interface TensorCoreDecodeConfig {
+export interface TensorCoreDecodeConfig extends TensorCoreDecodeOutputs {
   headDim: number;
   groupSize: number;
   subgroupSize: number;
-  oDtype: FloatDType;
-  posEncoding: PosEncodingMode;
-  softCap: boolean;
-  sinks: boolean;
-  pagePow2: boolean;
-  specMask?: boolean;
   /** Load a block's V matrices with its K (before the softmax) instead of after (default true). */
   earlyV?: boolean;
   /** Bind the caches as array<f16> (matrix offsets in elements) instead of 16-byte words. */

@@ -28,7 +28,7 @@ import {
   wgslWriteP16,
 } from '@webinfer/core-buffers';
 import {
-  type PosEncodingMode,
+  type TensorCoreDecodeOutputs,
   decodeBindingsWgsl,
   decodeFinishStateWgsl,
   decodeLogitExpr,
@@ -40,7 +40,7 @@ import {
   stageQRowsF16Wgsl,
 } from './decode-common';
 
-export interface StagedTensorCoreDecodeConfig {
+export interface StagedTensorCoreDecodeConfig extends TensorCoreDecodeOutputs {
   headDim: number;
   groupSize: number;
   /** 32 (the softmax gives each head row 2 lanes). */
@@ -48,12 +48,6 @@ export interface StagedTensorCoreDecodeConfig {
   /** Subgroups a workgroup (each takes 16 keys of a block). */
   subgroups: number;
   kvDtype: 'f16' | 'fp8_e4m3' | 'fp8_e5m2';
-  oDtype: FloatDType;
-  posEncoding: PosEncodingMode;
-  softCap: boolean;
-  sinks: boolean;
-  pagePow2: boolean;
-  specMask?: boolean;
   /** Keep Q staged in workgroup memory and load its matrices every block (fewer registers). */
   qInSmem?: boolean;
   /** Bench only (wrong results): leave a phase out to see what it costs. */
